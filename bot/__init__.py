@@ -1,0 +1,1 @@
+"""trainbot: Slack ChatOps for model training."""

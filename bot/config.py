@@ -1,0 +1,108 @@
+"""All configuration, read from the environment in one place.
+
+Bad configuration fails at start with a :class:`ConfigError` that names the variable.
+"""
+
+from __future__ import annotations
+
+import getpass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.domain.errors import ConfigError
+
+__all__ = ["RerunApproval", "Settings", "load_settings"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IdList = Annotated[list[str], NoDecode]
+
+
+class RerunApproval(StrEnum):
+    ALWAYS = "always"
+    GPU = "gpu"
+    NEVER = "never"
+
+
+class Settings(BaseSettings):
+    """Environment variables, documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINBOT_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".trainbot")
+    store: Literal["sqlite", "dynamodb"] = "sqlite"
+    table: str = "trainbot"
+    compute: Literal["local", "sagemaker"] = "local"
+    pools: Path | None = None
+    algorithms_dir: Path = REPO_ROOT / "algorithms"
+    user: str = Field(default_factory=lambda: _os_user())
+    scope: str = "local"
+    approvers: IdList = Field(default_factory=list)
+    admins: IdList = Field(default_factory=list)
+    channels: IdList = Field(default_factory=list)
+    rerun_approval: RerunApproval = RerunApproval.ALWAYS
+    allow_self_approval: bool = False
+    approval_ttl_minutes: int = Field(default=24 * 60, ge=1)
+    stuck_after_minutes: int = Field(default=30, ge=1)
+    tensorboard_port: int = Field(default=6006, ge=0, le=65535)
+    job_prefix: str = Field(default="trainbot", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,15}$")
+    # AWS mode
+    sagemaker_role_arn: str | None = None
+    bucket: str | None = None
+    allowed_buckets: IdList = Field(default_factory=list)
+    catalog: Path | None = None
+    kms_key_id: str | None = None
+    subnets: IdList = Field(default_factory=list)
+    security_groups: IdList = Field(default_factory=list)
+    keep_alive_seconds: int = Field(default=0, ge=0, le=3600)
+    idempotency_table: str | None = None
+
+    @field_validator("approvers", "admins", "channels", "allowed_buckets", "subnets",
+                     "security_groups", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "trainbot.db"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+
+class SlackSettings(BaseSettings):
+    """Slack credentials; secrets stay ``SecretStr`` so they never print."""
+
+    model_config = SettingsConfigDict(env_prefix="SLACK_", extra="ignore", frozen=True)
+
+    signing_secret: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "local-user"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; turn validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            var = f"TRAINBOT_{field.upper()}"
+            problems.append(f"{var}: {err['msg']}")
+        raise ConfigError("Bad configuration — " + "; ".join(problems)) from exc

@@ -1,0 +1,266 @@
+"""Preset algorithm manifests and hyperparameter validation (no I/O)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bot.domain.errors import InvalidInput
+
+__all__ = [
+    "Algorithm",
+    "ChannelSpec",
+    "HyperParameter",
+    "HyperParameterType",
+    "MetricDefinition",
+    "Objective",
+    "HPValue",
+]
+
+HPValue = int | float | bool | str
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_TRUE = {"true", "1", "yes", "on", "y", "t"}
+_FALSE = {"false", "0", "no", "off", "n", "f"}
+MAX_STR_VALUE = 256
+
+
+class HyperParameterType(StrEnum):
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    STR = "str"
+    CHOICE = "choice"
+
+
+class HyperParameter(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    type: HyperParameterType
+    default: HPValue
+    min: float | None = None
+    max: float | None = None
+    choices: list[str] | None = None
+    help: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _HP_NAME.match(v):
+            raise ValueError(f"invalid hyperparameter name {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HyperParameter:
+        if self.type is HyperParameterType.CHOICE and not self.choices:
+            raise ValueError(f"{self.name}: a choice parameter needs choices")
+        # The default must itself be valid: a manifest can't ship a broken default.
+        self.coerce(self.default)
+        return self
+
+    def describe_range(self) -> str:
+        if self.type is HyperParameterType.CHOICE:
+            return "one of " + ", ".join(self.choices or [])
+        if self.type is HyperParameterType.BOOL:
+            return "true or false"
+        if self.type in (HyperParameterType.INT, HyperParameterType.FLOAT):
+            lo = "-inf" if self.min is None else _fmt(self.min)
+            hi = "inf" if self.max is None else _fmt(self.max)
+            kind = "an integer" if self.type is HyperParameterType.INT else "a number"
+            return f"{kind} in [{lo}, {hi}]"
+        return f"text up to {MAX_STR_VALUE} characters"
+
+    def coerce(self, raw: Any) -> HPValue:
+        """Turn a user-supplied value (often a string) into this parameter's type.
+
+        Raises :class:`InvalidInput` naming the parameter and the accepted range.
+        """
+        problem = f"`{self.name}` must be {self.describe_range()}, got {_show(raw)}"
+        t = self.type
+        if t is HyperParameterType.BOOL:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in _TRUE:
+                return True
+            if s in _FALSE:
+                return False
+            raise InvalidInput(problem)
+        if t in (HyperParameterType.INT, HyperParameterType.FLOAT):
+            if isinstance(raw, bool):
+                raise InvalidInput(problem)
+            try:
+                if t is HyperParameterType.INT:
+                    if isinstance(raw, float):
+                        if not raw.is_integer():
+                            raise ValueError
+                        value: int | float = int(raw)
+                    else:
+                        value = int(str(raw).strip(), 10)
+                else:
+                    value = float(str(raw).strip())
+            except (ValueError, OverflowError):
+                raise InvalidInput(problem) from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidInput(problem)
+            if (self.min is not None and value < self.min) or (
+                self.max is not None and value > self.max
+            ):
+                raise InvalidInput(problem)
+            return value
+        s = str(raw)
+        if t is HyperParameterType.CHOICE:
+            if s not in (self.choices or []):
+                raise InvalidInput(problem)
+            return s
+        if len(s) > MAX_STR_VALUE:
+            raise InvalidInput(problem)
+        return s
+
+
+class ChannelSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    required: bool = False
+    default: str | None = None
+    content_types: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class MetricDefinition(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255)
+    regex: str = Field(min_length=1, max_length=500)
+
+    @field_validator("regex")
+    @classmethod
+    def _one_group(cls, v: str) -> str:
+        try:
+            compiled = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid metric regex {v!r}: {exc}") from exc
+        if compiled.groups != 1:
+            raise ValueError(f"metric regex {v!r} must have exactly one capture group")
+        return v
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str
+    goal: Literal["maximize", "minimize"] = "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when ``a`` is strictly better than ``b``."""
+        return a > b if self.goal == "maximize" else a < b
+
+
+class Algorithm(BaseModel):
+    """A preset algorithm: everything needed to launch it without writing model code."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    title: str
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    framework: str
+    framework_version: str
+    py_version: str = "py311"
+    description: str = ""
+    entry_point: str
+    hyperparameters: list[HyperParameter] = Field(default_factory=list)
+    channels: list[ChannelSpec] = Field(default_factory=list)
+    metrics: list[MetricDefinition] = Field(default_factory=list, max_length=40)
+    progress_regex: str | None = None
+    objective: Objective
+    quality_target: float | None = None
+    supported_pools: list[str] = Field(default_factory=lambda: ["*"])
+    supports_checkpoints: bool = False
+    supports_spot: bool = False
+    supports_distributed: bool = False
+    gpu: Literal["optional", "required", "unused"] = "optional"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(f"algorithm id {v!r} must be lowercase letters, digits and '-'")
+        return v
+
+    @field_validator("progress_regex")
+    @classmethod
+    def _progress(cls, v: str | None) -> str | None:
+        if v is not None:
+            groups = re.compile(v).groupindex
+            if "current" not in groups:
+                raise ValueError("progress_regex needs a named group 'current'")
+        return v
+
+    @model_validator(mode="after")
+    def _objective_is_a_metric(self) -> Algorithm:
+        names = [m.name for m in self.metrics]
+        if self.objective.metric not in names:
+            raise ValueError(f"objective metric {self.objective.metric!r} is not among {names}")
+        hp_names = [h.name for h in self.hyperparameters]
+        if len(set(hp_names)) != len(hp_names):
+            raise ValueError("duplicate hyperparameter names")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def hyperparameter(self, name: str) -> HyperParameter:
+        for hp in self.hyperparameters:
+            if hp.name == name:
+                return hp
+        known = ", ".join(h.name for h in self.hyperparameters) or "none"
+        raise InvalidInput(
+            f"`{name}` is not a parameter of {self.id}.",
+            hint=f"Its parameters are: {known}. See `/train algorithms {self.id}`.",
+        )
+
+    def defaults(self) -> dict[str, HPValue]:
+        return {hp.name: hp.default for hp in self.hyperparameters}
+
+    def validate_hyperparameters(
+        self, values: dict[str, Any], *, fill_defaults: bool = True
+    ) -> dict[str, HPValue]:
+        """Validate user values against the schema; every problem is reported at once."""
+        errors: list[str] = []
+        out: dict[str, HPValue] = self.defaults() if fill_defaults else {}
+        for key, raw in values.items():
+            try:
+                out[key] = self.hyperparameter(key).coerce(raw)
+            except InvalidInput as exc:
+                errors.append(exc.message)
+        if errors:
+            raise InvalidInput(
+                "Invalid parameters for " + self.id + ": " + "; ".join(errors),
+                hint=f"See the schema with `/train algorithms {self.id}`.",
+            )
+        return out
+
+    def supports_pool(self, pool_id: str) -> bool:
+        return "*" in self.supported_pools or pool_id in self.supported_pools
+
+    def channel(self, name: str) -> ChannelSpec | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _show(raw: Any) -> str:
+    s = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+    return repr(s[:40] + "…") if len(s) > 40 else repr(s)

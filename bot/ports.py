@@ -1,0 +1,197 @@
+"""The ports: what the services need from the outside world, as Protocols.
+
+Adapters in ``bot/adapters`` implement them; hand-written fakes in the tests implement the
+same Protocols and pass the same contract suites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from bot.domain import (
+    Algorithm,
+    Approval,
+    Artifacts,
+    Decision,
+    JobVersion,
+    MetricSummary,
+    Preset,
+    Progress,
+    ResourcePool,
+    Status,
+    TrainingJob,
+    TrainingJobDetail,
+    TrainingJobStateChange,
+)
+
+__all__ = [
+    "Chat",
+    "Clock",
+    "Compute",
+    "EventSink",
+    "JobStore",
+    "Launch",
+    "Links",
+    "Results",
+]
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Durable storage of jobs, versions, presets and approvals.
+
+    Every write that can race is conditional: version numbers are allocated atomically,
+    ``save_version`` is compare-and-set on ``revision``, an approval is decided once.
+    No method scans the whole store.
+    """
+
+    def add_version(
+        self, draft: JobVersion, *, new_job: TrainingJob | None = None
+    ) -> tuple[JobVersion, bool]:
+        """Store ``draft`` as its job's next version; return ``(stored, created)``.
+
+        The number is ``job.latest_version + 1``, allocated atomically with the job's counter;
+        the stored version has that number and ``revision == 1``. With ``new_job`` the job is
+        created in the same write and must not exist yet (``Conflict``); without it the job must
+        exist (``NotFound``). If ``draft.request_key`` is set and a version was already stored
+        under that key, nothing is written and ``(that version, False)`` is returned: this is
+        what makes a retried Slack delivery start nothing new.
+        """
+        ...
+
+    def get_job(self, name: str) -> TrainingJob: ...
+
+    def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
+        """Newest first; all channels when ``channel`` is None."""
+        ...
+
+    def get_version(self, job: str, number: int) -> JobVersion: ...
+
+    def list_versions(self, job: str) -> list[JobVersion]:
+        """Oldest first. ``NotFound`` if the job does not exist."""
+        ...
+
+    def save_version(self, version: JobVersion) -> JobVersion:
+        """Write the mutable fields if the stored revision equals ``version.revision``.
+
+        Returns the version with ``revision + 1``; raises ``StaleWrite`` otherwise.
+        """
+        ...
+
+    def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None: ...
+
+    def list_active(self) -> list[JobVersion]:
+        """Versions not in a terminal state (through an index, not a scan)."""
+        ...
+
+    def list_ended_since(self, since: datetime) -> list[JobVersion]:
+        """Versions whose ``ended_at`` is at or after ``since`` (through an index)."""
+        ...
+
+    def create_preset(self, preset: Preset) -> Preset:
+        """``Conflict`` if a preset of that name exists in the scope."""
+        ...
+
+    def get_preset(self, scope: str, name: str) -> Preset: ...
+
+    def list_presets(self, scope: str) -> list[Preset]:
+        """Sorted by name."""
+        ...
+
+    def delete_preset(self, scope: str, name: str) -> None: ...
+
+    def create_approval(self, approval: Approval) -> Approval: ...
+
+    def get_approval(self, approval_id: str) -> Approval: ...
+
+    def decide_approval(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str = ""
+    ) -> Approval:
+        """Record the decision if none was recorded yet; ``Conflict`` otherwise."""
+        ...
+
+    def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval: ...
+
+
+@dataclass(frozen=True)
+class Launch:
+    backend_job_name: str
+    artifacts: Artifacts = field(default_factory=Artifacts)
+    compute_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Links:
+    console: str | None = None
+    tensorboard: str | None = None
+    lineage: str | None = None
+    logs: str | None = None
+
+
+@dataclass(frozen=True)
+class Results:
+    evaluation: dict | None = None
+    series: dict[str, MetricSummary] = field(default_factory=dict)
+    log_tail: list[str] = field(default_factory=list)
+
+
+EventSink = Callable[[TrainingJobStateChange], None]
+
+
+@runtime_checkable
+class Compute(Protocol):
+    """Where versions run: a local subprocess or a SageMaker training job.
+
+    Backends report state changes as :class:`TrainingJobStateChange` events, delivered to
+    ``bot.services.events.record_state_change`` (locally through the sink the backend was
+    built with; on AWS through EventBridge).
+    """
+
+    name: str
+
+    def launch(self, version: JobVersion, algorithm: Algorithm, pool: ResourcePool) -> Launch:
+        """Start the version; raise ``BackendError`` (or a subclass) if it could not start."""
+        ...
+
+    def stop(self, version: JobVersion) -> None: ...
+
+    def describe(self, version: JobVersion) -> TrainingJobDetail | None:
+        """The backend's current view, or None if it doesn't know the job."""
+        ...
+
+    def progress(self, version: JobVersion, algorithm: Algorithm) -> Progress | None: ...
+
+    def results(self, version: JobVersion, algorithm: Algorithm) -> Results:
+        """Evaluation, metric series and the last log lines of a finished version."""
+        ...
+
+    def logs(self, version: JobVersion, *, lines: int = 50) -> list[str]: ...
+
+    def links(self, version: JobVersion) -> Links: ...
+
+
+class Chat(Protocol):
+    """Where people hear about versions (Slack, or nothing for the CLI)."""
+
+    def version_created(self, version: JobVersion) -> tuple[str, str] | None:
+        """Post the version's card; return ``(channel, ts)`` of the message, if posted."""
+        ...
+
+    def version_changed(self, version: JobVersion, previous: Status) -> None: ...
+
+    def progress(self, version: JobVersion) -> None: ...
+
+    def approval_requested(
+        self, approval: Approval, version: JobVersion
+    ) -> tuple[str, str] | None: ...
+
+    def approval_decided(self, approval: Approval, version: JobVersion) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC."""
+        ...
