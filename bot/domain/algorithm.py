@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -223,10 +224,13 @@ class Algorithm(BaseModel):
         for hp in self.hyperparameters:
             if hp.name == name:
                 return hp
-        known = ", ".join(h.name for h in self.hyperparameters) or "none"
+        names = [h.name for h in self.hyperparameters]
+        close = difflib.get_close_matches(name, names, n=1)
+        guess = f" (did you mean `{close[0]}`?)" if close else ""
         raise InvalidInput(
-            f"`{name}` is not a parameter of {self.id}.",
-            hint=f"Its parameters are: {known}. See `/train algorithms {self.id}`.",
+            f"`{name[:40]}` is not a parameter of {self.id}{guess}; "
+            f"its parameters are: {', '.join(names) or 'none'}",
+            hint=f"See `/train algorithms {self.id}`.",
         )
 
     def defaults(self) -> dict[str, HPValue]:

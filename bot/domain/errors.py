@@ -39,6 +39,9 @@ class TrainbotError(Exception):
     def user_text(self) -> str:
         return f"{self.message}\n{self.hint}" if self.hint else self.message
 
+    def __str__(self) -> str:
+        return self.user_text()
+
 
 class InvalidInput(TrainbotError):
     pass

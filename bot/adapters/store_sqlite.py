@@ -1,0 +1,476 @@
+"""The embedded :class:`~bot.ports.JobStore`: one SQLite file in WAL mode.
+
+Models are stored as JSON next to the few columns that queries and constraints need. Every
+write that can race runs in ``BEGIN IMMEDIATE`` (one writer at a time, across threads and
+processes) or is a single conditional ``UPDATE``; readers never block writers (WAL).
+A version's JSON is split in two: the fields fixed at creation and the mutable state, so
+``save_version`` cannot rewrite a version's spec or lineage even by mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.domain import (
+    Approval,
+    ConfigError,
+    Conflict,
+    Decision,
+    JobVersion,
+    NotFound,
+    Preset,
+    StaleWrite,
+    TrainingJob,
+)
+
+__all__ = ["SqliteStore"]
+
+# Each entry upgrades the schema by one; PRAGMA user_version counts the entries applied.
+# Append, never edit: a file written by an older trainbot replays only what it lacks.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE jobs (
+            name TEXT PRIMARY KEY,
+            channel TEXT,
+            created_at TEXT NOT NULL,
+            latest_version INTEGER NOT NULL,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX jobs_by_channel ON jobs (channel, created_at)",
+        "CREATE INDEX jobs_by_time ON jobs (created_at)",
+        """CREATE TABLE versions (
+            job TEXT NOT NULL REFERENCES jobs (name),
+            number INTEGER NOT NULL,
+            revision INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            terminal INTEGER NOT NULL,
+            backend_job_name TEXT,
+            request_key TEXT,
+            created_at TEXT NOT NULL,
+            ended_at TEXT,
+            fixed TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (job, number)
+        )""",
+        "CREATE UNIQUE INDEX versions_by_backend_name ON versions (backend_job_name)",
+        "CREATE UNIQUE INDEX versions_by_request_key ON versions (request_key)",
+        "CREATE INDEX versions_active ON versions (created_at) WHERE terminal = 0",
+        "CREATE INDEX versions_by_ended_at ON versions (ended_at)",
+        """CREATE TABLE presets (
+            scope TEXT NOT NULL,
+            name TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (scope, name)
+        )""",
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            decision TEXT,
+            decided_by TEXT,
+            decided_at TEXT,
+            decision_note TEXT NOT NULL DEFAULT '',
+            channel TEXT,
+            message_ts TEXT,
+            body TEXT NOT NULL
+        )""",
+    ),
+)
+
+# Set when a version is created; save_version never writes them.
+FIXED_FIELDS = frozenset(
+    {"job", "number", "parent", "spec", "requested_by", "created_at", "request_key"}
+)
+_STATE_EXCLUDE = FIXED_FIELDS | {"revision"}
+# Approval fields that change after creation; each has its own column so that deciding and
+# recording the card's message never overwrite each other.
+_APPROVAL_MUTABLE = (
+    "decision",
+    "decided_by",
+    "decided_at",
+    "decision_note",
+    "channel",
+    "message_ts",
+)
+
+_VERSION_COLUMNS = "fixed, state, revision"
+
+
+def _ts(moment: datetime) -> str:
+    """Fixed-width UTC text, so that text order is time order in the indexes."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _version(row: sqlite3.Row) -> JobVersion:
+    data = {**json.loads(row["fixed"]), **json.loads(row["state"]), "revision": row["revision"]}
+    return JobVersion.model_validate(data)
+
+
+def _job(row: sqlite3.Row) -> TrainingJob:
+    return TrainingJob.model_validate(
+        {**json.loads(row["body"]), "latest_version": row["latest_version"]}
+    )
+
+
+def _approval(row: sqlite3.Row) -> Approval:
+    data = json.loads(row["body"])
+    data.update({k: row[k] for k in _APPROVAL_MUTABLE if row[k] is not None})
+    return Approval.model_validate(data)
+
+
+class _Connection:
+    """Holds one thread's connection; weak-referenceable, unlike sqlite3.Connection."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+class SqliteStore:
+    """A :class:`~bot.ports.JobStore` in one SQLite file (created with its folder if missing).
+
+    Safe to share between threads (each thread gets its own connection) and between
+    processes on one machine (SQLite's locking; ``busy_timeout`` waits for the writer).
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        # Weak, so a finished thread's connection is closed when the thread's locals go.
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._migrate()
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        holder: _Connection | None = getattr(self._local, "holder", None)
+        if holder is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (the sqlite3 module's
+            # implicit transactions would start deferred ones, which can deadlock writers).
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,  # only so close() may close every thread's one
+                timeout=self._busy_timeout_ms / 1000,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            holder = _Connection(conn)
+            self._local.holder = holder
+            self._open.add(holder)
+        return holder.conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database's write lock up front."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise ConfigError(f"{self.path}: SQLite could not use WAL mode (got {mode!r}).")
+        # Inside the write lock, so two processes opening a new file migrate it once.
+        with self._write():
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise ConfigError(
+                    f"{self.path} has schema version {current}; this trainbot knows "
+                    f"{len(MIGRATIONS)}.",
+                    hint="Upgrade trainbot, or point TRAINBOT_HOME at another folder.",
+                )
+            for statements in MIGRATIONS[current:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def close(self) -> None:
+        """Close every thread's connection. The store must not be used afterwards."""
+        for holder in list(self._open):
+            holder.conn.close()
+        self._open.clear()
+
+    # -- jobs and versions ------------------------------------------------------------
+
+    def add_version(
+        self, draft: JobVersion, *, new_job: TrainingJob | None = None
+    ) -> tuple[JobVersion, bool]:
+        """See :meth:`bot.ports.JobStore.add_version`."""
+        if new_job is not None and new_job.name != draft.job:
+            raise ValueError(f"new_job {new_job.name!r} is not the draft's job {draft.job!r}")
+        with self._write() as conn:
+            if draft.request_key is not None:
+                row = conn.execute(
+                    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE request_key = ?",
+                    (draft.request_key,),
+                ).fetchone()
+                if row is not None:
+                    return _version(row), False
+            number = self._next_number(conn, draft.job, new_job)
+            stored = draft.model_copy(update={"number": number, "revision": 1})
+            self._insert_version(conn, stored)
+        return stored, True
+
+    def _next_number(
+        self, conn: sqlite3.Connection, job: str, new_job: TrainingJob | None
+    ) -> int:
+        row = conn.execute("SELECT latest_version FROM jobs WHERE name = ?", (job,)).fetchone()
+        if new_job is not None:
+            if row is not None:
+                raise Conflict(f"A job named `{job}` already exists.")
+            conn.execute(
+                "INSERT INTO jobs (name, channel, created_at, latest_version, body) "
+                "VALUES (?, ?, ?, 1, ?)",
+                (
+                    job,
+                    new_job.channel,
+                    _ts(new_job.created_at),
+                    new_job.model_dump_json(exclude={"latest_version"}),
+                ),
+            )
+            return 1
+        if row is None:
+            raise NotFound(f"No job named `{job}`.")
+        number = row["latest_version"] + 1
+        conn.execute("UPDATE jobs SET latest_version = ? WHERE name = ?", (number, job))
+        return number
+
+    def _insert_version(self, conn: sqlite3.Connection, version: JobVersion) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO versions (job, number, revision, status, terminal, "
+                "backend_job_name, request_key, created_at, ended_at, fixed, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version.job,
+                    version.number,
+                    version.revision,
+                    version.status.value,
+                    int(version.status.terminal),
+                    version.backend_job_name,
+                    version.request_key,
+                    _ts(version.created_at),
+                    _ts(version.ended_at) if version.ended_at else None,
+                    version.model_dump_json(include=FIXED_FIELDS),
+                    version.model_dump_json(exclude=_STATE_EXCLUDE),
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{version.label} clashes with a stored version: {exc}") from exc
+
+    def get_job(self, name: str) -> TrainingJob:
+        row = self._conn().execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"No job named `{name}`.")
+        return _job(row)
+
+    def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
+        """Newest first; all channels when ``channel`` is None."""
+        if channel is None:
+            sql, args = "SELECT * FROM jobs", ()
+        else:
+            sql, args = "SELECT * FROM jobs WHERE channel = ?", (channel,)
+        rows = self._conn().execute(
+            f"{sql} ORDER BY created_at DESC, name DESC LIMIT ?", (*args, limit)
+        )
+        return [_job(row) for row in rows]
+
+    def get_version(self, job: str, number: int) -> JobVersion:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE job = ? AND number = ?",
+                (job, number),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"No version {number} of job `{job}`.")
+        return _version(row)
+
+    def list_versions(self, job: str) -> list[JobVersion]:
+        """Oldest first. ``NotFound`` if the job does not exist."""
+        conn = self._conn()
+        rows = conn.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE job = ? ORDER BY number", (job,)
+        ).fetchall()
+        if not rows:
+            self.get_job(job)  # NotFound, or a job without versions
+        return [_version(row) for row in rows]
+
+    def save_version(self, version: JobVersion) -> JobVersion:
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored."""
+        with self._write() as conn:
+            try:
+                rows = conn.execute(
+                    "UPDATE versions SET revision = revision + 1, status = ?, terminal = ?, "
+                    "backend_job_name = ?, ended_at = ?, state = ? "
+                    f"WHERE job = ? AND number = ? AND revision = ? RETURNING {_VERSION_COLUMNS}",
+                    (
+                        version.status.value,
+                        int(version.status.terminal),
+                        version.backend_job_name,
+                        _ts(version.ended_at) if version.ended_at else None,
+                        version.model_dump_json(exclude=_STATE_EXCLUDE),
+                        version.job,
+                        version.number,
+                        version.revision,
+                    ),
+                ).fetchall()
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(
+                    f"Backend job name `{version.backend_job_name}` is already in use."
+                ) from exc
+            if not rows:
+                stored = self.get_version(version.job, version.number)  # NotFound if absent
+                raise StaleWrite(
+                    f"{version.label} changed meanwhile (revision {stored.revision}, "
+                    f"written from {version.revision})."
+                )
+        return _version(rows[0])
+
+    def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE backend_job_name = ?",
+                (backend_job_name,),
+            )
+            .fetchone()
+        )
+        return None if row is None else _version(row)
+
+    def list_active(self) -> list[JobVersion]:
+        """Non-terminal versions, oldest first (the partial index ``versions_active``)."""
+        rows = self._conn().execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE terminal = 0 "
+            "ORDER BY created_at, job, number"
+        )
+        return [_version(row) for row in rows]
+
+    def list_ended_since(self, since: datetime) -> list[JobVersion]:
+        """Versions with ``ended_at >= since``, earliest end first."""
+        rows = self._conn().execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE ended_at >= ? "
+            "ORDER BY ended_at, job, number",
+            (_ts(since),),
+        )
+        return [_version(row) for row in rows]
+
+    # -- presets ----------------------------------------------------------------------
+
+    def create_preset(self, preset: Preset) -> Preset:
+        """``Conflict`` if a preset of that name exists in the scope."""
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO presets (scope, name, body) VALUES (?, ?, ?)",
+                    (preset.scope, preset.name, preset.model_dump_json()),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"A preset named `{preset.name}` already exists.") from exc
+        return preset
+
+    def get_preset(self, scope: str, name: str) -> Preset:
+        row = (
+            self._conn()
+            .execute("SELECT body FROM presets WHERE scope = ? AND name = ?", (scope, name))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"No preset named `{name}`.")
+        return Preset.model_validate_json(row["body"])
+
+    def list_presets(self, scope: str) -> list[Preset]:
+        """Sorted by name (byte order, as DynamoDB sorts)."""
+        rows = self._conn().execute(
+            "SELECT body FROM presets WHERE scope = ? ORDER BY name", (scope,)
+        )
+        return [Preset.model_validate_json(row["body"]) for row in rows]
+
+    def delete_preset(self, scope: str, name: str) -> None:
+        """``NotFound`` if there is no such preset."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM presets WHERE scope = ? AND name = ?", (scope, name)
+            )
+        if cursor.rowcount == 0:
+            raise NotFound(f"No preset named `{name}`.")
+
+    # -- approvals --------------------------------------------------------------------
+
+    def create_approval(self, approval: Approval) -> Approval:
+        """``Conflict`` if an approval with that id exists."""
+        data = approval.model_dump(mode="json")
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO approvals (id, decision, decided_by, decided_at, "
+                    "decision_note, channel, message_ts, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        approval.id,
+                        *(data[k] for k in _APPROVAL_MUTABLE),
+                        approval.model_dump_json(exclude=set(_APPROVAL_MUTABLE)),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"Approval `{approval.id}` already exists.") from exc
+        return approval
+
+    def get_approval(self, approval_id: str) -> Approval:
+        row = (
+            self._conn()
+            .execute("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"No approval request `{approval_id}`.")
+        return _approval(row)
+
+    def decide_approval(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str = ""
+    ) -> Approval:
+        """Record the decision if none was recorded yet; ``Conflict`` otherwise."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE approvals SET decision = ?, decided_by = ?, decided_at = ?, "
+                "decision_note = ? WHERE id = ? AND decision IS NULL",
+                (decision.value, by, at.isoformat(), note, approval_id),
+            )
+        if cursor.rowcount == 0:
+            earlier = self.get_approval(approval_id)  # NotFound if absent
+            raise Conflict(
+                f"This request was already {earlier.decision} by {earlier.decided_by}."
+            )
+        return self.get_approval(approval_id)
+
+    def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE approvals SET channel = ?, message_ts = ? WHERE id = ?",
+                (channel, ts, approval_id),
+            )
+        if cursor.rowcount == 0:
+            raise NotFound(f"No approval request `{approval_id}`.")
+        return self.get_approval(approval_id)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"

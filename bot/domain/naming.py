@@ -1,0 +1,24 @@
+"""Backend job names: valid SageMaker TrainingJobNames that map back to a version."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["backend_job_name", "TRAINING_JOB_NAME"]
+
+TRAINING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_MAX = 63
+
+
+def backend_job_name(prefix: str, job: str, number: int, suffix: str) -> str:
+    """``<prefix>-<job>-v<number>-<suffix>``, shortened (job part) to SageMaker's 63 chars.
+
+    The suffix keeps names unique when a job name is reused (SageMaker never frees a name).
+    """
+    tail = f"-v{number}-{suffix}"
+    room = _MAX - len(prefix) - 1 - len(tail)
+    stem = job[: max(room, 1)].rstrip("-")
+    name = f"{prefix}-{stem}{tail}"
+    if not TRAINING_JOB_NAME.match(name):
+        raise ValueError(f"cannot derive a valid training job name from {job!r}")
+    return name

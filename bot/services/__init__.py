@@ -1,0 +1,1 @@
+"""Use cases. Plain functions that take :class:`Deps`; no I/O of their own."""

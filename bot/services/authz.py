@@ -1,0 +1,93 @@
+"""Who may do what. Every check raises :class:`NotAllowed` saying who can."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.config import RerunApproval
+from bot.domain import Approval, JobVersion, NotAllowed, Preset, ResourcePool
+
+__all__ = ["Policy"]
+
+# (user_id, group_id) -> is the user a member? Slack user groups start with "S".
+MembershipCheck = Callable[[str, str], bool]
+
+
+def _no_groups(user: str, group: str) -> bool:
+    return False
+
+
+@dataclass
+class Policy:
+    approvers: list[str] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    rerun_approval: RerunApproval = RerunApproval.ALWAYS
+    allow_self_approval: bool = False
+    approval_ttl_minutes: int = 24 * 60
+    is_member: MembershipCheck = _no_groups
+
+    def _in(self, user: str, ids: list[str]) -> bool:
+        return any(user == i or (i.startswith("S") and self.is_member(user, i)) for i in ids)
+
+    def is_admin(self, user: str) -> bool:
+        return self._in(user, self.admins)
+
+    def is_approver(self, user: str) -> bool:
+        return self._in(user, self.approvers) or self.is_admin(user)
+
+    def check_channel(self, channel: str | None) -> None:
+        if self.channels and channel is not None and channel not in self.channels:
+            raise NotAllowed(
+                "trainbot doesn't take commands in this channel.",
+                hint="Use one of: " + ", ".join(f"<#{c}>" for c in self.channels) + ".",
+            )
+
+    def check_launch(self, user: str, pool: ResourcePool) -> None:
+        if pool.allowed_launchers and not (
+            self._in(user, pool.allowed_launchers) or self.is_admin(user)
+        ):
+            raise NotAllowed(
+                f"You may not launch on pool `{pool.id}`.",
+                hint="Allowed: " + _people(pool.allowed_launchers + self.admins)
+                + ". Pick another pool with `--pool`, or ask one of them.",
+            )
+
+    def needs_approval(self, pool: ResourcePool, *, rerun: bool) -> bool:
+        if pool.requires_approval:
+            return True
+        if not rerun:
+            return False
+        if self.rerun_approval is RerunApproval.ALWAYS:
+            return True
+        return self.rerun_approval is RerunApproval.GPU and pool.is_gpu
+
+    def check_decide(self, user: str, approval: Approval) -> None:
+        if not self.is_approver(user):
+            who = _people(self.approvers + self.admins) if (self.approvers or self.admins) else (
+                "nobody yet — set TRAINBOT_APPROVERS"
+            )
+            raise NotAllowed(f"Only approvers can decide this request: {who}.")
+        if user == approval.requested_by and not self.allow_self_approval:
+            raise NotAllowed(
+                "You can't decide your own request.",
+                hint="Ask another approver (self-approval is off: TRAINBOT_ALLOW_SELF_APPROVAL).",
+            )
+
+    def check_stop(self, user: str, version: JobVersion) -> None:
+        if user != version.requested_by and not self.is_approver(user):
+            raise NotAllowed(
+                f"Only <@{version.requested_by}> (who started {version.label}), an approver or "
+                "an admin can stop it."
+            )
+
+    def check_delete_preset(self, user: str, preset: Preset) -> None:
+        if user != preset.owner and not self.is_admin(user):
+            raise NotAllowed(
+                f"Only <@{preset.owner}> (its owner) or an admin can delete preset `{preset.name}`."
+            )
+
+
+def _people(ids: list[str]) -> str:
+    return ", ".join(f"<!subteam^{i}>" if i.startswith("S") else f"<@{i}>" for i in ids) or "nobody"

@@ -1,0 +1,330 @@
+"""Starting versions: start a job, rerun a version, launch, dispatch queued, stop."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.domain import (
+    Approval,
+    BackendError,
+    Conflict,
+    InvalidInput,
+    JobSpec,
+    JobVersion,
+    ResourcePool,
+    Status,
+    StatusChange,
+    TrainingJob,
+)
+from bot.domain.algorithm import Algorithm
+from bot.domain.job import validate_job_name
+from bot.domain.naming import backend_job_name
+from bot.services.context import Deps
+from bot.services.versions import mutate_version, notify
+
+__all__ = [
+    "LaunchRequest",
+    "build_spec",
+    "dispatch_queued",
+    "approval_deadline",
+    "launch_version",
+    "record_launch_failure",
+    "rerun",
+    "start_job",
+    "stop_version",
+]
+
+log = logging.getLogger("trainbot")
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What a user asked for, before validation (words from Slack, the CLI or a form)."""
+
+    user: str
+    algorithm: str | None = None
+    preset: str | None = None
+    params: dict[str, object] | None = None
+    pool: str | None = None
+    data: dict[str, str] | None = None
+    job_name: str | None = None
+    spot: bool | None = None
+    max_runtime_s: int | None = None
+    channel: str | None = None
+    request_key: str | None = None
+
+
+def build_spec(
+    deps: Deps,
+    algorithm: Algorithm,
+    *,
+    params: dict[str, object],
+    pool: ResourcePool,
+    data: dict[str, str],
+    base: JobSpec | None = None,
+    spot: bool | None = None,
+    max_runtime_s: int | None = None,
+    preset: str | None = None,
+) -> JobSpec:
+    """Validate everything a version will run with; every problem is an InvalidInput."""
+    if not algorithm.supports_pool(pool.id):
+        raise InvalidInput(
+            f"{algorithm.id} can't run on pool `{pool.id}`.",
+            hint="It supports: " + ", ".join(algorithm.supported_pools) + ".",
+        )
+    if algorithm.gpu == "required" and not pool.is_gpu:
+        raise InvalidInput(f"{algorithm.id} needs a GPU pool; `{pool.id}` has none.")
+    hyper = dict(base.hyperparameters) if base else algorithm.defaults()
+    hyper.update(algorithm.validate_hyperparameters(params, fill_defaults=False))
+    channels = dict(base.data) if base else {}
+    for name, uri in data.items():
+        if algorithm.channel(name) is None:
+            known = ", ".join(c.name for c in algorithm.channels) or "none"
+            raise InvalidInput(f"{algorithm.id} has no data channel `{name}` (channels: {known}).")
+        channels[name] = uri
+    missing = [c.name for c in algorithm.channels if c.required and c.name not in channels]
+    if missing:
+        raise InvalidInput(
+            f"{algorithm.id} needs data for: {', '.join(missing)}.",
+            hint="Add `--data CHANNEL=s3://bucket/prefix`.",
+        )
+    want_spot = base.spot if (spot is None and base) else bool(spot)
+    if want_spot and not (pool.spot_allowed and algorithm.supports_spot):
+        raise InvalidInput(f"Spot training isn't available for {algorithm.id} on `{pool.id}`.")
+    try:
+        return JobSpec(
+            algorithm=algorithm.id,
+            algorithm_version=algorithm.version,
+            hyperparameters=hyper,
+            data=channels,
+            pool=pool.id,
+            max_runtime_s=max_runtime_s or (base.max_runtime_s if base else 4 * 3600),
+            spot=want_spot,
+            preset=preset if preset is not None else (base.preset if base else None),
+        )
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise InvalidInput(_first_error(exc)) from None
+
+
+def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | None]:
+    """Create a job and its v1 from an algorithm or a preset, then launch or ask approval."""
+    deps.policy.check_channel(req.channel)
+    base = None
+    algo_id = req.algorithm
+    if req.preset:
+        preset = deps.store.get_preset(deps.scope, req.preset)
+        base = preset.spec
+        algo_id = preset.spec.algorithm
+    if not algo_id:
+        raise InvalidInput("Say which algorithm to train, or a preset with `--preset NAME`.",
+                           hint="`/train algorithms` lists them.")
+    algorithm = deps.catalog.algorithm(algo_id)
+    pool = deps.catalog.pool(req.pool or (base.pool if base else deps.catalog.default_pool))
+    deps.policy.check_launch(req.user, pool)
+    spec = build_spec(
+        deps, algorithm, params=req.params or {}, pool=pool, data=req.data or {}, base=base,
+        spot=req.spot, max_runtime_s=req.max_runtime_s, preset=req.preset,
+    )
+    name = validate_job_name(req.job_name) if req.job_name else _new_job_name(algorithm.id)
+    now = deps.clock.now()
+    job = TrainingJob(name=name, owner=req.user, channel=req.channel, created_at=now)
+    needs_approval = deps.policy.needs_approval(pool, rerun=False)
+    draft = _draft(deps, name, spec, req, parent=None, awaiting=needs_approval, pool=pool)
+    try:
+        version, created = deps.store.add_version(draft, new_job=job)
+    except Conflict:
+        raise Conflict(
+            f"A job named `{name}` already exists.",
+            hint=f"Rerun it with `/train rerun {name}`, or pick another `--name`.",
+        ) from None
+    if not created:
+        return version, None  # a retried delivery: the first one did the work
+    return _launch_or_request(deps, version, pool, rerun=False)
+
+
+def rerun(
+    deps: Deps, req: LaunchRequest, *, job: str, base_number: int | None = None
+) -> tuple[JobVersion, Approval | None]:
+    """A new version of ``job`` from ``base_number`` (default: latest) with overrides."""
+    deps.policy.check_channel(req.channel)
+    stored_job = deps.store.get_job(job)
+    base_number = base_number or stored_job.latest_version
+    base = deps.store.get_version(job, base_number)
+    if base.status is Status.AWAITING_APPROVAL or base.status is Status.REJECTED:
+        raise InvalidInput(f"{base.label} never ran; rerun a version that did.")
+    algorithm = deps.catalog.algorithm(base.spec.algorithm)
+    pool = deps.catalog.pool(req.pool or base.spec.pool)
+    deps.policy.check_launch(req.user, pool)
+    spec = build_spec(
+        deps, algorithm, params=req.params or {}, pool=pool, data=req.data or {},
+        base=base.spec, spot=req.spot, max_runtime_s=req.max_runtime_s,
+    )
+    needs_approval = deps.policy.needs_approval(pool, rerun=True)
+    draft = _draft(deps, job, spec, req, parent=base.number, awaiting=needs_approval, pool=pool)
+    version, created = deps.store.add_version(draft)
+    if not created:
+        return version, None
+    return _launch_or_request(deps, version, pool, rerun=True)
+
+
+def _draft(
+    deps: Deps, job: str, spec: JobSpec, req: LaunchRequest, *, parent: int | None,
+    awaiting: bool, pool: ResourcePool,
+) -> JobVersion:
+    now = deps.clock.now()
+    status = Status.AWAITING_APPROVAL if awaiting else Status.QUEUED
+    return JobVersion(
+        job=job, number=0, parent=parent, spec=spec, requested_by=req.user, status=status,
+        history=[StatusChange(status=status, at=now, message=f"requested by {req.user}")],
+        created_at=now, updated_at=now, channel=req.channel, request_key=req.request_key,
+        estimated_cost_usd=pool.estimate_cost(spec.max_runtime_s),
+    )
+
+
+def _launch_or_request(
+    deps: Deps, version: JobVersion, pool: ResourcePool, *, rerun: bool
+) -> tuple[JobVersion, Approval | None]:
+    if version.status is Status.AWAITING_APPROVAL:
+        from bot.services.approvals import request_approval  # import cycle: approvals launches
+
+        return request_approval(deps, version, pool, rerun=rerun)
+    ref = notify("card", lambda: deps.chat.version_created(version))
+    if ref:
+        version = _remember_card(deps, version, ref)  # type: ignore[arg-type]
+    return launch_version(deps, version), None
+
+
+def _remember_card(deps: Deps, version: JobVersion, ref: tuple[str, str]) -> JobVersion:
+    channel, ts = ref
+    _, saved = mutate_version(
+        deps.store, version.job, version.number,
+        lambda v: v.model_copy(update={"channel": channel, "message_ts": ts}),
+    )
+    return saved
+
+
+def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
+    """Launch a QUEUED version on its pool, or leave it queued when the pool is full.
+
+    The backend job name is recorded *before* the backend is called, so an event that
+    arrives before ``launch`` returns still finds its version, and a failed launch leaves a
+    FAILED version with the reason — nothing half-created goes unrecorded.
+    """
+    pool = deps.catalog.pool(version.spec.pool)
+    algorithm = deps.catalog.algorithm(version.spec.algorithm)
+    if pool.max_concurrent is not None:
+        # A soft cap: two launches racing for the last slot may both pass (documented).
+        running = [v for v in deps.store.list_active()
+                   if v.spec.pool == pool.id and v.backend_job_name]
+        if len(running) >= pool.max_concurrent:
+            log.info("pool %s full; %s stays queued", pool.id, version.label)
+            return version
+
+    suffix = hashlib.sha256(f"{version.job}/{version.number}/{version.created_at}".encode())
+    name = backend_job_name(deps.job_prefix, version.job, version.number, suffix.hexdigest()[:4])
+
+    def claim(v: JobVersion) -> JobVersion:
+        if v.status is not Status.QUEUED or v.backend_job_name:
+            return v
+        return v.model_copy(update={"backend_job_name": name, "backend": deps.compute.name})
+
+    before, claimed = mutate_version(deps.store, version.job, version.number, claim)
+    if claimed.backend_job_name != name or before == claimed:
+        return claimed  # someone else launched it (a concurrent dispatch) or it was stopped
+    try:
+        launched = deps.compute.launch(claimed, algorithm, pool)
+    except BackendError as exc:
+        failed = record_launch_failure(deps, claimed, exc.user_text())
+        raise type(exc)(f"{failed.label} failed to launch: {exc.message}", hint=exc.hint) from exc
+    except Exception as exc:
+        log.exception("launch of %s crashed", claimed.label)
+        record_launch_failure(deps, claimed, f"launch error: {type(exc).__name__}")
+        raise
+    _, saved = mutate_version(
+        deps.store, claimed.job, claimed.number,
+        lambda v: v.model_copy(update={
+            "artifacts": launched.artifacts if v.artifacts.model is None else v.artifacts,
+            "compute_note": launched.compute_note,
+        }),
+    )
+    return saved
+
+
+def record_launch_failure(deps: Deps, version: JobVersion, reason: str) -> JobVersion:
+    now = deps.clock.now()
+    before, failed = mutate_version(
+        deps.store, version.job, version.number,
+        lambda v: v.transition(Status.FAILED, at=now, message=reason).model_copy(
+            update={"failure_reason": reason}) if not v.status.terminal else v,
+    )
+    if failed.status is Status.FAILED and before.status is not Status.FAILED:
+        notify("launch failure", lambda: deps.chat.version_changed(failed, before.status))
+    return failed
+
+
+def dispatch_queued(deps: Deps, pool_id: str) -> list[JobVersion]:
+    """Launch queued versions of a pool that now has room (oldest first)."""
+    launched = []
+    queued = sorted(
+        (v for v in deps.store.list_active()
+         if v.spec.pool == pool_id and v.status is Status.QUEUED and not v.backend_job_name),
+        key=lambda v: v.created_at,
+    )
+    for version in queued:
+        try:
+            result = launch_version(deps, version)
+        except BackendError:
+            continue
+        if result.backend_job_name:
+            launched.append(result)
+        else:
+            break  # still full
+    return launched
+
+
+def stop_version(deps: Deps, *, user: str, job: str, number: int | None = None) -> JobVersion:
+    number = number or deps.store.get_job(job).latest_version
+    version = deps.store.get_version(job, number)
+    deps.policy.check_stop(user, version)
+    if version.status.terminal:
+        raise InvalidInput(f"{version.label} already ended ({version.status.value.lower()}).")
+    now = deps.clock.now()
+    if version.status is Status.AWAITING_APPROVAL:
+        target, msg = Status.REJECTED, f"withdrawn by {user}"
+    elif not version.backend_job_name:
+        target, msg = Status.STOPPED, f"stopped by {user} before it launched"
+    else:
+        target, msg = Status.STOPPING, f"stop requested by {user}"
+    before, after = mutate_version(
+        deps.store, job, number, lambda v: v.transition(target, at=now, message=msg)
+    )
+    if after.backend_job_name and target is Status.STOPPING:
+        try:
+            deps.compute.stop(after)
+        except BackendError as exc:
+            raise BackendError(f"Couldn't stop {after.label}: {exc.message}") from exc
+    if after.status is not before.status:
+        notify("stop", lambda: deps.chat.version_changed(after, before.status))
+    return after
+
+
+def _new_job_name(algorithm_id: str) -> str:
+    stem = algorithm_id[:30].rstrip("-")
+    return f"{stem}-{secrets.token_hex(3)}"
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", exc)).removeprefix("Value error, ")
+    return str(exc)
+
+
+def approval_deadline(deps: Deps) -> datetime:
+    return deps.clock.now() + timedelta(minutes=deps.policy.approval_ttl_minutes)
+

@@ -1,0 +1,191 @@
+"""Read-only use cases: status for on-call, versions, show, diff, lineage, eval, logs, links."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bot.domain import (
+    Approval,
+    InvalidInput,
+    JobVersion,
+    Lineage,
+    LineageNode,
+    NotFound,
+    Status,
+)
+from bot.ports import Links
+from bot.services.context import Deps
+
+__all__ = [
+    "MetricDelta",
+    "StatusOverview",
+    "VersionDiff",
+    "diff_versions",
+    "get_version",
+    "lineage",
+    "links",
+    "list_versions",
+    "logs",
+    "source_digest",
+    "status_overview",
+]
+
+
+@dataclass
+class StatusOverview:
+    now: datetime
+    running: list[JobVersion] = field(default_factory=list)
+    queued: list[JobVersion] = field(default_factory=list)
+    awaiting: list[JobVersion] = field(default_factory=list)
+    failed_recent: list[JobVersion] = field(default_factory=list)
+    stuck: list[JobVersion] = field(default_factory=list)
+    gpus_in_use: int = 0
+    gpus_by_pool: dict[str, int] = field(default_factory=dict)
+
+
+def status_overview(deps: Deps, *, stuck_after: timedelta) -> StatusOverview:
+    """What on-call asks at 3 a.m.: running, queued, awaiting, failed in 24 h, stuck, GPUs."""
+    now = deps.clock.now()
+    out = StatusOverview(now=now)
+    for v in sorted(deps.store.list_active(), key=lambda v: v.created_at):
+        if v.status is Status.AWAITING_APPROVAL:
+            out.awaiting.append(v)
+        elif v.status is Status.QUEUED and not v.backend_job_name:
+            out.queued.append(v)
+        else:
+            out.running.append(v)
+            pool = deps.catalog.pools.get(v.spec.pool)
+            if pool is not None and pool.total_gpus:
+                out.gpus_in_use += pool.total_gpus
+                out.gpus_by_pool[pool.id] = out.gpus_by_pool.get(pool.id, 0) + pool.total_gpus
+            last = (v.progress.updated_at if v.progress and v.progress.updated_at else None) or (
+                v.updated_at)
+            if now - last > stuck_after:
+                out.stuck.append(v)
+    out.failed_recent = sorted(
+        (v for v in deps.store.list_ended_since(now - timedelta(hours=24))
+         if v.status is Status.FAILED),
+        key=lambda v: v.ended_at or v.updated_at, reverse=True,
+    )
+    return out
+
+
+def get_version(deps: Deps, job: str, number: int | None = None) -> JobVersion:
+    if number is None:
+        number = deps.store.get_job(job).latest_version
+        if number == 0:
+            raise NotFound(f"Job `{job}` has no versions.")
+    return deps.store.get_version(job, number)
+
+
+def list_versions(deps: Deps, job: str) -> list[JobVersion]:
+    return deps.store.list_versions(job)
+
+
+@dataclass
+class MetricDelta:
+    name: str
+    a: float | None
+    b: float | None
+    better: bool | None  # by the objective, when this metric is the objective
+
+
+@dataclass
+class VersionDiff:
+    a: JobVersion
+    b: JobVersion
+    changes: dict[str, tuple[object, object]]
+    metrics: list[MetricDelta]
+
+
+def diff_versions(deps: Deps, job: str, a: int, b: int) -> VersionDiff:
+    if a == b:
+        raise InvalidInput("Give two different versions to compare.")
+    va, vb = deps.store.get_version(job, a), deps.store.get_version(job, b)
+    objective = None
+    try:
+        objective = deps.catalog.algorithm(vb.spec.algorithm).objective
+    except NotFound:
+        pass
+    deltas = []
+    for name in sorted(set(va.metrics) | set(vb.metrics)):
+        x, y = va.metrics.get(name), vb.metrics.get(name)
+        better = None
+        if objective is not None and name == objective.metric and x is not None and y is not None:
+            better = objective.better(y, x) if x != y else None
+        deltas.append(MetricDelta(name=name, a=x, b=y, better=better))
+    return VersionDiff(a=va, b=vb, changes=vb.spec.changes_from(va.spec), metrics=deltas)
+
+
+def links(deps: Deps, version: JobVersion) -> Links:
+    if not version.backend_job_name:
+        return Links()
+    return deps.compute.links(version)
+
+
+def logs(deps: Deps, version: JobVersion, *, lines: int = 50) -> list[str]:
+    if not version.backend_job_name:
+        raise InvalidInput(f"{version.label} hasn't started, so it has no logs yet.")
+    return deps.compute.logs(version, lines=lines) or version.log_tail
+
+
+def source_digest(path: Path) -> str | None:
+    """sha256 over an algorithm folder's files (names and bytes), as publish computes it."""
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
+    """data → algorithm (+ digest) → preset → parent versions → this version → model."""
+    version = get_version(deps, job, number)
+    nodes: list[LineageNode] = []
+    try:
+        algo = deps.catalog.algorithm(version.spec.algorithm)
+        channels = {c.name: c.default for c in algo.channels}
+    except NotFound:
+        channels = {}
+    for name in sorted(set(channels) | set(version.spec.data)):
+        uri = version.spec.data.get(name) or channels.get(name)
+        if uri:
+            nodes.append(LineageNode(kind="data", label=name, detail=uri,
+                                     link=uri if uri.startswith(("s3://", "file://")) else None))
+    digest = None
+    if deps.catalog.algorithms_root is not None:
+        digest = source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
+    nodes.append(LineageNode(
+        kind="algorithm", label=f"{version.spec.algorithm}@{version.spec.algorithm_version}",
+        detail=f"source sha256:{digest[:12]}" if digest else "",
+    ))
+    if version.spec.preset:
+        nodes.append(LineageNode(kind="preset", label=version.spec.preset))
+    chain: list[JobVersion] = []
+    parent = version.parent
+    while parent is not None and len(chain) < 20:
+        pv = deps.store.get_version(job, parent)
+        chain.append(pv)
+        parent = pv.parent
+    for pv in reversed(chain):
+        nodes.append(LineageNode(kind="version", label=pv.label, detail=pv.status.value))
+    if version.approval_id:
+        try:
+            a: Approval = deps.store.get_approval(version.approval_id)
+            who = f"{a.decision or 'pending'} by {a.decided_by}" if a.decided_by else "pending"
+            nodes.append(LineageNode(kind="approval", label=a.id,
+                                     detail=f"asked by {a.requested_by}; {who}"))
+        except NotFound:
+            pass
+    link = links(deps, version)
+    nodes.append(LineageNode(kind="version", label=version.label, detail=version.status.value,
+                             link=link.console))
+    if version.artifacts.model:
+        nodes.append(LineageNode(kind="model", label="model", detail=version.artifacts.model,
+                                 link=version.artifacts.model))
+    return Lineage(job=job, version=version.number, nodes=nodes)

@@ -1,0 +1,110 @@
+"""Backend state changes (SageMaker events, local runner events) applied to versions.
+
+Idempotent and order-safe: a duplicate event changes nothing, a late event that would move a
+version backwards is ignored, and a chat failure never loses the stored change.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bot.domain import JobVersion, Status, TrainingJobStateChange
+from bot.services.context import Deps
+from bot.services.launching import dispatch_queued
+from bot.services.versions import mutate_version, notify
+
+__all__ = ["record_state_change", "refresh_progress"]
+
+log = logging.getLogger("trainbot")
+
+
+def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion | None:
+    """Apply one event; return the stored version, or None for a job trainbot doesn't know."""
+    detail = event.detail
+    found = deps.store.find_by_backend_name(detail.name)
+    if found is None:
+        log.warning("state change for unknown training job %s dropped", detail.name)
+        return None
+    target = detail.domain_status
+    at = detail.last_modified or event.time or deps.clock.now()
+    results = None
+    if target.terminal and not found.status.terminal:
+        # Fetched before the write so the stored terminal version is complete in one step.
+        try:
+            results = deps.compute.results(found, deps.catalog.algorithm(found.spec.algorithm))
+        except Exception:
+            log.exception("could not fetch results of %s", found.label)
+
+    def apply(v: JobVersion) -> JobVersion:
+        if v.status.terminal:
+            return v  # final: late or duplicate events change nothing
+        message = detail.failure_reason or detail.secondary_status or ""
+        moved = v.transition(target, at=at, message=message)
+        updates: dict[str, object] = {}
+        if detail.secondary_status and moved.secondary_status != detail.secondary_status and (
+            moved is not v or target == v.status
+        ):
+            updates["secondary_status"] = detail.secondary_status
+        if moved.status.terminal:
+            updates.update(_terminal_fields(deps, moved, event, results))
+        elif detail.final_metrics and moved.status == target:
+            metrics = {m.name: m.value for m in detail.final_metrics}
+            if metrics != v.metrics:
+                updates["metrics"] = metrics
+        return moved.model_copy(update=updates) if updates else moved
+
+    before, after = mutate_version(deps.store, found.job, found.number, apply)
+    if after.status is not before.status:
+        notify("state change", lambda: deps.chat.version_changed(after, before.status))
+        if after.status.terminal:
+            pool = deps.catalog.pools.get(after.spec.pool)
+            if pool is not None and pool.max_concurrent is not None:
+                dispatch_queued(deps, pool.id)
+    return after
+
+
+def _terminal_fields(deps: Deps, v: JobVersion, event: TrainingJobStateChange, results) -> dict:  # type: ignore[no-untyped-def]
+    detail = event.detail
+    out: dict[str, object] = {}
+    if detail.final_metrics:
+        out["metrics"] = {m.name: m.value for m in detail.final_metrics}
+    if detail.failure_reason and v.status is not Status.COMPLETED:
+        out["failure_reason"] = detail.failure_reason
+    if detail.model_uri:
+        out["artifacts"] = v.artifacts.model_copy(update={"model": detail.model_uri})
+    if detail.billable_seconds is not None:
+        out["billable_seconds"] = detail.billable_seconds
+        pool = deps.catalog.pools.get(v.spec.pool)
+        if pool is not None:
+            out["actual_cost_usd"] = pool.estimate_cost(detail.billable_seconds)
+    if detail.training_seconds is not None:
+        out["training_seconds"] = detail.training_seconds
+    if detail.start_time and v.started_at is None:
+        out["started_at"] = detail.start_time
+    if results is not None:
+        out["evaluation"] = results.evaluation
+        out["series"] = results.series
+        out["log_tail"] = results.log_tail[-30:]
+        if results.series and not detail.final_metrics:
+            out["metrics"] = {k: s.last for k, s in results.series.items()}
+    return out
+
+
+def refresh_progress(deps: Deps, version: JobVersion) -> JobVersion:
+    """Pull live progress from the backend and tell the chat (which coalesces updates)."""
+    if version.status.terminal:
+        return version
+    algorithm = deps.catalog.algorithm(version.spec.algorithm)
+    progress = deps.compute.progress(version, algorithm)
+    if progress is None:
+        return version
+
+    def apply(v: JobVersion) -> JobVersion:
+        if v.status.terminal or v.progress == progress:
+            return v
+        return v.model_copy(update={"progress": progress})
+
+    before, after = mutate_version(deps.store, version.job, version.number, apply)
+    if after is not before:
+        notify("progress", lambda: deps.chat.progress(after))
+    return after

@@ -1,0 +1,243 @@
+"""Hand-written fakes that implement the ports (and pass the same contract suites)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from bot.domain import (
+    Algorithm,
+    Approval,
+    Artifacts,
+    BackendError,
+    Conflict,
+    Decision,
+    JobVersion,
+    NotFound,
+    Preset,
+    Progress,
+    ResourcePool,
+    StaleWrite,
+    TrainingJob,
+    TrainingJobDetail,
+    TrainingJobStateChange,
+)
+from bot.ports import Launch, Links, Results
+
+_IMMUTABLE = ("job", "number", "parent", "spec", "requested_by", "created_at", "request_key")
+
+
+class MemoryStore:
+    """An in-memory JobStore with the same atomicity guarantees (one lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.jobs: dict[str, TrainingJob] = {}
+        self.versions: dict[tuple[str, int], JobVersion] = {}
+        self.keys: dict[str, tuple[str, int]] = {}
+        self.presets: dict[tuple[str, str], Preset] = {}
+        self.approvals: dict[str, Approval] = {}
+
+    def add_version(self, draft, *, new_job=None):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if draft.request_key and draft.request_key in self.keys:
+                return self.versions[self.keys[draft.request_key]], False
+            if new_job is not None:
+                if new_job.name in self.jobs:
+                    raise Conflict(f"job {new_job.name} exists")
+                job = new_job
+            else:
+                if draft.job not in self.jobs:
+                    raise NotFound(f"There is no job `{draft.job}`.")
+                job = self.jobs[draft.job]
+            number = job.latest_version + 1
+            self.jobs[job.name] = job.model_copy(update={"latest_version": number})
+            stored = draft.model_copy(update={"job": job.name, "number": number, "revision": 1})
+            self.versions[(job.name, number)] = stored
+            if draft.request_key:
+                self.keys[draft.request_key] = (job.name, number)
+            return stored, True
+
+    def get_job(self, name):  # type: ignore[no-untyped-def]
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise NotFound(f"There is no job `{name}`.") from None
+
+    def list_jobs(self, *, channel=None, limit=50):  # type: ignore[no-untyped-def]
+        jobs = [j for j in self.jobs.values() if channel is None or j.channel == channel]
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)[:limit]
+
+    def get_version(self, job, number):  # type: ignore[no-untyped-def]
+        try:
+            return self.versions[(job, number)]
+        except KeyError:
+            raise NotFound(f"There is no version {job} v{number}.") from None
+
+    def list_versions(self, job):  # type: ignore[no-untyped-def]
+        self.get_job(job)
+        return sorted((v for (j, _), v in self.versions.items() if j == job),
+                      key=lambda v: v.number)
+
+    def save_version(self, version):  # type: ignore[no-untyped-def]
+        with self._lock:
+            current = self.get_version(version.job, version.number)
+            if current.revision != version.revision:
+                raise StaleWrite(f"{version.label} changed since it was read")
+            fixed = {k: getattr(current, k) for k in _IMMUTABLE}
+            stored = version.model_copy(update={**fixed, "revision": version.revision + 1})
+            self.versions[(version.job, version.number)] = stored
+            return stored
+
+    def find_by_backend_name(self, backend_job_name):  # type: ignore[no-untyped-def]
+        return next((v for v in self.versions.values()
+                     if v.backend_job_name == backend_job_name), None)
+
+    def list_active(self):  # type: ignore[no-untyped-def]
+        return [v for v in self.versions.values() if not v.status.terminal]
+
+    def list_ended_since(self, since):  # type: ignore[no-untyped-def]
+        return [v for v in self.versions.values() if v.ended_at and v.ended_at >= since]
+
+    def create_preset(self, preset):  # type: ignore[no-untyped-def]
+        with self._lock:
+            key = (preset.scope, preset.name)
+            if key in self.presets:
+                raise Conflict(f"preset {preset.name} exists")
+            self.presets[key] = preset
+            return preset
+
+    def get_preset(self, scope, name):  # type: ignore[no-untyped-def]
+        try:
+            return self.presets[(scope, name)]
+        except KeyError:
+            raise NotFound(f"There is no preset `{name}`.") from None
+
+    def list_presets(self, scope):  # type: ignore[no-untyped-def]
+        return sorted((p for (s, _), p in self.presets.items() if s == scope),
+                      key=lambda p: p.name)
+
+    def delete_preset(self, scope, name):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.get_preset(scope, name)
+            del self.presets[(scope, name)]
+
+    def create_approval(self, approval):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if approval.id in self.approvals:
+                raise Conflict(f"approval {approval.id} exists")
+            self.approvals[approval.id] = approval
+            return approval
+
+    def get_approval(self, approval_id):  # type: ignore[no-untyped-def]
+        try:
+            return self.approvals[approval_id]
+        except KeyError:
+            raise NotFound(f"There is no approval request `{approval_id}`.") from None
+
+    def decide_approval(self, approval_id, decision, *, by, at, note=""):  # type: ignore[no-untyped-def]
+        with self._lock:
+            current = self.get_approval(approval_id)
+            if current.decision is not None:
+                raise Conflict(f"approval {approval_id} already decided")
+            decided = current.model_copy(update={
+                "decision": Decision(decision), "decided_by": by, "decided_at": at,
+                "decision_note": note})
+            self.approvals[approval_id] = decided
+            return decided
+
+    def set_approval_message(self, approval_id, *, channel, ts):  # type: ignore[no-untyped-def]
+        with self._lock:
+            a = self.get_approval(approval_id).model_copy(
+                update={"channel": channel, "message_ts": ts})
+            self.approvals[approval_id] = a
+            return a
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.t = start or datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def advance(self, **kwargs: float) -> None:
+        self.t += timedelta(**kwargs)
+
+
+class FakeCompute:
+    """Records launches; tests drive state with :meth:`event`."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.launched: list[JobVersion] = []
+        self.stopped: list[str] = []
+        self.fail_with: BackendError | None = None
+        self.results_value = Results(evaluation={"objective": {"metric": "acc", "value": 0.9}},
+                                     log_tail=["done"])
+        self._lock = threading.Lock()
+
+    def launch(self, version: JobVersion, algorithm: Algorithm, pool: ResourcePool) -> Launch:
+        if self.fail_with is not None:
+            raise self.fail_with
+        with self._lock:
+            self.launched.append(version)
+        assert version.backend_job_name, "the service names the backend job before launch"
+        return Launch(backend_job_name=version.backend_job_name,
+                      artifacts=Artifacts(tensorboard=f"tb://{version.backend_job_name}"))
+
+    def stop(self, version: JobVersion) -> None:
+        self.stopped.append(version.backend_job_name or "")
+
+    def describe(self, version: JobVersion) -> TrainingJobDetail | None:
+        return None
+
+    def progress(self, version: JobVersion, algorithm: Algorithm) -> Progress | None:
+        return None
+
+    def results(self, version: JobVersion, algorithm: Algorithm) -> Results:
+        return self.results_value
+
+    def logs(self, version: JobVersion, *, lines: int = 50) -> list[str]:
+        return ["line 1", "line 2"][-lines:]
+
+    def links(self, version: JobVersion) -> Links:
+        return Links(tensorboard=f"http://tb/{version.backend_job_name}",
+                     console=f"http://console/{version.backend_job_name}")
+
+
+class RecordingChat:
+    """A Chat that records what it was told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self._n = 0
+
+    def version_created(self, version):  # type: ignore[no-untyped-def]
+        self._n += 1
+        self.calls.append(("created", version.label))
+        return ("C1", f"1.{self._n}")
+
+    def version_changed(self, version, previous):  # type: ignore[no-untyped-def]
+        self.calls.append(("changed", (version.label, previous, version.status)))
+
+    def progress(self, version):  # type: ignore[no-untyped-def]
+        self.calls.append(("progress", version.label))
+
+    def approval_requested(self, approval, version):  # type: ignore[no-untyped-def]
+        self.calls.append(("approval", approval.id))
+        return ("C1", "9.9")
+
+    def approval_decided(self, approval, version):  # type: ignore[no-untyped-def]
+        self.calls.append(("decided", (approval.id, approval.decision)))
+
+
+def event(name: str, status: str, secondary: str | None = None, **detail: object
+          ) -> TrainingJobStateChange:
+    return TrainingJobStateChange.model_validate({
+        "detail-type": "SageMaker Training Job State Change",
+        "source": "aws.sagemaker",
+        "detail": {"TrainingJobName": name, "TrainingJobStatus": status,
+                   "SecondaryStatus": secondary, **detail},
+    })
