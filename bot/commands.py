@@ -15,8 +15,8 @@ from bot.domain.errors import InvalidInput
 
 __all__ = [
     "COMMANDS",
-    "Command",
     "USAGE",
+    "Command",
     "parse",
     "parse_duration",
 ]
@@ -171,7 +171,9 @@ class _Words:
             raise self.error(f"`{_clip(word)}` is not a version (write v1, v2, …).")
         return int(m.group(1))
 
-    def job_and_version(self, positional: list[str], *, max_extra: int = 0) -> tuple[str, int | None]:
+    def job_and_version(
+        self, positional: list[str], *, max_extra: int = 0
+    ) -> tuple[str, int | None]:
         if not positional:
             raise self.error("Which job? Give its name.")
         job = positional[0]
@@ -238,7 +240,9 @@ def _start(w: _Words) -> Command:
             return Command(name="start", wait="wait" in opts)
         algorithm = pos.pop(0)
         if "=" in algorithm or algorithm.startswith("-"):
-            raise w.error(f"`{_clip(algorithm)}` is not an algorithm id; the algorithm comes first.")
+            raise w.error(
+                f"`{_clip(algorithm)}` is not an algorithm id; the algorithm comes first."
+            )
     return Command(
         name="start",
         algorithm=algorithm,

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from evaluation import holdout_split
 from sm_contract import UserError, data_files
 
-__all__ = ["BUILTIN_SOURCE", "ImageSet", "load_builtin", "load_channel"]
+__all__ = ["BUILTIN_SOURCE", "ImageSet", "Splits", "load_builtin", "load_channel", "make_splits"]
 
 BUILTIN_SOURCE = "builtin:sklearn.datasets.load_digits"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -40,7 +41,7 @@ def load_builtin() -> ImageSet:
 
 
 def load_channel(name: str, root: Path, *, image_size: int) -> ImageSet:
-    """Load channel `name` from `root`, resized to image_size×image_size when it is > 0."""
+    """Load channel `name` from `root`, resized to image_size x image_size when it is > 0."""
     if data_files(root, [".npz"]):
         images = _load_npz(name, root)
     elif data_files(root, IMAGE_SUFFIXES):
@@ -145,3 +146,68 @@ def _resize(x: np.ndarray, size: int) -> np.ndarray:
             resized = plane_image.resize((size, size), Image.Resampling.BILINEAR)
             out[i, c] = np.asarray(resized)
     return out
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Normalised train and validation arrays, labels as indices into `classes`."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    source: str
+
+
+def make_splits(
+    train: ImageSet, validation: ImageSet | None, *, validation_split: float, seed: int
+) -> Splits:
+    """Map labels to classes, hold out a stratified validation split when no validation
+    channel was given, and standardise each channel with the training mean and std."""
+    classes = _sorted_classes(np.unique(train.labels))
+    if len(classes) < 2:
+        raise UserError(f"training data has {len(classes)} class; at least 2 are needed")
+    index = {name: i for i, name in enumerate(classes)}
+    y = np.array([index[label] for label in train.labels], dtype=np.int64)
+    if validation is None:
+        train_rows, val_rows = holdout_split(y, validation_split, seed, stratify=True)
+        x_train, y_train = train.x[train_rows], y[train_rows]
+        x_val, y_val = train.x[val_rows], y[val_rows]
+    else:
+        unknown = sorted(set(validation.labels) - set(classes))
+        if unknown:
+            raise UserError(f"validation data has classes not in training data: {unknown[:5]}")
+        if validation.x.shape[1:] != train.x.shape[1:]:
+            raise UserError(
+                f"validation images are {list(validation.x.shape[1:])}, training images "
+                f"{list(train.x.shape[1:])}; set image_size to bring both to one size"
+            )
+        x_train, y_train = train.x, y
+        x_val = validation.x
+        y_val = np.array([index[label] for label in validation.labels], dtype=np.int64)
+    if len(y_val) == 0:
+        raise UserError("the validation split is empty; add data or raise validation_split")
+    mean = x_train.mean(axis=(0, 2, 3))
+    std = x_train.std(axis=(0, 2, 3)) + 1e-6
+    scale = (mean[None, :, None, None], std[None, :, None, None])
+    return Splits(
+        x_train=((x_train - scale[0]) / scale[1]).astype(np.float32),
+        y_train=y_train,
+        x_val=((x_val - scale[0]) / scale[1]).astype(np.float32),
+        y_val=y_val,
+        classes=classes,
+        mean=mean.tolist(),
+        std=std.tolist(),
+        source=train.source,
+    )
+
+
+def _sorted_classes(labels: np.ndarray) -> list[str]:
+    names = [str(label) for label in labels]
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return sorted(names)

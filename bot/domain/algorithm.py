@@ -16,11 +16,11 @@ from bot.domain.errors import InvalidInput
 __all__ = [
     "Algorithm",
     "ChannelSpec",
+    "HPValue",
     "HyperParameter",
     "HyperParameterType",
     "MetricDefinition",
     "Objective",
-    "HPValue",
 ]
 
 HPValue = int | float | bool | str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["backend_job_name", "TRAINING_JOB_NAME"]
+__all__ = ["TRAINING_JOB_NAME", "backend_job_name"]
 
 TRAINING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _MAX = 63

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.domain.spec import JobSpec
 
-__all__ = ["Preset", "PRESET_NAME"]
+__all__ = ["PRESET_NAME", "Preset"]
 
 PRESET_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 

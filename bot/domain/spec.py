@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.domain.algorithm import HPValue
 
-__all__ = ["JobSpec", "DATA_URI"]
+__all__ = ["DATA_URI", "JobSpec"]
 
 # s3://bucket/key, file:///abs/path, or builtin:<name> (the algorithm's bundled default).
 DATA_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|file:///\S*|builtin:\S+)$")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Status", "can_transition", "TERMINAL", "ACTIVE"]
+__all__ = ["ACTIVE", "TERMINAL", "Status", "can_transition"]
 
 
 class Status(StrEnum):

@@ -28,9 +28,9 @@ from bot.services.versions import mutate_version, notify
 
 __all__ = [
     "LaunchRequest",
+    "approval_deadline",
     "build_spec",
     "dispatch_queued",
-    "approval_deadline",
     "launch_version",
     "record_launch_failure",
     "rerun",

@@ -105,11 +105,8 @@ def diff_versions(deps: Deps, job: str, a: int, b: int) -> VersionDiff:
     if a == b:
         raise InvalidInput("Give two different versions to compare.")
     va, vb = deps.store.get_version(job, a), deps.store.get_version(job, b)
-    objective = None
-    try:
-        objective = deps.catalog.algorithm(vb.spec.algorithm).objective
-    except NotFound:
-        pass
+    algo = deps.catalog.algorithms.get(vb.spec.algorithm)
+    objective = algo.objective if algo else None
     deltas = []
     for name in sorted(set(va.metrics) | set(vb.metrics)):
         x, y = va.metrics.get(name), vb.metrics.get(name)

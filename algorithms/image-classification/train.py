@@ -1,0 +1,92 @@
+"""Image classification preset: a small ResNet trained under SageMaker's script-mode contract.
+
+Run as `python train.py [--name value ...]`, or with several processes as
+`torchrun --nproc_per_node=N train.py`. Inputs, outputs and hyperparameters follow
+sm_contract.py; HYPERPARAMETERS below mirrors manifest.yml (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from image_data import Splits, load_builtin, load_channel, make_splits
+from sm_contract import (
+    Cluster,
+    Param,
+    Paths,
+    StopSignal,
+    UserError,
+    channel_dir,
+    log,
+    read_hyperparameters,
+    run_main,
+)
+
+ALGORITHM = {"id": "image-classification", "version": "1.0.0"}
+
+HYPERPARAMETERS = (
+    Param("epochs", "int", 15, min=1, max=500),
+    Param("batch_size", "int", 64, min=2, max=4096),
+    Param("lr", "float", 0.003, min=1e-6, max=10.0),
+    Param("optimizer", "choice", "adam", choices=("adam", "sgd")),
+    Param("momentum", "float", 0.9, min=0.0, max=0.999),
+    Param("weight_decay", "float", 0.0005, min=0.0, max=1.0),
+    Param("width", "int", 16, min=4, max=256),
+    Param("blocks_per_stage", "int", 1, min=1, max=8),
+    Param("image_size", "int", 0, min=0, max=1024),
+    Param("augment", "bool", True),
+    Param("amp", "bool", True),
+    Param("validation_split", "float", 0.2, min=0.05, max=0.5),
+    Param("seed", "int", 42, min=0, max=2**31 - 1),
+)
+
+
+def main(argv: Sequence[str]) -> None:
+    hps = read_hyperparameters(HYPERPARAMETERS, argv)
+    stop = StopSignal().install()
+    splits = _load_data(hps)
+    # torch is imported only from here on, so bad hyperparameters or data fail in well
+    # under a second.
+    from distributed import World
+    from trainer import train
+
+    world = World.from_env()
+    cluster = Cluster.from_env()
+    if not world.distributed and not cluster.is_leader:
+        log(f"host {cluster.current_host} is not the first host of a non-distributed job: idle")
+        return
+
+    train(
+        hps,
+        splits,
+        paths=Paths.from_env(),
+        world=world,
+        cluster=cluster,
+        stop=stop,
+        algorithm=ALGORITHM,
+    )
+
+
+def _load_data(hps: Mapping[str, Any]) -> Splits:
+    train_dir = channel_dir("train")
+    validation_dir = channel_dir("validation")
+    if train_dir is None and validation_dir is not None:
+        raise UserError("a validation channel needs a train channel too")
+    train = (
+        load_channel("train", train_dir, image_size=hps["image_size"])
+        if train_dir
+        else load_builtin()
+    )
+    validation = (
+        load_channel("validation", validation_dir, image_size=hps["image_size"])
+        if validation_dir
+        else None
+    )
+    return make_splits(
+        train, validation, validation_split=hps["validation_split"], seed=hps["seed"]
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,124 @@
+"""All wiring in one place: settings → adapters → :class:`Deps`.
+
+Heavy or optional adapters are imported inside the functions that build them, so importing
+this module costs nothing on the Slack ack path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from bot.catalog import Catalog, load_algorithms, load_pools
+from bot.clock import SystemClock
+from bot.config import Settings
+from bot.ports import Chat, Compute, JobStore
+from bot.services.authz import MembershipCheck, Policy
+from bot.services.context import Deps, NullChat
+
+__all__ = ["aws_client", "build_catalog", "build_deps", "build_store", "stuck_after"]
+
+log = logging.getLogger("trainbot")
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client honouring ``AWS_ENDPOINT_URL`` (moto server, LocalStack) and retries."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 8},
+                    connect_timeout=5, read_timeout=30)
+    return boto3.client(service, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+                        config=config)
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    return Catalog(
+        algorithms=load_algorithms(settings.algorithms_dir),
+        pools=load_pools(settings.pools),
+        algorithms_root=settings.algorithms_dir,
+    )
+
+
+def build_store(settings: Settings) -> JobStore:
+    if settings.store == "dynamodb":
+        from bot.adapters.store_dynamodb import DynamoStore
+
+        return DynamoStore(settings.table, client=aws_client("dynamodb"))
+    from bot.adapters.store_sqlite import SqliteStore
+
+    return SqliteStore(settings.db_path)
+
+
+def build_compute(settings: Settings, catalog: Catalog) -> Compute:
+    if settings.compute == "sagemaker":
+        from bot.adapters.compute_sagemaker import SageMakerCompute
+
+        return SageMakerCompute.from_settings(settings, catalog)
+    from bot.adapters.compute_local import LocalCompute
+    from bot.adapters.tensorboard_local import LocalTensorBoard
+
+    tensorboard = LocalTensorBoard(settings.runs_dir, port=settings.tensorboard_port,
+                                   state_dir=settings.home)
+    return LocalCompute(settings.runs_dir, algorithms_root=settings.algorithms_dir,
+                        job_prefix=settings.job_prefix, tensorboard=tensorboard)
+
+
+def build_deps(
+    settings: Settings,
+    *,
+    chat: Chat | None = None,
+    is_member: MembershipCheck | None = None,
+    store: JobStore | None = None,
+    compute: Compute | None = None,
+    recover: bool = True,
+) -> Deps:
+    catalog = build_catalog(settings)
+    policy = Policy(
+        approvers=list(settings.approvers), admins=list(settings.admins),
+        channels=list(settings.channels), rerun_approval=settings.rerun_approval,
+        allow_self_approval=settings.allow_self_approval,
+        approval_ttl_minutes=settings.approval_ttl_minutes,
+    )
+    if is_member is not None:
+        policy.is_member = is_member
+    deps = Deps(
+        store=store or build_store(settings),
+        compute=compute or build_compute(settings, catalog),
+        catalog=catalog,
+        clock=SystemClock(),
+        policy=policy,
+        chat=chat or NullChat(),
+        job_prefix=settings.job_prefix,
+        scope=settings.scope,
+    )
+    _wire_local_events(deps, recover=recover)
+    return deps
+
+
+def _wire_local_events(deps: Deps, *, recover: bool) -> None:
+    """Local runs report through the same service SageMaker's EventBridge events reach."""
+    from bot.services.state_changes import record_state_change, refresh_progress
+
+    compute: Any = deps.compute
+    if getattr(compute, "name", None) != "local":
+        return
+    compute.sink = lambda event: record_state_change(deps, event)
+
+    def on_progress(backend_job_name: str) -> None:
+        version = deps.store.find_by_backend_name(backend_job_name)
+        if version is not None:
+            refresh_progress(deps, version)
+
+    compute.on_progress = on_progress
+    if recover:
+        active = [v for v in deps.store.list_active()
+                  if v.backend == "local" and v.backend_job_name]
+        if active:
+            compute.recover(active)
+
+
+def stuck_after(settings: Settings) -> timedelta:
+    return timedelta(minutes=settings.stuck_after_minutes)

@@ -1,0 +1,187 @@
+"""Run a parsed command against the services and present the result.
+
+Shared by the CLI and the Slack listeners, so `/train X` and `trainbot X` behave the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.commands import Command
+from bot.domain import Approval, InvalidInput, JobVersion
+from bot.services import approvals, launching, presets, queries
+from bot.services.context import Deps
+from bot.views import presenters
+from bot.views.doc import Doc
+
+__all__ = ["Actor", "Reply", "execute"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: str
+    channel: str | None = None
+    request_key: str | None = None
+
+
+@dataclass
+class Reply:
+    doc: Doc
+    version: JobVersion | None = None
+    approval: Approval | None = None
+    public: bool = False  # the card already went to the channel
+    needs_form: bool = False  # `/train start` alone: Slack opens the start modal
+
+
+def execute(deps: Deps, cmd: Command, actor: Actor, *, stuck_after: timedelta) -> Reply:
+    handler = _HANDLERS[cmd.name]
+    return handler(deps, cmd, actor, stuck_after)
+
+
+def _help(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    return Reply(presenters.help_doc(c.topic))
+
+
+def _algorithms(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    return Reply(presenters.algorithms_doc(deps.catalog, c.algorithm))
+
+
+def _pools(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    return Reply(presenters.pools_doc(deps.catalog))
+
+
+def _request(c: Command, a: Actor) -> launching.LaunchRequest:
+    return launching.LaunchRequest(
+        user=a.user, algorithm=c.algorithm, preset=c.preset, params=dict(c.params), pool=c.pool,
+        data=dict(c.data), job_name=c.job_name, spot=c.spot, max_runtime_s=c.max_runtime_s,
+        channel=a.channel, request_key=a.request_key,
+    )
+
+
+def _launched(deps: Deps, version: JobVersion, approval: Approval | None) -> Reply:
+    if approval is not None:
+        doc = Doc(title=f":hourglass_flowing_sand: {version.label} is waiting for approval "
+                        f"(request `{approval.id}`).")
+        doc.add(f"An approver can run `/train approve {approval.id}` or press Approve on the card.")
+        return Reply(doc, version=version, approval=approval, public=True)
+    links = queries.links(deps, version)
+    algo = deps.catalog.algorithms.get(version.spec.algorithm)
+    return Reply(presenters.version_card(version, links, algorithm=algo, now=deps.clock.now()),
+                 version=version, public=True)
+
+
+def _start(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    if not c.algorithm and not c.preset:
+        doc = presenters.help_doc("start")
+        return Reply(doc, needs_form=True)
+    version, approval = launching.start_job(deps, _request(c, a))
+    return _launched(deps, version, approval)
+
+
+def _rerun(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    version, approval = launching.rerun(deps, _request(c, a), job=c.job or "",
+                                        base_number=c.version)
+    return _launched(deps, version, approval)
+
+
+def _stop(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    v = launching.stop_version(deps, user=a.user, job=c.job or "", number=c.version)
+    return Reply(Doc(title=f"{v.status.emoji} {v.label}: {v.status.value.lower()}."), version=v)
+
+
+def _status(deps: Deps, c: Command, a: Actor, stuck_after: timedelta) -> Reply:
+    if c.job:
+        return _show(deps, c, a, stuck_after)
+    overview = queries.status_overview(deps, stuck_after=stuck_after)
+    return Reply(presenters.status_doc(overview, stuck_after=stuck_after))
+
+
+def _versions(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    job = c.job or ""
+    return Reply(presenters.versions_doc(job, queries.list_versions(deps, job)))
+
+
+def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    v = queries.get_version(deps, c.job or "", c.version)
+    doc = presenters.version_card(v, queries.links(deps, v),
+                                  algorithm=deps.catalog.algorithms.get(v.spec.algorithm),
+                                  now=deps.clock.now())
+    if v.approval_id:
+        ap = deps.store.get_approval(v.approval_id)
+        trail = f"asked by <@{ap.requested_by}> {ap.requested_at:%Y-%m-%d %H:%M}"
+        if ap.decision:
+            trail += f"; {ap.decision} by <@{ap.decided_by}> {ap.decided_at:%Y-%m-%d %H:%M}"
+            trail += f" — {ap.decision_note}" if ap.decision_note else ""
+        doc.add(f"*Approval* `{ap.id}`: {trail}")
+    if v.history:
+        doc.add("*History*\n" + "\n".join(
+            f"{h.at:%H:%M:%S} {h.status.value}" + (f" — {h.message[:120]}" if h.message else "")
+            for h in v.history[-12:]))
+    return Reply(doc, version=v)
+
+
+def _diff(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    d = queries.diff_versions(deps, c.job or "", c.version or 0, c.other_version or 0)
+    return Reply(presenters.diff_doc(d))
+
+
+def _lineage(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    return Reply(presenters.lineage_doc(queries.lineage(deps, c.job or "", c.version)))
+
+
+def _eval(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    v = queries.get_version(deps, c.job or "", c.version)
+    return Reply(presenters.eval_doc(v), version=v)
+
+
+def _logs(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    v = queries.get_version(deps, c.job or "", c.version)
+    return Reply(presenters.logs_doc(v, queries.logs(deps, v, lines=40)), version=v)
+
+
+def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    v = queries.get_version(deps, c.job or "", c.version)
+    url = queries.links(deps, v).tensorboard
+    if not url:
+        raise InvalidInput(f"{v.label} has no TensorBoard yet (it hasn't started).")
+    doc = Doc(title=f"TensorBoard for *{v.label}*: <{url}|open>")
+    doc.add(url)
+    return Reply(doc, version=v)
+
+
+def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+    if c.sub == "list":
+        return Reply(presenters.presets_doc(presets.list_presets(deps)))
+    if c.sub == "show":
+        return Reply(presenters.preset_doc(presets.show_preset(deps, c.preset or "")))
+    if c.sub == "delete":
+        p = presets.delete_preset(deps, user=a.user, name=c.preset or "")
+        return Reply(Doc(title=f":wastebasket: Preset *{p.name}* deleted."))
+    p = presets.save_preset(
+        deps, user=a.user, name=c.preset or "", description=c.description, from_job=c.job,
+        from_version=c.version, algorithm=c.algorithm, params=dict(c.params), pool=c.pool,
+        data=dict(c.data),
+    )
+    doc = presenters.preset_doc(p)
+    doc.title = f":bookmark: Saved preset *{p.name}*"
+    return Reply(doc)
+
+
+def _decide(approve: bool):  # type: ignore[no-untyped-def]
+    def run(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+        ap, v = approvals.decide(deps, approval_id=c.request_id or "", user=a.user,
+                                 approve=approve, note=c.reason or "")
+        verb = "Approved" if approve else "Rejected"
+        return Reply(Doc(title=f"{verb} request `{ap.id}`: {v.label} is {v.status.value.lower()}."),
+                     version=v, approval=ap)
+
+    return run
+
+
+_HANDLERS = {
+    "help": _help, "algorithms": _algorithms, "pools": _pools, "start": _start,
+    "rerun": _rerun, "stop": _stop, "status": _status, "versions": _versions, "show": _show,
+    "diff": _diff, "lineage": _lineage, "eval": _eval, "logs": _logs, "tb": _tb,
+    "preset": _preset, "approve": _decide(True), "reject": _decide(False),
+}

@@ -1,0 +1,1 @@
+"""Presentation: presenters build neutral Docs; renderers print or Block-Kit them."""

@@ -1,0 +1,371 @@
+"""Presenters: domain objects → :class:`Doc`. Shared by the CLI and Slack."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from bot.catalog import Catalog
+from bot.commands import USAGE
+from bot.domain import Algorithm, Approval, JobVersion, Lineage, Preset, Status
+from bot.ports import Links
+from bot.services.queries import StatusOverview, VersionDiff
+from bot.views.doc import Button, Doc, Section
+
+__all__ = [
+    "algorithms_doc",
+    "approval_doc",
+    "diff_doc",
+    "eval_doc",
+    "help_doc",
+    "lineage_doc",
+    "logs_doc",
+    "pools_doc",
+    "preset_doc",
+    "presets_doc",
+    "status_doc",
+    "version_card",
+    "versions_doc",
+]
+
+KEY_PARAMS = 8
+
+
+def help_doc(topic: str | None = None) -> Doc:
+    if topic:
+        return Doc(title=f"/train {topic}").add(f"`/train {USAGE[topic]}`")
+    doc = Doc(title="trainbot — train models from Slack")
+    doc.add("\n".join(f"• `/train {u}`" for u in USAGE.values()))
+    doc.context.append("Parameters are key=value; quote values with spaces. "
+                       "`/train help COMMAND` for one command.")
+    return doc
+
+
+def algorithms_doc(catalog: Catalog, algo_id: str | None = None) -> Doc:
+    if algo_id:
+        a = catalog.algorithm(algo_id)
+        doc = Doc(title=f"{a.title} (`{a.id}` {a.version})")
+        doc.add(a.description or " ", fields=[
+            ("Framework", f"{a.framework} {a.framework_version}"),
+            ("Objective", f"{a.objective.goal} {a.objective.metric}"
+             + (f" (defaults reach {a.quality_target})" if a.quality_target is not None else "")),
+            ("Pools", ", ".join(a.supported_pools)),
+            ("Spot / checkpoints", f"{_yes(a.supports_spot)} / {_yes(a.supports_checkpoints)}"),
+        ])
+        doc.add("*Parameters*\n" + "\n".join(
+            f"• `{h.name}` = `{h.default}` — {h.describe_range()}"
+            + (f". {h.help}" if h.help else "")
+            for h in a.hyperparameters))
+        if a.channels:
+            doc.add("*Data channels*\n" + "\n".join(
+                f"• `{c.name}`{' (required)' if c.required else ''}: "
+                f"{c.description or ''} default `{c.default or 'none'}`" for c in a.channels))
+        return doc
+    doc = Doc(title="Preset algorithms")
+    for a in catalog.algorithms.values():
+        doc.add(f"*{a.id}* — {a.title}\n{_clip(a.description, 200)}",
+                fields=[("Objective", a.objective.metric), ("Framework", a.framework)])
+    doc.context.append("`/train algorithms ID` shows the parameters; "
+                       "`/train start ID key=value` trains.")
+    return doc
+
+
+def pools_doc(catalog: Catalog) -> Doc:
+    doc = Doc(title="Resource pools")
+    for p in catalog.pools.values():
+        hw = f"{p.instance_count}× {p.instance_type}" + (f", {p.total_gpus} GPU" if p.gpu_count
+                                                          else ", CPU")
+        notes = [n for n, on in (("spot", p.spot_allowed), ("approval", p.requires_approval)) if on]
+        if p.max_concurrent:
+            notes.append(f"max {p.max_concurrent} at once")
+        doc.add(f"*{p.id}* — {p.description}", fields=[
+            ("Hardware", hw), ("Price", f"${p.hourly_price_usd * p.instance_count:.2f}/h"),
+            ("Notes", ", ".join(notes) or "—"),
+        ])
+    return doc
+
+
+def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | None = None,
+                 now: datetime | None = None) -> Doc:
+    """The version card: updated in place on every change."""
+    v = version
+    parent = f" (from v{v.parent})" if v.parent else ""
+    title = f"{v.status.emoji} *{v.job} v{v.number}*{parent} — {v.status.value.replace('_', ' ')}"
+    doc = Doc(title=title)
+    who = f"<@{v.requested_by}>" + (f", approved by <@{v.approved_by}>" if v.approved_by else "")
+    fields = [
+        ("Algorithm", f"`{v.spec.algorithm}` {v.spec.algorithm_version}"),
+        ("Pool", f"`{v.spec.pool}`" + (" (spot)" if v.spec.spot else "")),
+        ("Requested by", who),
+        ("Cost", _cost(v)),
+    ]
+    if v.spec.preset:
+        fields.append(("Preset", f"`{v.spec.preset}`"))
+    if v.spec.data:
+        fields.append(("Data", ", ".join(f"{k}=`{u}`" for k, u in v.spec.data.items())))
+    timing = _timing(v, now)
+    if timing:
+        fields.append(("Time", timing))
+    if v.compute_note:
+        fields.append(("Compute", v.compute_note))
+    doc.add(_params(v), fields=fields)
+    if v.progress and not v.status.terminal:
+        doc.add(_progress(v))
+    if v.metrics:
+        objective = algorithm.objective.metric if algorithm else None
+        doc.add("*Metrics*  " + "  ".join(
+            (f"*{k}={_num(x)}*" if k == objective else f"{k}={_num(x)}")
+            for k, x in sorted(v.metrics.items())))
+    if v.status is Status.FAILED or v.status is Status.REJECTED:
+        doc.add(f":warning: *Reason:* {_clip(v.failure_reason or 'unknown', 500)}")
+        if v.log_tail and v.status is Status.FAILED:
+            doc.add(code="\n".join(v.log_tail[-10:]))
+    doc.buttons.extend(card_buttons(v, links))
+    if v.secondary_status and not v.status.terminal:
+        doc.context.append(f"backend: {v.secondary_status}")
+    if v.backend_job_name:
+        doc.context.append(f"training job `{v.backend_job_name}`")
+    return doc
+
+
+def card_buttons(v: JobVersion, links: Links) -> list[Button]:
+    ref = f"{v.job}:{v.number}"
+    out = []
+    if links.tensorboard:
+        out.append(Button("TensorBoard", "open_tensorboard", ref, url=links.tensorboard))
+    out.append(Button("Lineage", "show_lineage", ref))
+    if v.backend_job_name:
+        out.append(Button("Logs", "show_logs", ref))
+    if v.status.terminal and v.status is not Status.REJECTED:
+        out.append(Button("Rerun", "rerun_version", ref))
+        out.append(Button("Save as preset", "save_preset", ref))
+    if v.status is Status.COMPLETED:
+        out.append(Button("Evaluation", "show_eval", ref))
+    if not v.status.terminal and v.status is not Status.AWAITING_APPROVAL:
+        out.append(Button("Stop", "stop_version", ref, style="danger",
+                          confirm=f"Stop {v.label}? The run ends and can't be resumed."))
+    return out
+
+
+def versions_doc(job: str, versions: list[JobVersion]) -> Doc:
+    doc = Doc(title=f"Versions of *{job}*")
+    for v in versions:
+        metric = ", ".join(f"{k}={_num(x)}" for k, x in sorted(v.metrics.items())[:2]) or "—"
+        parent = f" ← v{v.parent}" if v.parent else ""
+        doc.add(f"{v.status.emoji} *v{v.number}*{parent} {v.status.value} · `{v.spec.pool}` · "
+                f"{metric} · <@{v.requested_by}> · {v.created_at:%Y-%m-%d %H:%M}")
+    return doc
+
+
+def diff_doc(d: VersionDiff) -> Doc:
+    doc = Doc(title=f"*{d.b.job}*: v{d.a.number} → v{d.b.number}")
+    if d.changes:
+        doc.add("*Changes*", fields=[(k, f"`{a}` → `{b}`") for k, (a, b) in d.changes.items()])
+    else:
+        doc.add("Same parameters, data and pool.")
+    if d.metrics:
+        rows = []
+        for m in d.metrics:
+            arrow = {True: " :arrow_up: better", False: " :arrow_down: worse", None: ""}[m.better]
+            delta = f" ({m.b - m.a:+.4g})" if m.a is not None and m.b is not None else ""
+            rows.append((m.name, f"{_num(m.a)} → {_num(m.b)}{delta}{arrow}"))
+        doc.add("*Metrics*", fields=rows)
+    return doc
+
+
+def lineage_doc(lin: Lineage) -> Doc:
+    doc = Doc(title=f"Lineage of *{lin.job} v{lin.version}*")
+    icons = {"data": ":floppy_disk:", "algorithm": ":brain:", "preset": ":bookmark:",
+             "version": ":package:", "approval": ":ballot_box_with_check:", "model": ":gift:"}
+    steps = []
+    for n in lin.nodes:
+        label = f"<{n.link}|{n.label}>" if n.link and n.link.startswith("http") else n.label
+        steps.append(f"{icons.get(n.kind, '•')} *{n.kind}* {label}"
+                     + (f" — {n.detail}" if n.detail else ""))
+    doc.add("\n      ↓\n".join(steps))
+    return doc
+
+
+def eval_doc(v: JobVersion) -> Doc:
+    doc = Doc(title=f"Evaluation of *{v.label}*")
+    ev = v.evaluation
+    if not ev:
+        doc.add("No evaluation yet" + ("" if v.status.terminal else " — the version is still "
+                                      + v.status.value.lower()) + ".")
+        return doc
+    objective = ev.get("objective") or {}
+    if objective:
+        doc.add(f"*{objective.get('metric')}* = *{_num(objective.get('value'))}*")
+    metrics = ev.get("metrics") or {}
+    if metrics:
+        doc.add(fields=[(k, _num(x)) for k, x in list(metrics.items())[:10]])
+    per_class = ev.get("per_class") or []
+    if per_class:
+        rows = ["class        precision  recall  f1      support"]
+        for r in per_class[:20]:
+            rows.append(f"{str(r.get('class'))[:12]:<12} {_f(r.get('precision'))}  "
+                        f"{_f(r.get('recall'))}  {_f(r.get('f1'))}  {r.get('support', '')}")
+        if len(per_class) > 20:
+            rows.append(f"… {len(per_class) - 20} more classes")
+        doc.add("*Per class*", code="\n".join(rows))
+    return doc
+
+
+def logs_doc(v: JobVersion, lines: list[str]) -> Doc:
+    doc = Doc(title=f"Logs of *{v.label}* (last {len(lines)} lines)")
+    doc.add(code="\n".join(lines) or "(no output yet)")
+    return doc
+
+
+def status_doc(o: StatusOverview, *, stuck_after: timedelta) -> Doc:
+    doc = Doc(title=f":satellite: trainbot status — {o.now:%Y-%m-%d %H:%M} UTC")
+    doc.add(fields=[("Running", str(len(o.running))), ("Queued", str(len(o.queued))),
+                    ("Awaiting approval", str(len(o.awaiting))),
+                    ("Failed (24 h)", str(len(o.failed_recent))), ("Stuck", str(len(o.stuck))),
+                    ("GPUs in use", str(o.gpus_in_use) + (
+                        " (" + ", ".join(f"{k}: {n}" for k, n in o.gpus_by_pool.items()) + ")"
+                        if o.gpus_by_pool else ""))])
+    stuck = {(v.job, v.number) for v in o.stuck}
+
+    def line(v: JobVersion) -> str:
+        age = _age(o.now - v.created_at)
+        flag = " :warning: *stuck*" if (v.job, v.number) in stuck else ""
+        prog = f" · {_progress(v)}" if v.progress else ""
+        return (f"{v.status.emoji} *{v.label}* `{v.spec.pool}` · {v.status.value} · {age}"
+                f"{prog} · <@{v.requested_by}>{flag}")
+
+    for heading, items in (("Running", o.running), ("Queued", o.queued),
+                           ("Awaiting approval", o.awaiting)):
+        if items:
+            doc.add(f"*{heading}*\n" + "\n".join(line(v) for v in items[:15])
+                    + (f"\n… {len(items) - 15} more" if len(items) > 15 else ""))
+    if o.failed_recent:
+        doc.add("*Failed in the last 24 h*\n" + "\n".join(
+            f":x: *{v.label}* — {_clip(v.failure_reason or 'unknown', 150)}"
+            for v in o.failed_recent[:10]))
+    if not (o.running or o.queued or o.awaiting or o.failed_recent):
+        doc.add("Nothing running, queued or failed. :zzz:")
+    doc.context.append(f"stuck = no progress for {_age(stuck_after)}")
+    return doc
+
+
+def presets_doc(presets: list[Preset]) -> Doc:
+    doc = Doc(title="Presets")
+    if not presets:
+        doc.add("No presets yet. Save one with `/train preset save NAME --from JOB vN`.")
+    for p in presets:
+        doc.add(f"*{p.name}* — {p.description or 'no description'}",
+                fields=[("Algorithm", f"`{p.spec.algorithm}`"), ("Pool", f"`{p.spec.pool}`"),
+                        ("Parameters", _kv(p.spec.hyperparameters, 4) or "defaults")])
+        doc.buttons.append(Button(
+            f"Start {p.name}", "start_preset", p.name, style="primary",
+            confirm=f"Start a new job from preset {p.name} on {p.spec.pool}?"))
+    return doc
+
+
+def preset_doc(p: Preset) -> Doc:
+    doc = Doc(title=f"Preset *{p.name}*")
+    doc.add(p.description or " ", fields=[
+        ("Algorithm", f"`{p.spec.algorithm}` {p.spec.algorithm_version}"),
+        ("Pool", f"`{p.spec.pool}`"), ("Owner", f"<@{p.owner}>"),
+        ("Data", ", ".join(f"{k}=`{u}`" for k, u in p.spec.data.items()) or "algorithm default"),
+        ("Created", f"{p.created_at:%Y-%m-%d %H:%M}"),
+    ])
+    doc.add("*Parameters* " + (_kv(p.spec.hyperparameters, 50) or "defaults"))
+    doc.buttons.append(Button("Start", "start_preset", p.name, style="primary",
+                              confirm=f"Start a new job from preset {p.name}?"))
+    doc.buttons.append(Button("Delete", "delete_preset", p.name, style="danger",
+                              confirm=f"Delete preset {p.name}? This can't be undone."))
+    return doc
+
+
+def approval_doc(a: Approval, v: JobVersion, *, estimated_cost: float | None = None) -> Doc:
+    base = f" (rerun of v{a.base_version})" if a.base_version else ""
+    doc = Doc(title=f":raising_hand: <@{a.requested_by}> asks to run *{a.job} v{a.version}*{base}")
+    changes = ", ".join(f"`{k}`={v_!r}" for k, v_ in a.overrides.items()) or "no changes"
+    doc.add(f"Why approval: {a.reason}", fields=[
+        ("Changes", changes), ("Pool", f"`{a.pool}`"),
+        ("Estimated cost", f"≤ ${estimated_cost:.2f}" if estimated_cost is not None else "—"),
+        ("Expires", f"{a.expires_at:%Y-%m-%d %H:%M} UTC"),
+    ])
+    if a.pending:
+        doc.buttons.append(Button("Approve", "approve_request", a.id, style="primary"))
+        doc.buttons.append(Button("Reject", "reject_request", a.id, style="danger"))
+    else:
+        note = f" — {a.decision_note}" if a.decision_note else ""
+        doc.context.append(f"{a.decision} by <@{a.decided_by}> at "
+                           f"{a.decided_at:%Y-%m-%d %H:%M} UTC{note}" if a.decided_at else "")
+    doc.context.append(f"request `{a.id}`")
+    return doc
+
+
+def _params(v: JobVersion) -> str:
+    return "*Parameters* " + (_kv(v.spec.hyperparameters, KEY_PARAMS) or "defaults")
+
+
+def _kv(d: dict, n: int) -> str:
+    items = list(d.items())
+    text = "  ".join(f"`{k}={x}`" for k, x in items[:n])
+    return text + (f"  … +{len(items) - n}" if len(items) > n else "")
+
+
+def _progress(v: JobVersion) -> str:
+    p = v.progress
+    if p is None:
+        return ""
+    parts = []
+    if p.current is not None and p.total:
+        pct = p.percent or 0.0
+        bar = "█" * int(pct / 10) + "░" * (10 - int(pct / 10))
+        parts.append(f"{bar} {int(p.current)}/{int(p.total)} ({pct:.0f}%)")
+    parts.extend(f"{k}={_num(x)}" for k, x in list(p.metrics.items())[:3])
+    return " ".join(parts)
+
+
+def _timing(v: JobVersion, now: datetime | None) -> str:
+    if v.started_at is None:
+        return ""
+    text = f"started {v.started_at:%H:%M:%S} UTC"
+    if v.ended_at:
+        text += f", took {_age(v.ended_at - v.started_at)}"
+    elif now is not None:
+        text += f", running {_age(now - v.started_at)}"
+    return text
+
+
+def _cost(v: JobVersion) -> str:
+    if v.actual_cost_usd is not None:
+        return f"${v.actual_cost_usd:.2f} actual" + (
+            f" (est. ≤ ${v.estimated_cost_usd:.2f})" if v.estimated_cost_usd else "")
+    return f"≤ ${v.estimated_cost_usd:.2f} est." if v.estimated_cost_usd is not None else "—"
+
+
+def _age(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def _num(x: object) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return "—" if x is None else str(x)
+
+
+def _f(x: object) -> str:
+    return f"{x:.3f}" if isinstance(x, int | float) else "  —  "
+
+
+def _yes(b: bool) -> str:
+    return "yes" if b else "no"
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+__all__ += ["Section", "card_buttons"]
