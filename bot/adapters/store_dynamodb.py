@@ -75,12 +75,11 @@ _APPROVAL_MUTABLE = (
 
 def default_client() -> Any:
     """A DynamoDB client that backs off adaptively when throttled."""
-    import boto3  # here, not at import: the SQLite-only install has no need of it
+    # Imported here: callers that pass a client in (tests, the Lambda wiring) skip it.
+    import boto3
     from botocore.config import Config
 
-    return boto3.client(
-        "dynamodb", config=Config(retries={"mode": "adaptive", "max_attempts": 8})
-    )
+    return boto3.client("dynamodb", config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -234,9 +233,7 @@ class DynamoStore:
     when not given). ``clock`` bounds the days :meth:`list_ended_since` looks at.
     """
 
-    def __init__(
-        self, table_name: str, *, client: Any = None, clock: Clock | None = None
-    ) -> None:
+    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
         self.table_name = table_name
         self._client = client if client is not None else default_client()
         self._clock = clock or SystemClock()
@@ -368,6 +365,8 @@ class DynamoStore:
 
     def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
         """Newest first; all channels when ``channel`` is None."""
+        if limit < 1:
+            return []  # Query rejects Limit=0
         index, partition = (
             (ALL_JOBS_INDEX, "JOBS") if channel is None else (CHANNEL_INDEX, f"CHANNEL#{channel}")
         )

@@ -229,9 +229,7 @@ class SqliteStore:
             self._insert_version(conn, stored)
         return stored, True
 
-    def _next_number(
-        self, conn: sqlite3.Connection, job: str, new_job: TrainingJob | None
-    ) -> int:
+    def _next_number(self, conn: sqlite3.Connection, job: str, new_job: TrainingJob | None) -> int:
         row = conn.execute("SELECT latest_version FROM jobs WHERE name = ?", (job,)).fetchone()
         if new_job is not None:
             if row is not None:
@@ -409,9 +407,7 @@ class SqliteStore:
     def delete_preset(self, scope: str, name: str) -> None:
         """``NotFound`` if there is no such preset."""
         with self._write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM presets WHERE scope = ? AND name = ?", (scope, name)
-            )
+            cursor = conn.execute("DELETE FROM presets WHERE scope = ? AND name = ?", (scope, name))
         if cursor.rowcount == 0:
             raise NotFound(f"No preset named `{name}`.")
 
@@ -437,9 +433,7 @@ class SqliteStore:
 
     def get_approval(self, approval_id: str) -> Approval:
         row = (
-            self._conn()
-            .execute("SELECT * FROM approvals WHERE id = ?", (approval_id,))
-            .fetchone()
+            self._conn().execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
         )
         if row is None:
             raise NotFound(f"No approval request `{approval_id}`.")
@@ -457,9 +451,7 @@ class SqliteStore:
             )
         if cursor.rowcount == 0:
             earlier = self.get_approval(approval_id)  # NotFound if absent
-            raise Conflict(
-                f"This request was already {earlier.decision} by {earlier.decided_by}."
-            )
+            raise Conflict(f"This request was already {earlier.decision} by {earlier.decided_by}.")
         return self.get_approval(approval_id)
 
     def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval:

@@ -1,0 +1,323 @@
+"""One local run: its ``/opt/ml``-like folder, state files, log, and the process behind it.
+
+``runs_dir/<backend job name>/`` holds everything a run has, so any process (the bot after a
+restart, the CLI) can read a run back without the process that started it::
+
+    input/config/{hyperparameters,resourceconfig,inputdataconfig}.json
+    input/data/<channel>/      model/   output/data/   output/tensorboard/   checkpoints/
+    code/                      a copy of the algorithm's source (SageMaker's source dir)
+    logs/stdout.log            stdout and stderr of the training process, merged
+    launch.json                what was started: command, environment we set, metric regexes
+    state.json                 the latest TrainingJobDetail and the process's pid
+    exitcode                   written by the launcher wrapper when the script exits
+    stop-requested             present once someone asked the run to stop
+
+The process helpers identify a process by pid *and* start time, so a bot restarted later never
+signals an unrelated process that happens to reuse a pid. Standard library and pydantic models
+only: this module is on the Slack path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.domain import MetricSummary
+from bot.domain.job import MAX_SERIES_POINTS
+
+__all__ = [
+    "LogScan",
+    "RunDir",
+    "compile_metrics",
+    "downsample",
+    "match_metrics",
+    "match_progress",
+    "process_status",
+    "read_json",
+    "scan_log",
+    "signal_group",
+    "start_ticks",
+    "summarize",
+    "tail",
+    "write_json",
+]
+
+_HAVE_PROC = Path("/proc/self/stat").exists()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run; creating them is :meth:`create`, nothing else touches disk."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "input" / "config"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.root / "output" / "data"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "output" / "tensorboard"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "logs" / "stdout.log"
+
+    @property
+    def launch_file(self) -> Path:
+        return self.root / "launch.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def exitcode_file(self) -> Path:
+        return self.root / "exitcode"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.root / "stop-requested"
+
+    @property
+    def failure_file(self) -> Path:
+        # SageMaker reports /opt/ml/output/failure as the job's FailureReason.
+        return self.output_dir / "failure"
+
+    @property
+    def evaluation_file(self) -> Path:
+        return self.output_data_dir / "evaluation.json"
+
+    def create(self) -> None:
+        """Make the run's folders; the run folder itself must not exist yet."""
+        self.root.mkdir(parents=True, exist_ok=False)
+        for d in (
+            self.config_dir,
+            self.data_dir,
+            self.model_dir,
+            self.output_data_dir,
+            self.tensorboard_dir,
+            self.checkpoint_dir,
+            self.log_file.parent,
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically (temp file + rename): a reader in another process never sees half."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a text file, read from the end (logs can be large)."""
+    if lines <= 0:
+        return []
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            chunks: list[bytes] = []
+            newlines, pos = 0, end
+            while pos > 0 and newlines <= lines:
+                step = min(8192, pos)
+                pos -= step
+                f.seek(pos)
+                chunk = f.read(step)
+                chunks.append(chunk)
+                newlines += chunk.count(b"\n")
+    except OSError:
+        return []
+    text = b"".join(reversed(chunks)).decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]
+
+
+def _iter_lines(path: Path) -> Iterator[str]:
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as f:
+            yield from (line.rstrip("\r\n") for line in f)
+    except OSError:
+        return
+
+
+@dataclass
+class LogScan:
+    """What one pass over a run's log found."""
+
+    series: dict[str, list[float]] = field(default_factory=dict)
+    current: float | None = None
+    total: float | None = None
+    error_line: str | None = None
+    last_line: str | None = None
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        return {name: values[-1] for name, values in self.series.items() if values}
+
+
+def compile_metrics(definitions: Sequence[tuple[str, str]]) -> list[tuple[str, re.Pattern[str]]]:
+    return [(name, re.compile(regex)) for name, regex in definitions]
+
+
+def match_metrics(
+    line: str, metrics: Sequence[tuple[str, re.Pattern[str]]]
+) -> Iterator[tuple[str, float]]:
+    """Every ``(metric, value)`` on a line, as SageMaker's metric definitions would see it."""
+    for name, regex in metrics:
+        for m in regex.finditer(line):
+            try:
+                value = float(m.group(1))
+            except (TypeError, ValueError):
+                continue
+            # nan/inf can't be summarised or stored as JSON; SageMaker drops them too.
+            if math.isfinite(value):
+                yield name, value
+
+
+def match_progress(line: str, regex: re.Pattern[str] | None) -> tuple[float, float | None] | None:
+    """``(current, total)`` from a progress line (groups ``current`` and optional ``total``)."""
+    if regex is None:
+        return None
+    m = regex.search(line)
+    if m is None:
+        return None
+    try:
+        current = float(m.group("current"))
+        raw_total = m.groupdict().get("total")
+        return current, float(raw_total) if raw_total else None
+    except (TypeError, ValueError):
+        return None
+
+
+def scan_log(
+    path: Path,
+    metrics: Sequence[tuple[str, re.Pattern[str]]],
+    progress: re.Pattern[str] | None,
+) -> LogScan:
+    """Read the whole log once: metric series, the last progress, the last ``ERROR:`` line."""
+    scan = LogScan(series={name: [] for name, _ in metrics})
+    for line in _iter_lines(path):
+        for name, value in match_metrics(line, metrics):
+            scan.series[name].append(value)
+        found = match_progress(line, progress)
+        if found is not None:
+            scan.current, total = found
+            scan.total = total if total is not None else scan.total
+        stripped = line.strip()
+        if stripped.startswith("ERROR:"):
+            scan.error_line = stripped
+        if stripped and not stripped.startswith("[trainbot]"):
+            scan.last_line = stripped
+    return scan
+
+
+def downsample(values: Sequence[float], limit: int = MAX_SERIES_POINTS) -> list[tuple[int, float]]:
+    """At most ``limit`` evenly spaced ``(step, value)`` points, first and last always kept.
+
+    The step is the value's position in the log (0-based): metric lines carry no step number
+    that every algorithm agrees on.
+    """
+    n = len(values)
+    if n <= limit:
+        return list(enumerate(values))
+    picks = sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+    return [(i, values[i]) for i in picks]
+
+
+def summarize(values: Sequence[float]) -> MetricSummary | None:
+    if not values:
+        return None
+    return MetricSummary(
+        first=values[0],
+        last=values[-1],
+        min=min(values),
+        max=max(values),
+        count=len(values),
+        points=downsample(values),
+    )
+
+
+# -- processes that outlive the bot process that started them --------------------------------
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    # Gone already, or (PermissionError) no longer ours: nothing to signal either way.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state letter, start time in clock ticks since boot)`` from ``/proc/<pid>/stat``."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # the command name may contain spaces
+    return fields[0], int(fields[19])
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, its identity."""
+    stat = _proc_stat(pid) if _HAVE_PROC else None
+    return stat[1] if stat else None
+
+
+def process_status(pid: int | None, ticks: int | None) -> str:
+    """``running``, ``exited`` (a zombie not yet reaped) or ``gone`` — for *that* process:
+    a pid reused by another process (different start time) counts as gone."""
+    if not pid:
+        return "gone"
+    if _HAVE_PROC:
+        stat = _proc_stat(pid)
+        if stat is None or (ticks is not None and stat[1] != ticks):
+            return "gone"
+        return "exited" if stat[0] in ("Z", "X") else "running"
+    try:  # without /proc we can't tell a reused pid apart
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return "gone"
+    return "running"
