@@ -43,6 +43,8 @@ class MemoryStore:
             if draft.request_key and draft.request_key in self.keys:
                 return self.versions[self.keys[draft.request_key]], False
             if new_job is not None:
+                if new_job.name != draft.job:
+                    raise ValueError(f"new_job {new_job.name!r} is not the draft's job")
                 if new_job.name in self.jobs:
                     raise Conflict(f"job {new_job.name} exists")
                 job = new_job
@@ -94,10 +96,12 @@ class MemoryStore:
                      if v.backend_job_name == backend_job_name), None)
 
     def list_active(self):  # type: ignore[no-untyped-def]
-        return [v for v in self.versions.values() if not v.status.terminal]
+        return sorted((v for v in self.versions.values() if not v.status.terminal),
+                      key=lambda v: v.created_at)
 
     def list_ended_since(self, since):  # type: ignore[no-untyped-def]
-        return [v for v in self.versions.values() if v.ended_at and v.ended_at >= since]
+        return sorted((v for v in self.versions.values() if v.ended_at and v.ended_at >= since),
+                      key=lambda v: v.ended_at)
 
     def create_preset(self, preset):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -139,7 +143,8 @@ class MemoryStore:
         with self._lock:
             current = self.get_approval(approval_id)
             if current.decision is not None:
-                raise Conflict(f"approval {approval_id} already decided")
+                raise Conflict(f"Request {approval_id} was already {current.decision} by "
+                               f"{current.decided_by}.")
             decided = current.model_copy(update={
                 "decision": Decision(decision), "decided_by": by, "decided_at": at,
                 "decision_note": note})

@@ -545,7 +545,8 @@ class _Methods:
                  for f in files]
         message = self.ws.post(channel_id, {"text": params.get("initial_comment") or "",
                                             "files": shown, "thread_ts": params.get("thread_ts")})
-        share: dict[str, Any] = {"ts": message["ts"], "channel_name": channel_id.lower()}
+        share: dict[str, Any] = {"ts": message["ts"],
+                                 "channel_name": self.ws.channel(channel_id)["name"]}
         if message.get("thread_ts"):
             share["thread_ts"] = message["thread_ts"]
         for record in files:

@@ -6,6 +6,7 @@ version backwards is ignored, and a chat failure never loses the stored change.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from bot.domain import JobVersion, Status, TrainingJobStateChange
@@ -82,12 +83,33 @@ def _terminal_fields(deps: Deps, v: JobVersion, event: TrainingJobStateChange, r
     if detail.start_time and v.started_at is None:
         out["started_at"] = detail.start_time
     if results is not None:
-        out["evaluation"] = results.evaluation
+        out["evaluation"] = bounded_evaluation(results.evaluation)
         out["series"] = results.series
         out["log_tail"] = results.log_tail[-30:]
         if results.series and not detail.final_metrics:
             out["metrics"] = {k: s.last for k, s in results.series.items()}
     return out
+
+
+MAX_EVALUATION_BYTES = 64_000
+
+
+def bounded_evaluation(ev: dict | None) -> dict | None:
+    """Keep a version record well under DynamoDB's 400 KB item limit.
+
+    Many-class evaluations lose the confusion matrix first, then per-class rows beyond 100;
+    the full file stays with the run's output artifacts.
+    """
+    if ev is None or len(json.dumps(ev, default=str)) <= MAX_EVALUATION_BYTES:
+        return ev
+    trimmed = {k: v for k, v in ev.items() if k != "confusion_matrix"}
+    if len(json.dumps(trimmed, default=str)) > MAX_EVALUATION_BYTES:
+        trimmed["per_class"] = list(trimmed.get("per_class") or [])[:100]
+        trimmed["classes"] = list(trimmed.get("classes") or [])[:100]
+    if len(json.dumps(trimmed, default=str)) > MAX_EVALUATION_BYTES:
+        trimmed = {k: trimmed[k] for k in ("objective", "task") if k in trimmed}
+    trimmed["truncated"] = True
+    return trimmed
 
 
 def refresh_progress(deps: Deps, version: JobVersion) -> JobVersion:

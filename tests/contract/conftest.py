@@ -89,7 +89,14 @@ def _dynamodb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobSto
     yield DynamoStore(TABLE, client=AtomicRequests(client))
 
 
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    from tests.fakes import MemoryStore
+
+    yield MemoryStore()
+
+
 STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Iterator[JobStore]]] = {
+    "memory": _memory,
     "sqlite": _sqlite,
     "dynamodb": _dynamodb,
 }

@@ -146,3 +146,17 @@ def test_spot_refused_where_pool_disallows(deps) -> None:  # type: ignore[no-unt
 
 def _req(**kw):  # type: ignore[no-untyped-def]
     return LaunchRequest(user=kw.pop("user", "U1"), channel="C1", **kw)
+
+
+def test_huge_evaluations_are_bounded() -> None:
+    from bot.services.state_changes import MAX_EVALUATION_BYTES, bounded_evaluation
+
+    ev = {"objective": {"metric": "acc", "value": 0.5}, "task": "classification",
+          "classes": [str(i) for i in range(1000)],
+          "per_class": [{"class": str(i), "precision": 0.5} for i in range(1000)],
+          "confusion_matrix": [[1] * 1000 for _ in range(1000)]}
+    out = bounded_evaluation(ev)
+    import json
+
+    assert len(json.dumps(out)) <= MAX_EVALUATION_BYTES and out["truncated"]
+    assert out["objective"]["value"] == 0.5
