@@ -111,6 +111,7 @@ def main(argv: Sequence[str]) -> None:
             paths=paths,
             stop=stop,
             writer=writer,
+            train_rows=len(data.y_train),
         )
         estimator, iterations = run.chosen(early_stopping=hps["early_stopping"])
         metrics = _metrics(estimator, data)

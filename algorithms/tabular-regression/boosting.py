@@ -27,6 +27,10 @@ __all__ = ["Boosted", "fit_in_chunks", "save_model"]
 
 _NAME = re.compile(r"^checkpoint-iteration-(\d+)\.pkl$")
 _KEEP = 2
+# Below this many training rows OpenMP threads cost more than they save: every chunk predicts
+# with every tree so far, thousands of tiny parallel loops whose thread start-up and barriers
+# dominate (and get much worse when the CPUs are shared).
+_SINGLE_THREAD_ROWS = 20_000
 
 
 @dataclass
@@ -58,12 +62,35 @@ def fit_in_chunks(
     paths: Paths,
     stop: StopSignal,
     writer: TensorBoardWriter,
+    train_rows: int,
 ) -> Boosted:
     """Grow up to hps["max_iter"] trees, resuming from the newest compatible checkpoint.
 
     `fit(estimator)` fits on the training data; `evaluate(estimator)` returns the metrics
     logged after each chunk, including `stopping_metric`.
     """
+    from threadpoolctl import threadpool_limits
+
+    threads = 1 if train_rows < _SINGLE_THREAD_ROWS else None
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        return _fit_in_chunks(
+            make_estimator, fit, evaluate, hps=hps, stopping_metric=stopping_metric,
+            fingerprint=fingerprint, paths=paths, stop=stop, writer=writer,
+        )
+
+
+def _fit_in_chunks(
+    make_estimator: Callable[[], Any],
+    fit: Callable[[Any], None],
+    evaluate: Callable[[Any], dict[str, float]],
+    *,
+    hps: Mapping[str, Any],
+    stopping_metric: str,
+    fingerprint: dict[str, Any],
+    paths: Paths,
+    stop: StopSignal,
+    writer: TensorBoardWriter,
+) -> Boosted:
     max_iter, every = hps["max_iter"], hps["eval_every"]
     patience = hps["n_iter_no_change"] if hps["early_stopping"] else math.inf
     run = _resume(paths.checkpoint_dir, fingerprint)

@@ -35,7 +35,7 @@ METRICS = ("train:rmse", "validation:rmse", "validation:mae", "validation:r2")
 HYPERPARAMETERS = (
     Param("max_iter", "int", 300, min=1, max=10000),
     Param("learning_rate", "float", 0.05, min=0.0001, max=1.0),
-    Param("max_leaf_nodes", "int", 8, min=2, max=4096),
+    Param("max_leaf_nodes", "int", 4, min=2, max=4096),
     Param("max_depth", "int", 0, min=0, max=1000),
     Param("min_samples_leaf", "int", 20, min=1, max=100000),
     Param("l2_regularization", "float", 1.0, min=0.0, max=1000000.0),
@@ -103,6 +103,7 @@ def main(argv: Sequence[str]) -> None:
             paths=paths,
             stop=stop,
             writer=writer,
+            train_rows=len(data.y_train),
         )
         estimator, iterations = run.chosen(early_stopping=hps["early_stopping"])
         metrics = _metrics(estimator, data)

@@ -6,10 +6,10 @@ backend reads it to fill ``TrainingImage`` and ``sagemaker_submit_directory``; l
 the digest and the image. Written by :mod:`bot.publish`, read here; no SDK needed.
 
     {"region": "us-east-1", "bucket": "b",
-     "algorithms": {"<id>": {"version": "1.0.0", "digest": "<sha256>",
-                             "source_uri": "s3://b/trainbot/algorithms/<id>/1.0.0/<d16>/sourcedir.tar.gz",
-                             "entry_point": "train.py",
-                             "images": {"cpu": "<ecr uri>", "gpu": "<ecr uri>"}}}}
+     "algorithms": {"<id>": {
+         "version": "1.0.0", "digest": "<sha256>", "entry_point": "train.py",
+         "source_uri": "s3://b/trainbot/algorithms/<id>/1.0.0/<digest[:16]>/sourcedir.tar.gz",
+         "images": {"cpu": "<ecr uri>", "gpu": "<ecr uri>"}}}}
 """
 
 from __future__ import annotations

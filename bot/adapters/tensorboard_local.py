@@ -2,8 +2,9 @@
 
 The server's logdir is ``runs_dir``, so each run's ``output/tensorboard`` appears as the run
 ``<backend job name>/output/tensorboard`` (any framework that writes event files works, PyTorch
-included). Its pid and port are kept in ``runs_dir/.tensorboard.json``: a restarted bot finds
-the server still answering and reuses it rather than starting a second one.
+included). Its pid and port are kept in a state file (``state_dir/tensorboard.json``, by
+default ``runs_dir/.tensorboard.json``): a restarted bot finds the server still answering and
+reuses it rather than starting a second one.
 
 The server is a separate process started with ``python -m tensorboard.main``; the tensorboard
 package is never imported here (it is heavy, and this module is on the Slack path).
@@ -58,6 +59,7 @@ class LocalTensorBoard:
         python: str = sys.executable,
         reload_interval_s: int = 5,
         start_timeout_s: float = 30.0,
+        state_dir: Path | None = None,
     ) -> None:
         # Resolved: the server reports its logdir back, and _serves() compares the two.
         self.logdir = Path(logdir).resolve()
@@ -66,17 +68,21 @@ class LocalTensorBoard:
         self.python = python
         self.reload_interval_s = reload_interval_s
         self.start_timeout_s = start_timeout_s
+        self.state_dir = Path(state_dir) if state_dir is not None else None
         self._lock = threading.Lock()
         self._serving_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def state_file(self) -> Path:
+        """The server's pid and port (in ``state_dir``, else hidden in the logdir)."""
+        if self.state_dir is not None:
+            return self.state_dir / "tensorboard.json"
         return self.logdir / ".tensorboard.json"
 
     @property
     def log_file(self) -> Path:
-        return self.logdir / ".tensorboard.log"
+        return self.state_file.with_suffix(".log")
 
     def ensure_started(self) -> str:
         """The server's base URL (``http://host:port/``), starting a server if none serves
@@ -122,6 +128,7 @@ class LocalTensorBoard:
         if self.python == sys.executable and importlib.util.find_spec("tensorboard") is None:
             raise BackendError("TensorBoard is not installed.", hint=_INSTALL_HINT)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
         port = self.port or _free_port(self.host)
         if self.port and _answers(self.host, port):
             raise BackendError(

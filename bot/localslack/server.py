@@ -144,7 +144,7 @@ def _require(params: dict[str, Any], *names: str) -> None:
 
 
 class _Workspace:
-    """The in-memory workspace and the Web API methods over it. Callers hold ``lock``."""
+    """The in-memory workspace and its operations. Callers hold ``lock``."""
 
     def __init__(self, users: dict[str, str], usergroups: dict[str, list[str]]) -> None:
         self.lock = threading.Condition(threading.RLock())
@@ -631,11 +631,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         slack = self.server.localslack
-        if url.path.startswith("/api/"):
-            params = _parse_params(url.query, self.headers.get("Content-Type", ""), body)
-            self._reply(*slack._api(url.path[5:], params, dict(self.headers.items())))
-        else:
-            self._reply(*slack._local(url.path, url.query, body))
+        try:
+            if url.path.startswith("/api/"):
+                params = _parse_params(url.query, self.headers.get("Content-Type", ""), body)
+                self._reply(*slack._api(url.path[5:], params, dict(self.headers.items())))
+            else:
+                self._reply(*slack._local(url.path, url.query, body))
+        except (ValueError, TypeError) as exc:  # a malformed body or argument
+            _log.warning("localslack: bad request to %s: %s", url.path, exc)
+            self._reply(400, {"ok": False, "error": "invalid_arguments"}, {})
 
     def _reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
         if isinstance(payload, bytes):
@@ -657,6 +661,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of parallel calls into SYN retries
     localslack: LocalSlack
 
 
@@ -819,15 +824,18 @@ class LocalSlack:
         Raises ``TimeoutError`` when it stays falsy for ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        with self._ws.lock:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"condition not met within {timeout} s")
-                self._ws.lock.wait(min(left, 0.1))
+        while True:
+            seen = self.version
+            # Outside the lock: the predicate may itself call this server over HTTP.
+            value = predicate()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"condition not met within {timeout} s")
+            with self._ws.lock:
+                if self._ws.version == seen:
+                    self._ws.lock.wait(min(left, 0.1))
 
     def new_interaction(self, channel: str, user: str, message_ts: str | None = None,
                         *, thread_ts: str | None = None) -> dict[str, str]:
