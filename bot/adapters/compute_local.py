@@ -145,6 +145,8 @@ class LocalCompute:
         Raises :class:`BackendRejected` for what can't run here (s3 data, missing files, a
         GPU-only algorithm without a GPU) and :class:`BackendError` when the process can't start.
         """
+        if self._closing.is_set():
+            raise BackendError("Local compute is shutting down; try again in a moment.")
         name = version.backend_job_name or backend_job_name(
             self.job_prefix, version.job, version.number, secrets.token_hex(2))
         if not TRAINING_JOB_NAME.match(name):
@@ -254,7 +256,8 @@ class LocalCompute:
                 log.exception("could not recover local run %s", version.backend_job_name)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the monitor threads, leaving the processes running for :meth:`recover`."""
+        """Stop the monitor threads for good, leaving the processes running for a later
+        :meth:`recover` (by a new instance: this one launches nothing more)."""
         self._closing.set()
         with self._lock:
             watched = list(self._runs.values())

@@ -78,6 +78,7 @@ MAX_RUNTIME_S = 28 * 24 * 3600
 MAX_OUTPUT_BYTES = 20 * 1024 * 1024  # output.tar.gz read for evaluation.json
 MAX_EVALUATION_BYTES = 5 * 1024 * 1024
 MAX_LOG_EVENTS = 50_000  # a full-log scan for metric series stops here
+MAX_LOG_PAGES = 200  # GetLogEvents calls per stream in a full-log scan
 MAX_STREAMS = 8  # one stream per host and restart: `<job>/algo-1-<epoch>`
 PROGRESS_WINDOW = 200  # log lines read for live progress
 _LOG_INFO = 20  # logging.INFO, the SDK's default container log level
@@ -446,10 +447,16 @@ class SageMakerCompute:
     # -- the published catalog (lineage reads these too) --------------------------------------
 
     def published_algorithm(self, algo_id: str) -> PublishedAlgorithm:
-        """Digest, source and images of a published algorithm; ``BackendRejected`` if none."""
+        """Digest, source and images of a published algorithm; ``BackendRejected`` if none,
+        or if the catalog was published for another region (ECR images are regional)."""
         catalog = self._current_catalog()
         if algo_id not in catalog.algorithms and self._loader is not None:
             catalog = self._reload_catalog()
+        if catalog.region != self.setup.region:
+            raise BackendRejected(
+                f"The algorithms were published for {catalog.region}, but SageMaker runs in "
+                f"{self.setup.region}.",
+                hint=f"Run `trainbot algorithms publish --region {self.setup.region}`.")
         return catalog.entry(algo_id)
 
     def training_image(self, algo_id: str, pool: ResourcePool) -> str | None:
@@ -464,11 +471,6 @@ class SageMakerCompute:
             catalog = self._loader()
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc) from exc
-        if catalog.region != self.setup.region:
-            raise BackendRejected(
-                f"The algorithms were published for {catalog.region}, but SageMaker runs in "
-                f"{self.setup.region}.",
-                hint=f"Run `trainbot algorithms publish --region {self.setup.region}`.")
         self._catalog = catalog
         return catalog
 
@@ -634,14 +636,17 @@ class SageMakerCompute:
         for stream in self._streams(name):
             kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream,
                                       "startFromHead": True}
-            while budget > 0:
+            for _ in range(MAX_LOG_PAGES):
+                if budget <= 0:
+                    return
                 page = self.logs_client.get_log_events(**kwargs, limit=min(budget, 10_000))
                 batch = page.get("events", [])
                 budget -= len(batch)
                 yield from (line for _, line in _lines(batch))
+                # Pages may be empty mid-stream; the end is the token it was given coming back.
                 token = page.get("nextForwardToken")
-                if not batch or not token or token == kwargs.get("nextToken"):
-                    break  # reading forward, the end repeats the token it was given
+                if not token or token == kwargs.get("nextToken"):
+                    break
                 kwargs["nextToken"] = token
 
     def _series(self, version: JobVersion, name: str, algorithm: Algorithm) -> dict:

@@ -1,0 +1,122 @@
+"""`trainbot run | serve | chat`: the embedded default, one machine, no AWS account.
+
+``run`` without Slack tokens starts a local Slack (Web API stand-in), the real Bolt app over
+HTTP, TensorBoard on demand, and the terminal client in the foreground. With
+``SLACK_BOT_TOKEN`` + ``SLACK_APP_TOKEN`` it connects to a real workspace over Socket Mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+from bot.config import SlackSettings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("trainbot")
+LOCAL_USER, LOCAL_APPROVER = "U0LOCAL1", "U0LOCAL2"
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="trainbot")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="bot + local Slack + terminal client (or Socket Mode)")
+    run.add_argument("--port", type=int, default=3000)
+    run.add_argument("--slack-port", type=int, default=0)
+    serve = sub.add_parser("serve", help="only the Bolt app over HTTP (or Socket Mode)")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--socket", action="store_true")
+    chat = sub.add_parser("chat", help="terminal client for a running bot and local Slack")
+    chat.add_argument("--bot-url", default="http://127.0.0.1:3000/slack/events")
+    chat.add_argument("--slack-url", default="http://127.0.0.1:3001")
+    chat.add_argument("--user", default=LOCAL_USER)
+    args = parser.parse_args(list(argv))
+    logging.getLogger("trainbot").setLevel(logging.INFO)
+    if args.cmd == "chat":
+        from bot.localslack.client import run_client
+
+        secret = os.environ.get("SLACK_SIGNING_SECRET")
+        if not secret:
+            print("error: SLACK_SIGNING_SECRET must match the running bot's", file=sys.stderr)
+            return 2
+        run_client(args.bot_url, args.slack_url, secret, user_id=args.user)
+        return 0
+    slack = SlackSettings()
+    socket = args.cmd == "serve" and args.socket or (
+        args.cmd == "run" and slack.bot_token is not None and slack.app_token is not None)
+    if socket:
+        return _socket_mode(slack)
+    if args.cmd == "serve":
+        return _serve(slack, args.port)
+    return _run_local(args.port, args.slack_port)
+
+
+def _socket_mode(slack: SlackSettings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.slack.wiring import build_slack_bot
+
+    if slack.app_token is None:
+        print("error: SLACK_APP_TOKEN (xapp-…) is needed for Socket Mode", file=sys.stderr)
+        return 2
+    if slack.signing_secret is None:
+        # Socket Mode requests are authenticated by the app token, not signatures.
+        slack = slack.model_copy(update={"signing_secret": "socket-mode"})
+    bot = build_slack_bot(load_settings(), slack, process_before_response=False)
+    print("trainbot: connected over Socket Mode; type /train help in Slack", file=sys.stderr)
+    SocketModeHandler(bot.app, slack.app_token.get_secret_value()).start()
+    return 0
+
+
+def _serve(slack: SlackSettings, port: int) -> int:
+    from bot.slack.http_server import BoltHTTPServer
+    from bot.slack.wiring import build_slack_bot
+
+    bot = build_slack_bot(load_settings(), slack, process_before_response=False)
+    server = BoltHTTPServer(bot.app, port=port)
+    print(f"trainbot: serving {server.url} (Web API: {slack.api_url})", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _run_local(port: int, slack_port: int) -> int:
+    from pydantic import SecretStr
+
+    from bot.localslack.client import run_client
+    from bot.localslack.server import LocalSlack
+    from bot.slack.http_server import BoltHTTPServer
+    from bot.slack.wiring import build_slack_bot
+
+    settings = load_settings()
+    if not settings.approvers and not settings.admins:
+        # The local workspace's second user approves, so the rerun → approve loop works.
+        settings = settings.model_copy(update={"approvers": [LOCAL_APPROVER]})
+    secret = os.environ.get("SLACK_SIGNING_SECRET") or secrets.token_hex(16)
+    with LocalSlack(port=slack_port) as workspace:
+        slack = SlackSettings(signing_secret=SecretStr(secret), bot_token=SecretStr("xoxb-local"),
+                              api_url=workspace.api_url)
+        bot = build_slack_bot(settings, slack, process_before_response=False)
+        with BoltHTTPServer(bot.app, port=port) as server:
+            print(
+                f"trainbot is running on this machine (store {settings.db_path}).\n"
+                f"  bot:         {server.url}\n  local Slack: {workspace.url}\n"
+                f"You are <@{LOCAL_USER}>; `/as {LOCAL_APPROVER}` acts as the approver.\n"
+                "Try: /train help · /train start tabular-classification · /quit",
+                file=sys.stderr,
+            )
+            try:
+                run_client(server.url, workspace, secret, user_id=LOCAL_USER)
+            except KeyboardInterrupt:
+                pass
+    compute = getattr(bot.deps.compute, "close", None)
+    if compute:
+        compute()
+    return 0
