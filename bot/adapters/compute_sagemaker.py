@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -55,6 +55,10 @@ from bot.domain import (
 from bot.domain.job import MAX_LOG_TAIL
 from bot.domain.naming import TRAINING_JOB_NAME
 from bot.ports import Launch, Links, Results
+
+if TYPE_CHECKING:
+    from bot.catalog import Catalog
+    from bot.config import Settings
 
 __all__ = [
     "LOG_GROUP",
@@ -412,7 +416,9 @@ class SageMakerCompute:
         self._catalog = catalog if isinstance(catalog, PublishedCatalog) else None
 
     @classmethod
-    def from_settings(cls, settings: Any, catalog: Any = None) -> SageMakerCompute:
+    def from_settings(
+        cls, settings: Settings, catalog: Catalog | None = None
+    ) -> SageMakerCompute:
         """Wire from :class:`bot.config.Settings`; ``ConfigError`` names what is missing.
 
         The published catalog is read lazily from ``TRAINBOT_CATALOG`` (a file) or else
