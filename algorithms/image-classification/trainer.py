@@ -88,8 +88,9 @@ def _train(
     torch.backends.cudnn.deterministic = True
     channels, height, width = splits.x_train.shape[1:]
     if device.type == "cpu" and height * width <= _SMALL_IMAGE_PIXELS:
-        # Small images make each op too short to split across threads; measured on 2 shared
-        # cores, the thread pool's barriers made a 7 s run take up to 90 s under contention.
+        # Small images make each op too short to split across threads. Measured on two busy
+        # cores with the default digits run: one thread 8.7 s every time, two threads 7.7 to
+        # 20 s (and far worse when other processes compete), as the pool's barriers stall.
         torch.set_num_threads(1)
     architecture = {
         "name": "resnet",

@@ -343,7 +343,9 @@ def build_view_values(view: dict[str, Any], assignments: dict[str, str]) -> dict
         element = block.get("element") or {}
         action_id = element.get("action_id") or "action"
         block_id = block.get("block_id") or action_id
-        key = next((k for k in (block_id, action_id) if k in assignments), None)
+        # trainbot's forms name hyperparameter inputs "hp:<name>"; `/submit lr=0.1` means hp:lr.
+        short = block_id.split(":", 1)[1] if ":" in block_id else block_id
+        key = next((k for k in (block_id, action_id, short) if k in assignments), None)
         raw = assignments[key] if key is not None else None
         if key is not None:
             used.add(key)

@@ -33,7 +33,7 @@ def request_approval(
     why = f"pool `{pool.id}` requires approval" if pool.requires_approval else (
         "reruns need approval" if rerun else "launch needs approval")
     approval = deps.store.create_approval(Approval(
-        id=secrets.token_hex(4),
+        id=version.approval_id or secrets.token_hex(4),
         job=version.job,
         version=version.number,
         base_version=base,
@@ -45,8 +45,6 @@ def request_approval(
         expires_at=approval_deadline(deps),
         channel=version.channel,
     ))
-    _, version = mutate_version(deps.store, version.job, version.number,
-                                lambda v: v.model_copy(update={"approval_id": approval.id}))
     ref = notify("approval card", lambda: deps.chat.approval_requested(approval, version))
     if ref:
         channel, ts = ref  # type: ignore[misc]

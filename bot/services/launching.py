@@ -182,6 +182,8 @@ def _draft(
         history=[StatusChange(status=status, at=now, message=f"requested by {req.user}")],
         created_at=now, updated_at=now, channel=req.channel, request_key=req.request_key,
         estimated_cost_usd=pool.estimate_cost(spec.max_runtime_s),
+        # Chosen now so the version names its request from the moment it is stored.
+        approval_id=secrets.token_hex(4) if awaiting else None,
     )
 
 

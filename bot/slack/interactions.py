@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from bot.dispatch import Actor
-from bot.domain import InvalidInput, NotFound, TrainbotError
+from bot.domain import NotFound, TrainbotError
+from bot.domain.preset import PRESET_NAME
 from bot.error_text import user_text
 from bot.services import approvals, launching, presets, queries
 from bot.services.context import Deps
@@ -210,22 +212,28 @@ def _register_views(app: Any, deps: Deps) -> None:  # noqa: C901
 
     app.view("start_choose")(choose_ack)
 
-    def form_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
+    # Bolt runs lazy listeners whatever the ack answered, so each submit re-checks with the
+    # same function its ack used and does nothing when the form came back with errors.
+    def form_errors(body: dict) -> dict[str, str]:
         meta = _meta(body)
         try:
             algo_id = meta.get("algorithm") or deps.store.get_version(
                 meta["job"], meta["version"]).spec.algorithm
             algorithm = deps.catalog.algorithm(algo_id)
         except (TrainbotError, KeyError):
-            ack(response_action="errors", errors={"pool": "This form is out of date; start again."})
-            return
-        _, errors = forms.validate_form(algorithm, forms.read_values(view))
+            return {"pool": "This form is out of date; start again."}
+        return forms.validate_form(algorithm, forms.read_values(body["view"]))[1]
+
+    def form_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
+        errors = form_errors(body)
         if errors:
             ack(response_action="errors", errors=errors)
             return
         ack(response_action="clear")
 
     def start_submit(body: dict, client: Any) -> None:
+        if form_errors(body):
+            return
         meta, values = _meta(body), forms.read_values(body["view"])
         user = body["user"]["id"]
         algorithm = deps.catalog.algorithm(meta["algorithm"])
@@ -240,6 +248,8 @@ def _register_views(app: Any, deps: Deps) -> None:  # noqa: C901
                          lambda: launching.start_job(deps, req))
 
     def rerun_submit(body: dict, client: Any) -> None:
+        if form_errors(body):
+            return
         meta, values = _meta(body), forms.read_values(body["view"])
         user = body["user"]["id"]
         base = deps.store.get_version(meta["job"], meta["version"])
@@ -266,19 +276,23 @@ def _register_views(app: Any, deps: Deps) -> None:  # noqa: C901
     app.view("start_form")(ack=form_ack, lazy=[start_submit])
     app.view("rerun_form")(ack=form_ack, lazy=[rerun_submit])
 
+    def reason(body: dict) -> str:
+        return (forms.read_values(body["view"]).get("reason") or "").strip()[:500]
+
     def reject_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
-        reason = (forms.read_values(view).get("reason") or "").strip()
-        if not reason:
+        if not reason(body):
             ack(response_action="errors", errors={"reason": "Say why, so the requester knows."})
             return
         ack(response_action="clear")
 
     def reject_submit(body: dict, client: Any) -> None:
+        if not reason(body):
+            return
         meta = _meta(body)
         user = body["user"]["id"]
         try:
             _, v = approvals.decide(deps, approval_id=meta["approval"], user=user, approve=False,
-                                    note=forms.read_values(body["view"]).get("reason", "")[:500])
+                                    note=reason(body))
             text = f":no_entry_sign: Rejected — {v.label} will not run."
         except Exception as exc:
             text = ":warning: " + user_text(exc, log=log)
@@ -286,28 +300,26 @@ def _register_views(app: Any, deps: Deps) -> None:  # noqa: C901
 
     app.view("reject_reason")(ack=reject_ack, lazy=[reject_submit])
 
-    def preset_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
-        values = forms.read_values(view)
-        name = values.get("name", "")
+    def preset_errors(body: dict) -> dict[str, str]:
+        name = forms.read_values(body["view"]).get("name", "")
+        if not re.match(PRESET_NAME, name):
+            return {"name": "Use 1-64 letters, digits, - or _."}
         try:
             presets.show_preset(deps, name)
-            ack(response_action="errors", errors={"name": f"`{name}` exists; pick another."})
-            return
         except NotFound:
-            pass
-        except InvalidInput as exc:
-            ack(response_action="errors", errors={"name": exc.message[:150]})
-            return
-        import re
+            return {}
+        return {"name": f"`{name}` exists; pick another."}
 
-        from bot.domain.preset import PRESET_NAME
-
-        if not re.match(PRESET_NAME, name):
-            ack(response_action="errors", errors={"name": "Use 1-64 letters, digits, - or _."})
+    def preset_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
+        errors = preset_errors(body)
+        if errors:
+            ack(response_action="errors", errors=errors)
             return
         ack(response_action="clear")
 
     def preset_submit(body: dict, client: Any) -> None:
+        if preset_errors(body):
+            return
         meta, values = _meta(body), forms.read_values(body["view"])
         user = body["user"]["id"]
         try:
