@@ -63,8 +63,7 @@ def _load_npz(name: str, root: Path) -> ImageSet:
                 if "x" not in arrays or "y" not in arrays:
                     found = ", ".join(arrays.files) or "nothing"
                     raise UserError(
-                        f"channel {name}: {path.name} must hold arrays 'x' and 'y' "
-                        f"(found {found})"
+                        f"channel {name}: {path.name} must hold arrays 'x' and 'y' (found {found})"
                     )
                 x, y = arrays["x"], arrays["y"]
         except (OSError, ValueError) as exc:

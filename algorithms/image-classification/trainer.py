@@ -163,9 +163,7 @@ def _fingerprint(
     return json.loads(json.dumps(fingerprint))
 
 
-def _resume(
-    state: _State, fingerprint: Mapping[str, Any], *, paths: Paths, world: World
-) -> int:
+def _resume(state: _State, fingerprint: Mapping[str, Any], *, paths: Paths, world: World) -> int:
     found = checkpoints.load_latest(paths.checkpoint_dir) if world.is_main else None
     found = world.broadcast(found)
     if found is None:
@@ -232,8 +230,11 @@ def _fit(
                 xb = _random_shift(xb, shift, augment_rng)
             loss, logits = _step(state, net, xb, yb)
             sums += torch.stack(
-                [loss.detach().double() * len(yb), (logits.argmax(1) == yb).sum().double(),
-                 torch.tensor(float(len(yb)), dtype=torch.float64, device=device)]
+                [
+                    loss.detach().double() * len(yb),
+                    (logits.argmax(1) == yb).sum().double(),
+                    torch.tensor(float(len(yb)), dtype=torch.float64, device=device),
+                ]
             )
             if writer:
                 writer.scalar("train/loss_step", loss.item(), global_step)
@@ -243,8 +244,9 @@ def _fit(
                     if last_saved
                     else "no checkpoint was written yet"
                 )
-                raise Stopped(f"stopped by {stop.received or 'a peer'} during epoch "
-                              f"{epoch}/{epochs}; {where}")
+                raise Stopped(
+                    f"stopped by {stop.received or 'a peer'} during epoch {epoch}/{epochs}; {where}"
+                )
         loss_sum, correct, count = world.sum(sums.tolist(), device)
         if not world.is_main:
             continue

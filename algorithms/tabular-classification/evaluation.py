@@ -96,9 +96,9 @@ def holdout_split(
     """Seeded train/validation row indices. Stratified splits keep each class's share; a
     class with a single row stays in training."""
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == label) for label in np.unique(y)] if stratify else [
-        np.arange(len(y))
-    ]
+    groups = (
+        [np.flatnonzero(y == label) for label in np.unique(y)] if stratify else [np.arange(len(y))]
+    )
     train: list[np.ndarray] = []
     validation: list[np.ndarray] = []
     for rows in groups:

@@ -74,8 +74,15 @@ def fit_in_chunks(
     threads = 1 if train_rows < _SINGLE_THREAD_ROWS else None
     with threadpool_limits(limits=threads, user_api="openmp"):
         return _fit_in_chunks(
-            make_estimator, fit, evaluate, hps=hps, stopping_metric=stopping_metric,
-            fingerprint=fingerprint, paths=paths, stop=stop, writer=writer,
+            make_estimator,
+            fit,
+            evaluate,
+            hps=hps,
+            stopping_metric=stopping_metric,
+            fingerprint=fingerprint,
+            paths=paths,
+            stop=stop,
+            writer=writer,
         )
 
 

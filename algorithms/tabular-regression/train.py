@@ -123,7 +123,9 @@ def load_data(hps: Mapping[str, Any]) -> Data:
     train = _labelled(train, label, "training")
     x, y = encoding.transform(train, "training"), _targets(train, label, "training")
     if validation is None:
-        train_rows, val_rows = holdout_split(y, hps["validation_split"], hps["seed"], stratify=False)
+        train_rows, val_rows = holdout_split(
+            y, hps["validation_split"], hps["seed"], stratify=False
+        )
         x_train, y_train, x_val, y_val = x[train_rows], y[train_rows], x[val_rows], y[val_rows]
     else:
         if label not in validation.names:

@@ -142,7 +142,11 @@ class Harness:
         env = sm_env(root, hps or {}, channels or {})
         command = [sys.executable, *launcher, str(ALGORITHMS_DIR / algorithm / "train.py")]
         done = subprocess.run(
-            [*command, *argv], env=env, cwd=root.parent, capture_output=True, text=True,
+            [*command, *argv],
+            env=env,
+            cwd=root.parent,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
         return Result(algorithm, root, done.returncode, done.stdout, done.stderr, env)
@@ -156,7 +160,11 @@ class Harness:
         env = sm_env(root, hps, {})
         proc = subprocess.Popen(
             [sys.executable, str(ALGORITHMS_DIR / algorithm / "train.py")],
-            env=env, cwd=root.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            cwd=root.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None
         lines = []

@@ -32,7 +32,11 @@ def read(hps: dict | None = None, argv: tuple[str, ...] = (), **env: str) -> dic
 
 def test_defaults_apply_when_nothing_is_given(tmp_path: Path) -> None:
     assert read(SM_INPUT_CONFIG_DIR=str(tmp_path)) == {
-        "epochs": 15, "lr": 0.003, "amp": True, "optimizer": "adam", "label_column": "target"
+        "epochs": 15,
+        "lr": 0.003,
+        "amp": True,
+        "optimizer": "adam",
+        "label_column": "target",
     }
 
 

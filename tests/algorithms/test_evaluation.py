@@ -29,7 +29,11 @@ def test_classification_report_matches_scikit_learn() -> None:
 def test_a_class_never_predicted_has_zero_precision_not_nan() -> None:
     report = evaluation.classification_report(np.array([0, 1]), np.array([0, 0]), ["x", "y"])
     assert report["per_class"][1] == {
-        "class": "y", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1
+        "class": "y",
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 1,
     }
 
 

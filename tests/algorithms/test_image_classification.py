@@ -101,9 +101,10 @@ def test_image_folder_channel_resized(harness: Harness, tmp_path: Path) -> None:
     assert_complete_run(result)
     assert result.evaluation["classes"] == ["digit-0", "digit-1", "digit-2"]
     assert "input" in (result.model_dir / "model.json").read_text()
-    assert '"shape": [\n      1,\n      12,\n      12\n    ]' in (
-        result.model_dir / "model.json"
-    ).read_text()
+    assert (
+        '"shape": [\n      1,\n      12,\n      12\n    ]'
+        in (result.model_dir / "model.json").read_text()
+    )
 
 
 def test_npz_without_labels_fails_with_a_clear_error(harness: Harness, tmp_path: Path) -> None:
@@ -127,7 +128,9 @@ def test_a_bad_hyperparameter_fails_with_a_clear_error(harness: Harness) -> None
 def test_sigterm_stops_after_keeping_a_checkpoint(harness: Harness) -> None:
     result, took = harness.run_until_sigterm(ALGORITHM, {"epochs": 500}, after_line="epoch=1/")
     assert result.returncode == EXIT_STOPPED, result.stderr
-    assert re.search(r"stopped by SIGTERM during epoch \d+/500; checkpoint epoch=\d+", result.stdout)
+    assert re.search(
+        r"stopped by SIGTERM during epoch \d+/500; checkpoint epoch=\d+", result.stdout
+    )
     assert took < 10
     assert list(result.checkpoint_dir.glob("checkpoint-epoch-*.pt"))
 

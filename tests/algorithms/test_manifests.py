@@ -55,7 +55,7 @@ def test_manifest_metrics_suit_sagemaker(algorithm: str) -> None:
 def test_manifest_hyperparameters_match_the_script(algorithm: str) -> None:
     spec = manifest(algorithm)
     (train,) = import_modules(algorithm, "train")
-    assert train.ALGORITHM == {"id": algorithm, "version": spec["version"]}
+    assert {"id": algorithm, "version": spec["version"]} == train.ALGORITHM
     declared = [
         {
             "name": hp["name"],

@@ -28,10 +28,9 @@ def test_builtin_data_run_writes_every_output(builtin_run: Result) -> None:
 
 
 def test_progress_is_reported_every_eval_every_iterations(builtin_run: Result) -> None:
-    assert [line.split()[0] for line in builtin_run.stdout.splitlines()
-            if line.startswith("iteration=")] == [
-        "iteration=5/20", "iteration=10/20", "iteration=15/20", "iteration=20/20"
-    ]
+    assert [
+        line.split()[0] for line in builtin_run.stdout.splitlines() if line.startswith("iteration=")
+    ] == ["iteration=5/20", "iteration=10/20", "iteration=15/20", "iteration=20/20"]
 
 
 def test_same_seed_gives_the_same_model(harness: Harness, builtin_run: Result) -> None:
@@ -82,9 +81,7 @@ def test_csv_channels_with_text_labels_and_categories(harness: Harness, tmp_path
     assert "categorical=1" in result.stdout
 
 
-def test_a_missing_label_column_fails_with_a_clear_error(
-    harness: Harness, tmp_path: Path
-) -> None:
+def test_a_missing_label_column_fails_with_a_clear_error(harness: Harness, tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train" / "a.csv", ["a", "label"], [[1, "x"], [2, "y"]])
     result = harness.run(ALGORITHM, {"label_column": "species"}, channels={"train": train})
     assert result.returncode == 2

@@ -52,7 +52,7 @@ def test_start_posts_a_card_that_updates_through_completed(h: Harness) -> None:
     assert status == 200
     v = h.wait_status("exp1", "COMPLETED")
     card = h.wait(lambda: next((m for m in h.cards() if m["ts"] == v.message_ts
-                                and "COMPLETED" in json.dumps(m["blocks"])
+                                and "COMPLETED" in json.dumps(m.get("blocks", []))
                                 and "completed." in json.dumps(m.get("replies", []))), None))
     blocks = json.dumps(card["blocks"])
     assert "TensorBoard" in blocks and "http://127.0.0.1:" in blocks
