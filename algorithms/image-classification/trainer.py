@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import checkpoints
-import numpy as np
 import torch
 import torch.nn.functional as F
 from distributed import World, pick_device
@@ -44,15 +42,6 @@ _EVAL_BATCH = 1024
 _SMALL_IMAGE_PIXELS = 32 * 32
 
 
-@dataclass
-class _State:
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    device: torch.device
-    use_amp: bool
-
-
 def train(
     hps: Mapping[str, Any],
     splits: Splits,
@@ -68,70 +57,253 @@ def train(
     device = pick_device(world, cluster)
     world.start(device)
     try:
-        _train(hps, splits, paths=paths, world=world, device=device, stop=stop, algorithm=algorithm)
+        _Trainer(hps, splits, paths=paths, world=world, device=device, stop=stop).run(algorithm)
     finally:
         world.stop()
 
 
-def _train(
-    hps: Mapping[str, Any],
-    splits: Splits,
-    *,
-    paths: Paths,
-    world: World,
-    device: torch.device,
-    stop: StopSignal,
-    algorithm: Mapping[str, str],
-) -> None:
-    torch.manual_seed(hps["seed"])
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    channels, height, width = splits.x_train.shape[1:]
-    if device.type == "cpu" and height * width <= _SMALL_IMAGE_PIXELS:
-        # Small images make each op too short to split across threads. Measured on two busy
-        # cores with the default digits run: one thread 8.7 s every time, two threads 7.7 to
-        # 20 s (and far worse when other processes compete), as the pool's barriers stall.
-        torch.set_num_threads(1)
-    architecture = {
-        "name": "resnet",
-        "in_channels": int(channels),
-        "num_classes": len(splits.classes),
-        "width": hps["width"],
-        "blocks_per_stage": hps["blocks_per_stage"],
-        # Larger pictures are halved first, as ResNet's stem does, to keep the cost down.
-        "stem_stride": 2 if min(height, width) >= 64 else 1,
-    }
-    model = build_model(architecture).to(device)
-    use_amp = bool(hps["amp"]) and device.type == "cuda"
-    state = _State(
-        model=model,
-        optimizer=_optimizer(hps, model),
-        scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
-        device=device,
-        use_amp=use_amp,
-    )
-    fingerprint = _fingerprint(hps, splits, architecture)
-    start_epoch = _resume(state, fingerprint, paths=paths, world=world)
-    epochs = hps["epochs"]
-    writer = open_writer(paths.tensorboard_dir) if world.is_main else None
-    if world.is_main:
+class _Trainer:
+    def __init__(
+        self,
+        hps: Mapping[str, Any],
+        splits: Splits,
+        *,
+        paths: Paths,
+        world: World,
+        device: torch.device,
+        stop: StopSignal,
+    ) -> None:
+        self.hps, self.splits, self.paths = hps, splits, paths
+        self.world, self.device, self.stop = world, device, stop
+        torch.manual_seed(hps["seed"])
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        channels, height, width = splits.x_train.shape[1:]
+        if device.type == "cpu" and height * width <= _SMALL_IMAGE_PIXELS:
+            # Small images make each op too short to split across threads. Measured on two
+            # busy cores with the default digits run: one thread 8.7 s every time, two threads
+            # 7.7 to 20 s (far worse when other processes compete) as the pool's barriers stall.
+            torch.set_num_threads(1)
+        self.architecture = {
+            "name": "resnet",
+            "in_channels": int(channels),
+            "num_classes": len(splits.classes),
+            "width": hps["width"],
+            "blocks_per_stage": hps["blocks_per_stage"],
+            # Larger pictures are halved first, as ResNet's stem does, to keep the cost down.
+            "stem_stride": 2 if min(height, width) >= 64 else 1,
+        }
+        self.model = build_model(self.architecture).to(device)
+        self.net: nn.Module = self.model
+        self.use_amp = bool(hps["amp"]) and device.type == "cuda"
+        self.optimizer = _optimizer(hps, self.model)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+        self.fingerprint = _fingerprint(hps, splits, self.architecture)
+
+    def run(self, algorithm: Mapping[str, str]) -> None:
+        start_epoch = self._resume()
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        to_device = {
+            name: torch.from_numpy(getattr(self.splits, name)).to(self.device)
+            for name in ("x_train", "y_train", "x_val", "y_val")
+        }
+        writer = None
+        if self.world.is_main:
+            self._announce()
+            writer = open_writer(self.paths.tensorboard_dir)
+            writer.hparams_start(dict(self.hps), [m.replace(":", "/") for m in METRICS])
+        epochs = self.hps["epochs"]
+        try:
+            last_saved = start_epoch
+            for epoch in range(start_epoch + 1, epochs + 1):
+                train_metrics, lr = self._train_epoch(epoch, to_device, last_saved, writer)
+                if self.world.is_main:
+                    self._end_epoch(epoch, train_metrics, lr, to_device, writer)
+                # Rank 0 saved it before joining the next step's collective, so every rank
+                # may now name this checkpoint.
+                last_saved = epoch
+            if self.world.is_main:
+                self._export(algorithm, to_device, max(epochs, start_epoch))
+                if writer:
+                    writer.hparams_end(success=True)
+        finally:
+            if writer:
+                writer.close()
+
+    def _announce(self) -> None:
+        splits = self.splits
         log(
-            f"device={device.type} amp={str(use_amp).lower()} world_size={world.size} "
-            f"parameters={sum(p.numel() for p in model.parameters())} "
+            f"device={self.device.type} amp={str(self.use_amp).lower()} "
+            f"world_size={self.world.size} "
+            f"parameters={sum(p.numel() for p in self.model.parameters())} "
             f"train={len(splits.y_train)} validation={len(splits.y_val)} "
             f"classes={len(splits.classes)} source={splits.source}"
         )
-    try:
-        if writer:
-            writer.hparams_start(dict(hps), [name.replace(":", "/") for name in METRICS])
-        _fit(state, splits, hps, fingerprint, start_epoch, paths, world, stop, writer)
-        if world.is_main:
-            _export(state, splits, hps, architecture, paths, algorithm, max(epochs, start_epoch))
+
+    def _resume(self) -> int:
+        found = checkpoints.load_latest(self.paths.checkpoint_dir) if self.world.is_main else None
+        found = self.world.broadcast(found)
+        if found is None:
+            return 0
+        path, saved = found
+        if saved.get("fingerprint") != self.fingerprint:
+            old = saved.get("fingerprint") or {}
+            changed = sorted(k for k in self.fingerprint if old.get(k) != self.fingerprint[k])
+            raise UserError(
+                f"checkpoint {path.name} in {path.parent} belongs to a different model or data "
+                f"({', '.join(changed)} changed); use an empty checkpoint directory"
+            )
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.use_amp and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        if self.world.is_main:
+            log(f"resumed from checkpoint epoch={saved['epoch']} ({path.name})")
+        return int(saved["epoch"])
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        data: Mapping[str, torch.Tensor],
+        last_saved: int,
+        writer: TensorBoardWriter | None,
+    ) -> tuple[dict[str, float], float]:
+        """One pass over this rank's shard; train metrics are summed over all ranks."""
+        hps, world, device = self.hps, self.world, self.device
+        # DistributedSampler only needs a length; with one replica it is a seeded shuffle.
+        sampler = DistributedSampler(
+            range(len(self.splits.y_train)),
+            num_replicas=world.size,
+            rank=world.rank,
+            seed=hps["seed"],
+        )
+        sampler.set_epoch(epoch)
+        batches = _batches(list(sampler), hps["batch_size"])
+        total_steps = hps["epochs"] * len(batches)
+        shift = max(1, round(min(self.splits.x_train.shape[2:]) / 8)) if hps["augment"] else 0
+        rng = torch.Generator().manual_seed(hps["seed"] * 100_003 + epoch * 31 + world.rank)
+        self.net.train()
+        loss_sum = correct = count = 0.0
+        lr = hps["lr"]
+        for step, rows in enumerate(batches):
+            global_step = (epoch - 1) * len(batches) + step
+            lr = hps["lr"] * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            index = torch.tensor(rows, device=device)
+            xb, yb = data["x_train"][index], data["y_train"][index]
+            if shift:
+                xb = _random_shift(xb, shift, rng)
+            loss, logits = self._step(xb, yb)
             if writer:
-                writer.hparams_end(success=True)
-    finally:
+                writer.scalar("train/loss_step", loss.item(), global_step)
+            loss_sum += loss.item() * len(rows)
+            correct += (logits.argmax(1) == yb).sum().item()
+            count += len(rows)
+            if world.any_stop(self.stop, device):
+                kept = (
+                    f"checkpoint epoch={last_saved} is in {self.paths.checkpoint_dir}"
+                    if last_saved
+                    else "no checkpoint was written yet"
+                )
+                received = self.stop.received or "a peer"
+                raise Stopped(f"stopped by {received} during epoch {epoch}/{hps['epochs']}; {kept}")
+        loss_sum, correct, count = world.sum([loss_sum, correct, count], device)
+        return {"train:loss": loss_sum / count, "train:accuracy": correct / count}, lr
+
+    def _step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            logits = self.net(xb)
+            loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), logits.detach()
+
+    def _end_epoch(
+        self,
+        epoch: int,
+        train_metrics: Mapping[str, float],
+        lr: float,
+        data: Mapping[str, torch.Tensor],
+        writer: TensorBoardWriter | None,
+    ) -> None:
+        """Rank 0: validate, report and checkpoint."""
+        logits = self._predict(data["x_val"])
+        metrics = {
+            **train_metrics,
+            "validation:loss": F.cross_entropy(logits, data["y_val"]).item(),
+            "validation:accuracy": (logits.argmax(1) == data["y_val"]).double().mean().item(),
+        }
+        log(f"epoch={epoch}/{self.hps['epochs']} {format_metrics(metrics)}")
         if writer:
-            writer.close()
+            writer.scalars(metrics, epoch)
+            writer.scalar("train/lr", lr, epoch)
+            writer.flush()
+        checkpoints.save(
+            self.paths.checkpoint_dir,
+            epoch,
+            {
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "fingerprint": self.fingerprint,
+                "metrics": metrics,
+            },
+        )
+
+    @torch.no_grad()
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        outputs = []
+        for start in range(0, len(x), _EVAL_BATCH):
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                outputs.append(self.model(x[start : start + _EVAL_BATCH]).float())
+        return torch.cat(outputs)
+
+    def _export(
+        self, algorithm: Mapping[str, str], data: Mapping[str, torch.Tensor], epochs_trained: int
+    ) -> None:
+        splits, paths = self.splits, self.paths
+        logits = self._predict(data["x_val"])
+        report = classification_report(splits.y_val, logits.argmax(1).cpu().numpy(), splits.classes)
+        metrics = {"loss": F.cross_entropy(logits, data["y_val"]).item(), **report.pop("metrics")}
+        objective = (OBJECTIVE, metrics["accuracy"])
+        paths.model_dir.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        torch.save(weights, paths.model_dir / "model.pt")
+        write_json(
+            paths.model_dir / "model.json",
+            {
+                "algorithm": dict(algorithm),
+                "framework": {"name": "pytorch", "version": torch.__version__},
+                "weights": "model.pt",
+                "architecture": self.architecture,
+                "input": {
+                    "shape": list(splits.x_train.shape[1:]),
+                    "mean": splits.mean,
+                    "std": splits.std,
+                    "layout": "NCHW; standardise each channel with mean and std",
+                },
+                "classes": splits.classes,
+                "epochs_trained": epochs_trained,
+                "objective": {"metric": objective[0], "value": objective[1]},
+                "hyperparameters": dict(self.hps),
+            },
+        )
+        path = write_evaluation(
+            paths.output_data_dir,
+            task="classification",
+            objective=objective,
+            metrics=metrics,
+            samples=len(splits.y_val),
+            details=report,
+        )
+        log(f"model written to {paths.model_dir}; evaluation written to {path}")
 
 
 def _optimizer(hps: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
@@ -163,139 +335,12 @@ def _fingerprint(
     return json.loads(json.dumps(fingerprint))
 
 
-def _resume(state: _State, fingerprint: Mapping[str, Any], *, paths: Paths, world: World) -> int:
-    found = checkpoints.load_latest(paths.checkpoint_dir) if world.is_main else None
-    found = world.broadcast(found)
-    if found is None:
-        return 0
-    path, saved = found
-    if saved.get("fingerprint") != fingerprint:
-        old = saved.get("fingerprint") or {}
-        changed = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
-        raise UserError(
-            f"checkpoint {path.name} in {path.parent} belongs to a different model or data "
-            f"({', '.join(changed)} changed); use an empty checkpoint directory"
-        )
-    state.model.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    if state.use_amp and saved.get("scaler"):
-        state.scaler.load_state_dict(saved["scaler"])
-    if world.is_main:
-        log(f"resumed from checkpoint epoch={saved['epoch']} ({path.name})")
-    return int(saved["epoch"])
-
-
-def _fit(
-    state: _State,
-    splits: Splits,
-    hps: Mapping[str, Any],
-    fingerprint: Mapping[str, Any],
-    start_epoch: int,
-    paths: Paths,
-    world: World,
-    stop: StopSignal,
-    writer: TensorBoardWriter | None,
-) -> None:
-    device, model = state.device, state.model
-    net: nn.Module = model
-    if world.distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        net = DistributedDataParallel(model, device_ids=ids)
-    x_train = torch.from_numpy(splits.x_train).to(device)
-    y_train = torch.from_numpy(splits.y_train).to(device)
-    x_val = torch.from_numpy(splits.x_val).to(device)
-    y_val = torch.from_numpy(splits.y_val).to(device)
-    # DistributedSampler only needs a length; with one replica it is a seeded shuffle.
-    sampler = DistributedSampler(
-        range(len(y_train)), num_replicas=world.size, rank=world.rank, seed=hps["seed"]
-    )
-    batch_size, epochs = hps["batch_size"], hps["epochs"]
-    steps_per_epoch = len(_batches(list(range(len(sampler))), batch_size))
-    total_steps = epochs * steps_per_epoch
-    shift = max(1, round(min(splits.x_train.shape[2:]) / 8)) if hps["augment"] else 0
-    last_saved = start_epoch
-    for epoch in range(start_epoch + 1, epochs + 1):
-        sampler.set_epoch(epoch)
-        augment_rng = torch.Generator().manual_seed(hps["seed"] * 100_003 + epoch * 31 + world.rank)
-        net.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        for step, rows in enumerate(_batches(list(sampler), batch_size)):
-            global_step = (epoch - 1) * steps_per_epoch + step
-            lr = hps["lr"] * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            index = torch.tensor(rows, device=device)
-            xb, yb = x_train[index], y_train[index]
-            if shift:
-                xb = _random_shift(xb, shift, augment_rng)
-            loss, logits = _step(state, net, xb, yb)
-            sums += torch.stack(
-                [
-                    loss.detach().double() * len(yb),
-                    (logits.argmax(1) == yb).sum().double(),
-                    torch.tensor(float(len(yb)), dtype=torch.float64, device=device),
-                ]
-            )
-            if writer:
-                writer.scalar("train/loss_step", loss.item(), global_step)
-            if world.any_stop(stop, device):
-                where = (
-                    f"checkpoint epoch={last_saved} is in {paths.checkpoint_dir}"
-                    if last_saved
-                    else "no checkpoint was written yet"
-                )
-                raise Stopped(
-                    f"stopped by {stop.received or 'a peer'} during epoch {epoch}/{epochs}; {where}"
-                )
-        loss_sum, correct, count = world.sum(sums.tolist(), device)
-        if not world.is_main:
-            continue
-        val_loss, val_accuracy = _validate(state, x_val, y_val)
-        metrics = {
-            "train:loss": loss_sum / count,
-            "train:accuracy": correct / count,
-            "validation:loss": val_loss,
-            "validation:accuracy": val_accuracy,
-        }
-        log(f"epoch={epoch}/{epochs} {format_metrics(metrics)}")
-        if writer:
-            writer.scalars(metrics, epoch)
-            writer.scalar("train/lr", lr, epoch)
-            writer.flush()
-        checkpoints.save(
-            paths.checkpoint_dir,
-            epoch,
-            {
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": state.optimizer.state_dict(),
-                "scaler": state.scaler.state_dict(),
-                "fingerprint": dict(fingerprint),
-                "metrics": metrics,
-            },
-        )
-        last_saved = epoch
-
-
 def _batches(rows: list[int], batch_size: int) -> list[list[int]]:
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     # Batch norm cannot train on a batch of one; a single leftover row waits for next epoch.
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches
-
-
-def _step(
-    state: _State, net: nn.Module, xb: torch.Tensor, yb: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.autocast(state.device.type, dtype=torch.float16, enabled=state.use_amp):
-        logits = net(xb)
-        loss = F.cross_entropy(logits, yb)
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
-    return loss, logits
 
 
 def _random_shift(x: torch.Tensor, shift: int, rng: torch.Generator) -> torch.Tensor:
@@ -309,69 +354,3 @@ def _random_shift(x: torch.Tensor, shift: int, rng: torch.Generator) -> torch.Te
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
     return padded[batch, channel, rows, cols]
-
-
-@torch.no_grad()
-def _predict(state: _State, x: torch.Tensor) -> torch.Tensor:
-    state.model.eval()
-    outputs = []
-    for start in range(0, len(x), _EVAL_BATCH):
-        with torch.autocast(state.device.type, dtype=torch.float16, enabled=state.use_amp):
-            outputs.append(state.model(x[start : start + _EVAL_BATCH]).float())
-    return torch.cat(outputs)
-
-
-def _validate(state: _State, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    logits = _predict(state, x)
-    loss = F.cross_entropy(logits, y).item()
-    accuracy = (logits.argmax(1) == y).double().mean().item()
-    return loss, accuracy
-
-
-def _export(
-    state: _State,
-    splits: Splits,
-    hps: Mapping[str, Any],
-    architecture: Mapping[str, Any],
-    paths: Paths,
-    algorithm: Mapping[str, str],
-    epochs_trained: int,
-) -> None:
-    x_val = torch.from_numpy(splits.x_val).to(state.device)
-    y_val = torch.from_numpy(splits.y_val).to(state.device)
-    logits = _predict(state, x_val)
-    predicted = logits.argmax(1).cpu().numpy()
-    report = classification_report(splits.y_val, predicted, splits.classes)
-    metrics = {"loss": F.cross_entropy(logits, y_val).item(), **report.pop("metrics")}
-    objective = (OBJECTIVE, metrics["accuracy"])
-    paths.model_dir.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
-    torch.save(weights, paths.model_dir / "model.pt")
-    write_json(
-        paths.model_dir / "model.json",
-        {
-            "algorithm": dict(algorithm),
-            "framework": {"name": "pytorch", "version": torch.__version__},
-            "weights": "model.pt",
-            "architecture": dict(architecture),
-            "input": {
-                "shape": list(splits.x_train.shape[1:]),
-                "mean": splits.mean,
-                "std": splits.std,
-                "layout": "NCHW; standardise each channel with mean and std",
-            },
-            "classes": splits.classes,
-            "epochs_trained": epochs_trained,
-            "objective": {"metric": objective[0], "value": objective[1]},
-            "hyperparameters": dict(hps),
-        },
-    )
-    path = write_evaluation(
-        paths.output_data_dir,
-        task="classification",
-        objective=objective,
-        metrics=metrics,
-        samples=int(np.asarray(splits.y_val).size),
-        details=report,
-    )
-    log(f"model written to {paths.model_dir}; evaluation written to {path}")

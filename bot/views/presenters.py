@@ -199,6 +199,9 @@ def eval_doc(v: JobVersion) -> Doc:
     if metrics:
         doc.add(fields=[(k, _num(x)) for k, x in list(metrics.items())[:10]])
     per_class = ev.get("per_class") or []
+    if isinstance(per_class, dict):  # {"class": {...}} as some scripts write it
+        per_class = [{"class": k, **(v if isinstance(v, dict) else {})}
+                     for k, v in per_class.items()]
     if per_class:
         rows = ["class        precision  recall  f1      support"]
         for r in per_class[:20]:

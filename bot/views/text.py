@@ -12,10 +12,22 @@ _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _MENTION = re.compile(r"<[@#!]([^>|]+)(\|[^>]*)?>")
 
 
+_EMOJI = {
+    "white_check_mark": "✔", "x": "✘", "hourglass_flowing_sand": "⏳", "hourglass": "⏳",
+    "inbox_tray": "📥", "rocket": "🚀", "gear": "⚙", "outbox_tray": "📤", "octagonal_sign": "🛑",
+    "black_square_for_stop": "■", "no_entry_sign": "🚫", "warning": "⚠", "floppy_disk": "💾",
+    "brain": "🧠", "bookmark": "🔖", "package": "📦", "ballot_box_with_check": "☑", "gift": "🎁",
+    "satellite": "📡", "zzz": "💤", "arrow_up": "↑", "arrow_down": "↓", "wastebasket": "🗑",
+    "raising_hand": "🙋",
+}
+_SHORTCODE = re.compile(r":([a-z_]+):")
+
+
 def plain(text: str) -> str:
     text = _LINK.sub(r"\2 (\1)", text)
     text = _MENTION.sub(r"@\1", text)
-    return text.replace("*", "").replace(":white_check_mark:", "✔").replace(":x:", "✘")
+    text = _SHORTCODE.sub(lambda m: _EMOJI.get(m.group(1), m.group(0)), text)
+    return text.replace("*", "")
 
 
 def render_text(doc: Doc) -> str:

@@ -214,8 +214,20 @@ def assert_complete_run(result: Result) -> None:
     assert weights, "no model weights next to model.json"
     events = list(result.tensorboard_dir.rglob("events.out.tfevents*"))
     assert events, "no TensorBoard event files"
+    scalars, hparams = tensorboard_tags(result.tensorboard_dir)
+    assert {m["name"].replace(":", "/") for m in spec["metrics"]} <= scalars
+    assert {"_hparams_/session_start_info", "_hparams_/session_end_info"} <= hparams
     for metric in spec["metrics"]:
         assert re.search(metric["regex"], result.stdout), f"no line matched {metric['name']}"
     progress = list(re.finditer(spec["progress_regex"], result.stdout))
     assert progress, "no progress line"
     assert int(progress[-1]["current"]) <= int(progress[-1]["total"])
+
+
+def tensorboard_tags(logdir: Path) -> tuple[set[str], set[str]]:
+    """Scalar tags and hparams tags, read back the way TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    return set(events.Tags()["scalars"]), set(events.PluginTagToContent("hparams"))
