@@ -201,9 +201,11 @@ class Encoding:
 def fit_encoding(table: Table, label_column: str, ignore: Sequence[str]) -> Encoding:
     """Choose the feature columns and find which are categorical."""
     if label_column not in table.names:
+        shown = ", ".join(table.names[:12])
+        more = f" and {len(table.names) - 12} more" if len(table.names) > 12 else ""
         raise UserError(
-            f"label_column {label_column!r} is not a column of {table.source}; columns: "
-            f"{', '.join(table.names[:20])}{' ...' if len(table.names) > 20 else ''}"
+            f"label_column {label_column!r} is not a column of {table.source}; "
+            f"its columns are {shown}{more}"
         )
     unknown = sorted(set(ignore) - set(table.names))
     if unknown:

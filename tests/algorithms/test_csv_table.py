@@ -57,7 +57,9 @@ def test_malformed_csv_is_an_error(tmp_path: Path, text: str, message: str) -> N
 
 def test_unknown_label_column_lists_the_columns(tmp_path: Path) -> None:
     table = csv_table.read_csv_channel("train", write(tmp_path / "a.csv", "x,y\n1,2\n"))
-    with pytest.raises(contract.UserError, match=r"label_column 'label' is not a column.*x, y"):
+    with pytest.raises(
+        contract.UserError, match=r"label_column 'label' is not a column.*columns are x, y"
+    ):
         csv_table.fit_encoding(table, "label", [])
 
 

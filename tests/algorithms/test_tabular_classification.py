@@ -86,7 +86,7 @@ def test_a_missing_label_column_fails_with_a_clear_error(harness: Harness, tmp_p
     result = harness.run(ALGORITHM, {"label_column": "species"}, channels={"train": train})
     assert result.returncode == 2
     assert result.error_line() == (
-        f"ERROR: label_column 'species' is not a column of {train} (csv); columns: a, label"
+        f"ERROR: label_column 'species' is not a column of {train} (csv); its columns are a, label"
     )
     assert "Traceback" not in result.stderr
     assert (result.root / "output" / "failure").read_text().startswith("label_column")

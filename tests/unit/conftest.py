@@ -26,8 +26,7 @@ ALGO = Algorithm.model_validate({
 })
 
 
-@pytest.fixture
-def deps() -> Deps:
+def make_deps() -> Deps:
     return Deps(
         store=MemoryStore(),
         compute=FakeCompute(),
@@ -37,3 +36,8 @@ def deps() -> Deps:
                       rerun_approval=RerunApproval.ALWAYS),
         chat=RecordingChat(),
     )
+
+
+@pytest.fixture
+def deps() -> Deps:
+    return make_deps()
