@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from bot.domain import Algorithm, ConfigError, InvalidInput, NotFound, ResourcePool
 
-__all__ = ["Catalog", "load_algorithms", "load_pools"]
+__all__ = ["Catalog", "load_algorithms", "load_pools", "source_digest", "source_files"]
 
 DEFAULT_POOLS = Path(__file__).parent / "data" / "pools.yml"
 
@@ -79,3 +80,25 @@ class Catalog:
         if self.algorithms_root is None:
             raise NotFound(f"No local source for algorithm `{algo_id}`.")
         return self.algorithms_root / algo_id
+
+
+def source_files(root: Path) -> list[Path]:
+    """Every file of an algorithm folder except ``__pycache__``, sorted (publish's tar order)."""
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.relative_to(root).parts
+    )
+
+
+def source_digest(root: Path) -> str | None:
+    """sha256 over an algorithm folder's relative file names and bytes (None if no folder).
+
+    Publishing names the uploaded source by it; lineage shows it with or without a publish.
+    """
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    for path in source_files(root):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()

@@ -8,6 +8,7 @@ HTTP, TensorBoard on demand, and the terminal client in the foreground. With
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
@@ -47,7 +48,7 @@ def main(argv: Sequence[str]) -> int:
         run_client(args.bot_url, args.slack_url, secret, user_id=args.user)
         return 0
     slack = SlackSettings()
-    socket = args.cmd == "serve" and args.socket or (
+    socket = (args.cmd == "serve" and args.socket) or (
         args.cmd == "run" and slack.bot_token is not None and slack.app_token is not None)
     if socket:
         return _socket_mode(slack)
@@ -80,10 +81,8 @@ def _serve(slack: SlackSettings, port: int) -> int:
     bot = build_slack_bot(load_settings(), slack, process_before_response=False)
     server = BoltHTTPServer(bot.app, port=port)
     print(f"trainbot: serving {server.url} (Web API: {slack.api_url})", file=sys.stderr)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -112,10 +111,8 @@ def _run_local(port: int, slack_port: int) -> int:
                 "Try: /train help · /train start tabular-classification · /quit",
                 file=sys.stderr,
             )
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 run_client(server.url, workspace, secret, user_id=LOCAL_USER)
-            except KeyboardInterrupt:
-                pass
     compute = getattr(bot.deps.compute, "close", None)
     if compute:
         compute()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import os
 import sys
@@ -33,6 +32,7 @@ from bot.adapters.algorithm_catalog import (
     PublishedCatalog,
     PublishedImages,
 )
+from bot.catalog import source_digest, source_files
 from bot.domain import Algorithm, ConfigError, TrainbotError
 
 __all__ = [
@@ -73,24 +73,6 @@ class PublishResult:
 
 
 # -- the source tarball -------------------------------------------------------------------------
-
-def source_files(root: Path) -> list[Path]:
-    """Every file under ``root`` except ``__pycache__``, sorted (the tarball's order)."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.relative_to(root).parts
-    )
-
-
-def source_digest(root: Path) -> str:
-    """sha256 over the files' relative names and bytes; ``bot.services.queries.source_digest``
-    computes the same value for lineage, with or without a publish."""
-    h = hashlib.sha256()
-    for path in source_files(root):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
 
 def build_sourcedir(root: Path) -> bytes:
     """``sourcedir.tar.gz`` as SageMaker script mode expects it (files at the top level), byte

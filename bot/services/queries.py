@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
+from bot.catalog import source_digest
 from bot.domain import (
     Approval,
     InvalidInput,
@@ -29,7 +28,6 @@ __all__ = [
     "links",
     "list_versions",
     "logs",
-    "source_digest",
     "status_overview",
 ]
 
@@ -127,17 +125,6 @@ def logs(deps: Deps, version: JobVersion, *, lines: int = 50) -> list[str]:
     if not version.backend_job_name:
         raise InvalidInput(f"{version.label} hasn't started, so it has no logs yet.")
     return deps.compute.logs(version, lines=lines) or version.log_tail
-
-
-def source_digest(path: Path) -> str | None:
-    """sha256 over an algorithm folder's files (names and bytes), as publish computes it."""
-    if not path.is_dir():
-        return None
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:

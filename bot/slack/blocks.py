@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.views.doc import Button, Doc
 
-__all__ = ["MAX_BLOCKS", "render_blocks", "fallback_text"]
+__all__ = ["MAX_BLOCKS", "fallback_text", "render_blocks"]
 
 MAX_BLOCKS = 50
 MAX_TEXT = 3000
@@ -52,7 +52,9 @@ def _button(b: Button) -> Block:
     return el
 
 
-def _section_blocks(text: str | None, fields: list[tuple[str, str]], code: str | None) -> list[Block]:
+def _section_blocks(
+    text: str | None, fields: list[tuple[str, str]], code: str | None
+) -> list[Block]:
     out: list[Block] = []
     if text or fields:
         block: Block = {"type": "section", "text": _mrkdwn(text or " ")}
@@ -84,7 +86,7 @@ def render_blocks(doc: Doc, *, max_blocks: int = MAX_BLOCKS) -> list[Block]:
                                                      for c in doc.context[:10] if c]})
     room = max_blocks - len(tail)
     if len(blocks) > room:
-        blocks = blocks[: room - 1] + [{"type": "context", "elements": [_mrkdwn(TRUNCATED)]}]
+        blocks = [*blocks[:room - 1], {"type": "context", "elements": [_mrkdwn(TRUNCATED)]}]
     return [b for b in blocks + tail if b.get("elements", True)]
 
 

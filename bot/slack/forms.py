@@ -43,8 +43,8 @@ def _modal(callback_id: str, title: str, blocks: list[dict], meta: dict, submit:
 
 def start_choice_view(catalog: Catalog, presets: list[Preset], meta: dict) -> View:
     """Step 1 of the start form: an algorithm or a preset, and a pool."""
-    groups = [{"label": _text("Algorithms"),
-               "options": [_option(f"algo:{a.id}", a.title[:75]) for a in catalog.algorithms.values()]}]
+    algorithms = [_option(f"algo:{a.id}", a.title[:75]) for a in catalog.algorithms.values()]
+    groups = [{"label": _text("Algorithms"), "options": algorithms}]
     if presets:
         groups.append({"label": _text("Presets"),
                        "options": [_option(f"preset:{p.name}", p.name) for p in presets[:100]]})
@@ -142,7 +142,9 @@ def read_values(view: dict) -> dict[str, str]:
     return out
 
 
-def validate_form(algorithm: Algorithm, values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+def validate_form(
+    algorithm: Algorithm, values: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
     """Split hyperparameter inputs into ``(params, errors)``; errors are keyed by block_id."""
     params: dict[str, str] = {}
     errors: dict[str, str] = {}

@@ -78,7 +78,7 @@ def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> 
     client.views_open(trigger_id=trigger_id, view=view)
 
 
-def register(app: Any, deps: Deps, *, stuck_after: timedelta) -> None:  # noqa: C901
+def register(app: Any, deps: Deps, *, stuck_after: timedelta) -> None:
     """Attach every button and view listener to ``app``."""
 
     @_guard
@@ -179,7 +179,7 @@ def _notify_user(client: Any, user: str, channel: str | None, text: str) -> None
         client.chat_postMessage(channel=user, text=text[:3000])
 
 
-def _register_views(app: Any, deps: Deps) -> None:  # noqa: C901
+def _register_views(app: Any, deps: Deps) -> None:
     def choose_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
         values = forms.read_values(view)
         meta = _meta(body)

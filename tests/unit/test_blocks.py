@@ -8,7 +8,7 @@ from bot.views.doc import Button, Doc
 
 def test_huge_output_stays_within_block_kit_limits() -> None:
     doc = Doc(title="t" * 5000)
-    for i in range(200):
+    for _i in range(200):
         doc.add("x" * 4000, fields=[(f"k{j}", "v" * 3000) for j in range(25)], code="y" * 9000)
     doc.buttons = [Button(f"b{i}" * 50, f"a{i}", "v" * 3000) for i in range(30)]
     blocks = render_blocks(doc)

@@ -24,8 +24,8 @@ from moto import mock_aws
 from bot import publish as publishing
 from bot.adapters.algorithm_catalog import PublishedCatalog
 from bot.catalog import load_algorithms
+from bot.catalog import source_digest as lineage_digest
 from bot.domain import Algorithm
-from bot.services.queries import source_digest as lineage_digest
 
 BUCKET = "team-ml"
 REGION = "us-east-1"
