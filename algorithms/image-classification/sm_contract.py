@@ -202,7 +202,7 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"command line: {message}")
 
 
-def _hyperparameters_from_argv(by_name: Mapping[str, Param], argv: Sequence[str]) -> dict:
+def _hyperparameters_from_argv(by_name: Mapping[str, Param], argv: Sequence[str]) -> dict[str, Any]:
     # Script mode passes every hyperparameter as `--name value`; launchers may add their own
     # flags (`--local-rank`), hence parse_known_args.
     parser = _ArgumentParser(add_help=False, allow_abbrev=False)
