@@ -67,10 +67,12 @@ def _command(args: list[str], *, as_json: bool) -> int:
     deps = build_deps(settings)
     reply = execute(deps, cmd, Actor(user=settings.user, channel=None),
                     stuck_after=stuck_after(settings))
-    if cmd.wait and reply.version is not None and reply.approval is None:
+    # A stop waits for the process to end: this short-lived process is what signals it.
+    waits = cmd.wait or cmd.name == "stop"
+    if waits and reply.version is not None and reply.approval is None:
         final = _wait(deps, reply.version, quiet=as_json)
         _print(final, render_text_fn=render_text, deps=deps, as_json=as_json, doc=None)
-        return 0 if final.status.value == "COMPLETED" else 1
+        return 0 if final.status.value == "COMPLETED" or cmd.name == "stop" else 1
     _print(reply.version, render_text_fn=render_text, deps=deps, as_json=as_json, doc=reply.doc)
     return 0
 

@@ -134,6 +134,7 @@ class LocalCompute:
         self._gpu_names = None if gpu_names is None else list(gpu_names)
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
+        self._delivery_threads: dict[str, threading.Thread] = {}
         self._closing = threading.Event()
 
     # -- the Compute port -------------------------------------------------------------------
@@ -247,13 +248,23 @@ class LocalCompute:
         meanwhile is reported from its exit status; one that vanished without a status is
         reported Failed with :data:`RESTART_REASON`. No version is left active forever.
         """
+        settling: list[threading.Thread] = []
         for version in active_versions:
             if version.backend != self.name or not version.backend_job_name:
                 continue
             try:
-                self._attach(version.backend_job_name)
+                run = self._attach(version.backend_job_name)
             except Exception:
                 log.exception("could not recover local run %s", version.backend_job_name)
+                continue
+            thread = self._delivery_threads.pop(version.backend_job_name, None) if run is None \
+                else (run.thread if run.proc.poll() is not None else None)
+            if thread is not None:
+                settling.append(thread)
+        # Runs that already ended are reported before recover() returns, so a short-lived
+        # process (the CLI) shows the true state instead of the one the last process left.
+        for thread in settling:
+            thread.join(self.poll_interval_s * 4 + 2.0)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the monitor threads for good, leaving the processes running for a later
@@ -376,11 +387,13 @@ class LocalCompute:
             state, record = read_json(run.state_file), read_json(run.launch_file)
             if not _is_state(state) or not isinstance(record, dict):
                 detail = _lost_detail(name, f"{RESTART_REASON} (no state in {run.root})")
-                self._start_thread(name, lambda: self._deliver(detail))
+                self._delivery_threads[name] = self._start_thread(
+                    name, lambda: self._deliver(detail))
                 return None
             if state["detail"]["TrainingJobStatus"] in _TERMINAL:
                 final = state["detail"]
-                self._start_thread(name, lambda: self._deliver(final))
+                self._delivery_threads[name] = self._start_thread(
+                    name, lambda: self._deliver(final))
                 return None
             runner = state["runner"]
             proc = _Adopted(runner.get("pid"), runner.get("start_ticks"), run)

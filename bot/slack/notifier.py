@@ -62,7 +62,12 @@ class SlackChat:
     def version_changed(self, version: JobVersion, previous: Status) -> None:
         if not (version.channel and version.message_ts):
             return
-        self._update_card(version)
+        try:
+            self._update_card(version)
+        except Exception:
+            # The card is a convenience; the thread reply and the announcement are how people
+            # hear about the change, so a card that can't be edited must not silence them.
+            log.exception("could not update the card of %s", version.label)
         self.client.chat_postMessage(
             channel=version.channel, thread_ts=version.message_ts, text=self._transition(version))
         if version.status.terminal:

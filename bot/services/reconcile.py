@@ -1,0 +1,153 @@
+"""The reconciler: the scheduled safety net behind the backend's state-change events.
+
+For every active version it compares what trainbot stored with what the backend reports:
+
+- a backend ahead of the store (a missed or failed event) is applied through
+  :func:`record_state_change`, exactly as if the event had arrived — same state machine,
+  same idempotency, same card update, thread reply and announcement;
+- ``TRAINING`` versions get their live progress refreshed (the chat coalesces edits);
+- running versions silent for longer than ``stuck_after`` are reported as stuck (the rule
+  ``/train status`` uses);
+- approval requests past their deadline are expired, so their cards say so without anyone
+  clicking;
+- launches that were lost (a version claimed a backend name the backend never heard of, or a
+  queued version nobody launched) are failed or dispatched once ``grace`` has passed — the
+  grace keeps the reconciler out of launches still in flight.
+
+One version's failure never stops the others: it is logged and listed in ``errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from bot.domain import (
+    Approval,
+    Conflict,
+    Decision,
+    JobVersion,
+    NotFound,
+    Status,
+    TrainingJobStateChange,
+)
+from bot.domain.status import can_transition
+from bot.services import approvals
+from bot.services.context import Deps
+from bot.services.launching import dispatch_queued, record_launch_failure
+from bot.services.state_changes import record_state_change, refresh_progress
+
+__all__ = ["ReconcileSummary", "reconcile"]
+
+log = logging.getLogger("trainbot")
+
+DEFAULT_GRACE = timedelta(minutes=5)
+
+
+@dataclass
+class ReconcileSummary:
+    """What one pass did; each list holds version labels (``job vN``) with a short note."""
+
+    checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    dispatched: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def reconcile(
+    deps: Deps, *, stuck_after: timedelta, grace: timedelta = DEFAULT_GRACE
+) -> ReconcileSummary:
+    """One pass over the active versions (an index query, never a scan)."""
+    summary = ReconcileSummary()
+    now = deps.clock.now()
+    pools_with_waiting: set[str] = set()
+    for version in deps.store.list_active():
+        summary.checked += 1
+        if (version.status is Status.QUEUED and not version.backend_job_name
+                and now - version.created_at >= grace):
+            pools_with_waiting.add(version.spec.pool)
+        try:
+            _reconcile_version(deps, version, now=now, stuck_after=stuck_after, grace=grace,
+                               summary=summary)
+        except Exception:
+            log.exception("reconciling %s failed", version.label)
+            summary.errors.append(version.label)
+    for pool in sorted(pools_with_waiting):
+        try:
+            summary.dispatched += [v.label for v in dispatch_queued(deps, pool)]
+        except Exception:
+            log.exception("dispatching queued versions of pool %s failed", pool)
+            summary.errors.append(f"pool {pool}")
+    return summary
+
+
+def _reconcile_version(
+    deps: Deps, version: JobVersion, *, now: datetime, stuck_after: timedelta,
+    grace: timedelta, summary: ReconcileSummary,
+) -> None:
+    if version.status is Status.AWAITING_APPROVAL:
+        _expire_if_due(deps, version, now=now, summary=summary)
+        return
+    if not version.backend_job_name or version.backend != deps.compute.name:
+        return  # not launched yet (dispatch handles it), or another backend's version
+    detail = deps.compute.describe(version)
+    if detail is None:
+        if version.status is Status.QUEUED and now - version.updated_at >= grace:
+            failed = record_launch_failure(
+                deps, version, "the launch was lost: the backend never received the job")
+            summary.lost.append(f"{failed.label}: {failed.status.value}")
+        return
+    current = version
+    if can_transition(version.status, detail.domain_status):
+        change = TrainingJobStateChange(time=detail.last_modified, detail=detail,
+                                        resources=[detail.arn] if detail.arn else [])
+        current = record_state_change(deps, change) or version
+        if current.status is not version.status:
+            summary.repaired.append(
+                f"{current.label}: {version.status.value} → {current.status.value}")
+    if current.status is Status.TRAINING:
+        refreshed = refresh_progress(deps, current)
+        if refreshed is not current:
+            summary.refreshed.append(current.label)
+        current = refreshed
+    if not current.status.terminal and now - _last_sign_of_life(current) > stuck_after:
+        summary.stuck.append(f"{current.label}: {current.status.value}")
+
+
+def _last_sign_of_life(version: JobVersion) -> datetime:
+    """The newest progress report, else the last state change (``/train status``'s rule)."""
+    progress = version.progress
+    return (progress.updated_at if progress and progress.updated_at else None) or (
+        version.updated_at)
+
+
+def _expire_if_due(
+    deps: Deps, version: JobVersion, *, now: datetime, summary: ReconcileSummary
+) -> None:
+    if not version.approval_id:
+        return
+    try:
+        approval = deps.store.get_approval(version.approval_id)
+    except NotFound:
+        return  # the request is written right after the version; the next pass sees it
+    if not approval.expired(now):
+        return
+    try:
+        _expire(deps, approval)
+    except Conflict:
+        return  # someone decided in the meantime: their decision stands
+    summary.expired.append(f"{version.label} ({approval.id})")
+
+
+def _expire(deps: Deps, approval: Approval) -> None:
+    # The one code path that records a decision, the same one `decide` takes when someone
+    # clicks an expired request: it rejects the version and updates both cards.
+    approvals._record(deps, approval, Decision.EXPIRED, by="trainbot", note="expired")

@@ -1,0 +1,37 @@
+"""Slack → API Gateway (HTTP API, payload 2.0) → this function → the Bolt app.
+
+Slack wants an answer within 3 s. The app acks at once; its lazy listeners run in a second,
+asynchronous invocation of this same function (Bolt's ``LambdaLazyListenerRunner`` re-invokes
+``context.invoked_function_arn`` with the header ``x-slack-bolt-lazy-only``), which is why
+this function's role may ``lambda:InvokeFunction`` on itself and nothing else.
+https://tools.slack.dev/bolt-python/concepts/lazy-listeners
+
+Importing this module loads Powertools and nothing heavy; the bot is built on the first
+request (or during Lambda's init phase, see the end of the module).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions import runtime
+from functions.observability import logger, metrics, tracer
+
+__all__ = ["handler"]
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP,
+                              clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)  # responses carry users' text
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """An API Gateway event (or Bolt's lazy re-invocation of it) → Bolt's HTTP response."""
+    return runtime.slack_handler().handle(event, context)
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    runtime.warm(runtime.slack_handler)

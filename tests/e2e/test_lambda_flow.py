@@ -1,0 +1,357 @@
+"""The Lambda functions end to end: signed API Gateway events into ``functions.slack_events``,
+EventBridge events into ``functions.job_events``, the schedule into ``functions.reconcile``.
+
+AWS is a moto server on loopback reached through ``AWS_ENDPOINT_URL`` (the functions build
+their clients from the same settings as the CLI); Slack is the local stand-in, its tokens
+read from SSM as in the deployment. Bolt's lazy re-invocation goes to a fake Lambda client
+that queues the payload, and the test delivers it after the ack — as Lambda's async
+``Invoke`` would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from bot.adapters.algorithm_catalog import CATALOG_KEY, PublishedAlgorithm, PublishedCatalog
+from bot.adapters.dynamodb_schema import ensure_tables
+from bot.adapters.store_dynamodb import DynamoStore
+from bot.bootstrap import aws_client
+from bot.domain import ConfigError, JobVersion, Status
+from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
+from bot.localslack.signing import sign, slash_command_body
+from functions import job_events, reconcile, runtime, slack_events
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "tests" / "events"
+SECRET = "e2e-signing-secret-5f1c2b"
+TOKEN = "xoxb-e2e-bot-token-9a8b7c"
+TABLE = "trainbot-e2e"
+IDEMPOTENCY_TABLE = "trainbot-e2e-idempotency"
+BUCKET = "trainbot-e2e-artifacts"
+ROLE = "arn:aws:iam::123456789012:role/trainbot-e2e-sagemaker"
+REGION = "us-east-1"
+USER = "U0LOCAL1"
+SIGNING_PARAM = "/trainbot/e2e/slack-signing-secret"
+TOKEN_PARAM = "/trainbot/e2e/slack-bot-token"
+
+
+# -- Lambda stand-ins ----------------------------------------------------------------------
+
+@dataclass
+class FakeContext:
+    """The attributes of Lambda's context object that Bolt and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+class QueuedLambda:
+    """Lambda's ``Invoke`` for Bolt's lazy listeners: records each call, runs none of them."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: str) -> dict:  # noqa: N803
+        self.calls.append({"FunctionName": FunctionName, "InvocationType": InvocationType,
+                           "Payload": Payload})
+        return {"StatusCode": 202}
+
+    def deliver_all(self, context: FakeContext) -> list[dict[str, Any]]:
+        """Run the queued invocations through the handler, as Lambda would after the ack."""
+        results = []
+        while self.calls:
+            call = self.calls.pop(0)
+            results.append(slack_events.handler(json.loads(call["Payload"]), context))
+        return results
+
+
+def api_gateway_event(body: str, *, secret: str = SECRET, timestamp: int | None = None,
+                      base64_body: bool = False) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event for Slack's POST to /slack/events."""
+    headers = {k.lower(): v for k, v in sign(secret, body, timestamp).items()}
+    headers |= {"host": "abc123.execute-api.us-east-1.amazonaws.com",
+                "user-agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                "content-length": str(len(body.encode()))}
+    now = time.time()
+    return {
+        "version": "2.0",
+        "routeKey": "POST /slack/events",
+        "rawPath": "/slack/events",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123",
+            "domainName": headers["host"], "domainPrefix": "abc123",
+            "http": {"method": "POST", "path": "/slack/events", "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": headers["user-agent"]},
+            "requestId": str(uuid.uuid4()), "routeKey": "POST /slack/events",
+            "stage": "$default", "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": base64.b64encode(body.encode()).decode() if base64_body else body,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def state_change_event(backend_job_name: str, sample: str = "sagemaker_training_job_state_change"
+                       ) -> dict[str, Any]:
+    """A captured EventBridge event, retargeted at ``backend_job_name`` and stamped now."""
+    raw = json.loads((EVENTS / f"{sample}.json").read_text())
+    old = raw["detail"]["TrainingJobName"]
+    event = json.loads(json.dumps(raw).replace(old, backend_job_name))
+    now_ms = int(time.time() * 1000)
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ms / 1000))
+    event["detail"]["LastModifiedTime"] = now_ms
+    if "TrainingEndTime" in event["detail"]:
+        event["detail"]["TrainingEndTime"] = now_ms - 2000
+    return event
+
+
+# -- the stack -----------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    slack: LocalSlack
+    lazy: QueuedLambda
+    endpoint: str
+
+    def command_body(self, text: str) -> str:
+        inter = self.slack.new_interaction(DEFAULT_CHANNEL, USER)
+        return slash_command_body(text, user_id=USER, user_name="you",
+                                  channel_id=DEFAULT_CHANNEL,
+                                  response_url=inter["response_url"],
+                                  trigger_id=inter["trigger_id"])
+
+    def store(self) -> DynamoStore:
+        return DynamoStore(TABLE, client=aws_client("dynamodb"))
+
+    def version(self, job: str, number: int = 1) -> JobVersion:
+        return self.store().get_version(job, number)
+
+    def start(self, text: str) -> dict[str, Any]:
+        """``/train start …`` acked, then its lazy half delivered; returns the ack."""
+        ack = slack_events.handler(api_gateway_event(self.command_body(text)),
+                                   FakeContext("trainbot-e2e-slackEvents"))
+        self.lazy.deliver_all(FakeContext("trainbot-e2e-slackEvents"))
+        return ack
+
+
+def _publish_catalog() -> None:
+    digest = "ab" * 32
+    catalog = PublishedCatalog(region=REGION, bucket=BUCKET, algorithms={
+        "image-classification": PublishedAlgorithm(
+            version="1.0.0", digest=digest, entry_point="train.py",
+            source_uri=f"s3://{BUCKET}/trainbot/algorithms/image-classification/1.0.0/"
+                       f"{digest[:16]}/sourcedir.tar.gz",
+            images={"cpu": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:"
+                           "2.5-cpu-py311",
+                    "gpu": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:"
+                           "2.5-gpu-py311"}),
+    })
+    s3 = aws_client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=CATALOG_KEY, Body=catalog.to_json().encode())
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+          ) -> Iterator[Stack]:
+    # moto keeps its accounts in this process: start every test from an empty one.
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset",
+                                                  method="POST"), timeout=10).close()
+    slack = LocalSlack(bot_token=TOKEN).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+        for name, value in {
+            "TRAINBOT_STORE": "dynamodb", "TRAINBOT_TABLE": TABLE,
+            "TRAINBOT_IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE, "TRAINBOT_COMPUTE": "sagemaker",
+            "TRAINBOT_SAGEMAKER_ROLE_ARN": ROLE, "TRAINBOT_BUCKET": BUCKET,
+            "TRAINBOT_HOME": str(tmp_path / "home"), "TRAINBOT_SCOPE": "T0LOCAL",
+            "SLACK_SIGNING_SECRET_PARAM": SIGNING_PARAM, "SLACK_BOT_TOKEN_PARAM": TOKEN_PARAM,
+            "SLACK_API_URL": slack.api_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        ensure_tables(aws_client("dynamodb"), TABLE, IDEMPOTENCY_TABLE)
+        ssm = aws_client("ssm")
+        ssm.put_parameter(Name=SIGNING_PARAM, Value=SECRET, Type="SecureString")
+        ssm.put_parameter(Name=TOKEN_PARAM, Value=TOKEN, Type="SecureString")
+        _publish_catalog()
+        runtime.reset()
+        lazy = QueuedLambda()
+        runtime.slack_handler().app.listener_runner.lazy_listener_runner.lambda_client = lazy
+        yield Stack(slack=slack, lazy=lazy, endpoint=moto_endpoint)
+    finally:
+        runtime.reset()
+        slack.stop()
+
+
+def _card_updates(slack: LocalSlack, ts: str) -> list[dict[str, Any]]:
+    return [r.params for r in slack.requests_for("chat.update") if r.params.get("ts") == ts]
+
+
+# -- the flows -------------------------------------------------------------------------------
+
+def test_start_launches_on_sagemaker_and_its_event_updates_the_card_once(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    body = stack.command_body("start image-classification epochs=2 --pool gpu-1 --name digits")
+    context = FakeContext("trainbot-e2e-slackEvents")
+
+    began = time.monotonic()
+    ack = slack_events.handler(api_gateway_event(body), context)
+    acked_in = time.monotonic() - began
+    assert ack["statusCode"] == 200 and ":hourglass:" in ack["body"]
+    assert acked_in < 3.0, f"the ack took {acked_in:.2f}s; Slack gives up after 3s"
+    # The ack did no work: it only re-invoked this function, asynchronously.
+    [call] = stack.lazy.calls
+    assert call["InvocationType"] == "Event"
+    assert call["FunctionName"] == context.invoked_function_arn
+    assert json.loads(call["Payload"])["headers"]["x-slack-bolt-lazy-only"] == "1"
+    assert aws_client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+    stack.lazy.deliver_all(context)
+    version = stack.version("digits")
+    assert version.status is Status.QUEUED and version.backend == "sagemaker"
+    name = version.backend_job_name
+    assert name and name.startswith("trainbot-digits-v1-")
+    job = aws_client("sagemaker").describe_training_job(TrainingJobName=name)
+    assert job["RoleArn"] == ROLE
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
+    assert job["TensorBoardOutputConfig"]["S3OutputPath"].startswith(f"s3://{BUCKET}/trainbot/")
+    [card] = [m for m in stack.slack.messages(DEFAULT_CHANNEL) if m["ts"] == version.message_ts]
+    assert "digits v1" in json.dumps(card["blocks"])
+    responses = [r.params for r in stack.slack.requests_for("_local.response")]
+    assert any("digits v1 is launching" in json.dumps(p) for p in responses)
+
+    event = state_change_event(name)
+    result = job_events.handler(event, FakeContext("trainbot-e2e-jobEvents"))
+    assert result["outcome"] == "applied" and result["status"] == "COMPLETED"
+    done = stack.version("digits")
+    assert done.status is Status.COMPLETED
+    assert done.metrics["validation:accuracy"] == pytest.approx(0.9733)
+    assert done.billable_seconds == 144
+    [update] = [u for u in _card_updates(stack.slack, version.message_ts or "")
+                if "COMPLETED" in json.dumps(u["blocks"])]
+    assert f"#/tensor-board-landing/{name}" in json.dumps(update["blocks"])
+    thread = [r.params for r in stack.slack.requests_for("chat.postMessage")
+              if r.params.get("thread_ts") == version.message_ts]
+    assert any("completed." in p["text"] and f"<@{USER}>" in p["text"] for p in thread)
+
+    # SageMaker delivers again — with the same id, then under a new one: nothing changes.
+    seen = len(stack.slack.requests)
+    assert job_events.handler(event, FakeContext("trainbot-e2e-jobEvents")) == result
+    resent = dict(event, id=str(uuid.uuid4()))
+    assert job_events.handler(resent, FakeContext("trainbot-e2e-jobEvents")) == result
+    assert len(stack.slack.requests) == seen
+    assert stack.version("digits").revision == done.revision
+    # Powertools recorded the change once: the repeats were answered from that record.
+    [record] = aws_client("dynamodb").scan(TableName=IDEMPOTENCY_TABLE)["Items"]
+    assert record["status"]["S"] == "COMPLETED" and "expiration" in record
+
+    out = capsys.readouterr().out
+    assert SECRET not in out and TOKEN not in out
+    launched = [json.loads(line) for line in out.splitlines() if '"JobsLaunched"' in line]
+    completed = [json.loads(line) for line in out.splitlines() if '"JobsCompleted"' in line]
+    assert [m["pool"] for m in launched] == ["gpu-1"]
+    assert [m["pool"] for m in completed] == ["gpu-1"]
+
+
+def test_reconcile_applies_the_state_a_missed_event_would_have_brought(stack: Stack) -> None:
+    stack.start("start image-classification --pool gpu-1 --name missed")
+    version = stack.version("missed")
+    assert version.status is Status.QUEUED
+    # No event arrives; moto's DescribeTrainingJob already says Completed.
+    summary = reconcile.handler({"source": "aws.events", "detail-type": "Scheduled Event"},
+                                FakeContext("trainbot-e2e-reconcile"))
+    assert summary["repaired"] == ["missed v1: QUEUED → COMPLETED"]
+    assert stack.version("missed").status is Status.COMPLETED
+    assert any("COMPLETED" in json.dumps(u["blocks"])
+               for u in _card_updates(stack.slack, version.message_ts or ""))
+    again = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
+    assert again["checked"] == 0 and again["repaired"] == []
+
+
+def test_event_for_a_job_trainbot_did_not_start_is_dropped(stack: Stack) -> None:
+    result = job_events.handler(state_change_event("trainbot-someone-elses-v1-0000"),
+                                FakeContext("trainbot-e2e-jobEvents"))
+    assert result == {"outcome": "unknown job", "training_job": "trainbot-someone-elses-v1-0000"}
+    assert stack.slack.requests_for("chat.update") == []
+
+
+def test_event_of_another_shape_is_rejected_without_retry(stack: Stack) -> None:
+    event = state_change_event("trainbot-x-v1-0000")
+    event["detail-type"] = "SageMaker Endpoint State Change"
+    assert job_events.handler(event, FakeContext("trainbot-e2e-jobEvents")) == {
+        "outcome": "rejected"}
+
+
+def test_bad_signature_is_refused_and_nothing_runs(stack: Stack) -> None:
+    event = api_gateway_event(stack.command_body("start image-classification"),
+                              secret="not-the-secret", base64_body=True)
+    resp = slack_events.handler(event, FakeContext("trainbot-e2e-slackEvents"))
+    assert resp["statusCode"] == 401
+    assert stack.lazy.calls == []
+
+
+def test_help_is_answered_in_the_ack_from_a_base64_body(stack: Stack) -> None:
+    resp = slack_events.handler(api_gateway_event(stack.command_body("help"), base64_body=True),
+                                FakeContext("trainbot-e2e-slackEvents"))
+    assert resp["statusCode"] == 200
+    assert "/train start" in json.dumps(json.loads(resp["body"])["blocks"])
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+def test_secrets_come_from_ssm_when_named(stack: Stack) -> None:
+    settings = runtime.load_slack_settings()
+    assert settings.signing_secret and settings.signing_secret.get_secret_value() == SECRET
+    assert settings.bot_token and settings.bot_token.get_secret_value() == TOKEN
+    assert SECRET not in repr(settings) and TOKEN not in str(settings)
+
+
+def test_secrets_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLACK_SIGNING_SECRET_PARAM", raising=False)
+    monkeypatch.delenv("SLACK_BOT_TOKEN_PARAM", raising=False)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "from-env")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-env")
+    settings = runtime.load_slack_settings()
+    assert settings.signing_secret and settings.signing_secret.get_secret_value() == "from-env"
+    assert settings.bot_token and settings.bot_token.get_secret_value() == "xoxb-from-env"
+
+
+def test_a_missing_parameter_names_the_variable_not_a_value(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN_PARAM", "/trainbot/e2e/nope")
+    with pytest.raises(ConfigError) as err:
+        runtime.load_slack_settings()
+    assert "SLACK_BOT_TOKEN_PARAM" in str(err.value) and "/trainbot/e2e/nope" in str(err.value)
+    assert SECRET not in str(err.value)
