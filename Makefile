@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint run bench clean
+.PHONY: venv test lint run bench clean bundle package deploy deploy-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,5 +29,24 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+# AWS deployment (see README "Deploy to AWS"); make test already runs the offline package check.
+STAGE ?= dev
+REGION ?= us-east-1
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+bundle: $(STAMP)
+	$(PY) scripts/build_lambda.py
+
+package: bundle node_modules/.package-lock.json
+	npx --no-install osls package --stage $(STAGE) --region $(REGION)
+
+deploy: bundle node_modules/.package-lock.json
+	npx --no-install osls deploy --stage $(STAGE) --region $(REGION)
+
+deploy-check: $(STAMP)
+	$(PY) -m pytest -q tests/deploy tests/e2e/test_lambda_flow.py tests/unit/test_reconcile.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build .serverless node_modules

@@ -125,8 +125,12 @@ def charts_available() -> bool:
 
 
 @per_container
-def slack_bot(*, with_charts: bool = False) -> SlackBot:
-    """The Bolt app, its Deps (DynamoDB, SageMaker, Slack chat) and WebClient, metered."""
+def slack_bot(*, with_charts: bool) -> SlackBot:
+    """The Bolt app, its Deps (DynamoDB, SageMaker, Slack chat) and WebClient, metered.
+
+    One per ``with_charts`` value: the Slack function never draws charts (matplotlib stays
+    off the ack path), the others do when :func:`charts_available`.
+    """
     from bot.slack.wiring import build_slack_bot
     from functions.observability import instrument
 
@@ -169,8 +173,9 @@ def _lambda_client() -> Any:
 
 
 def warm(build: Callable[[], Any]) -> None:
-    """Build during Lambda's init phase (which runs on a full CPU) instead of on the first
-    request. A failure is only logged: the first request builds again and reports it."""
+    """Build during Lambda's init phase, so the first request — perhaps a Slack command with
+    its 3 s budget — doesn't pay for it. A failure is only logged: the first request builds
+    again and reports it."""
     from functions.observability import logger
 
     try:

@@ -23,7 +23,8 @@ __all__ = [
 
 # A job name is the stem of a SageMaker TrainingJobName (``^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}``)
 # that still leaves room for the prefix and the ``-vNNN-xxxx`` suffix, hence 40 characters.
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}$")
+# \Z, not $: "$" also matches before a trailing newline.
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}\Z")
 MAX_LOG_TAIL = 30
 MAX_SERIES_POINTS = 200
 

@@ -6,7 +6,8 @@ import re
 
 __all__ = ["TRAINING_JOB_NAME", "backend_job_name"]
 
-TRAINING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# \Z, not $: "$" also matches before a trailing newline ("name\n" must not pass).
+TRAINING_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
 _MAX = 63
 
 

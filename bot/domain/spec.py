@@ -11,8 +11,9 @@ from bot.domain.algorithm import HPValue
 __all__ = ["DATA_URI", "JobSpec"]
 
 # s3://bucket/key, file:///abs/path, or builtin:<name> (the algorithm's bundled default).
-DATA_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|file:///\S*|builtin:\S+)$")
-CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# \Z, not $: "$" also matches before a trailing newline, which would let one through.
+DATA_URI = re.compile(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|file:///\S*|builtin:\S+)\Z")
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 DEFAULT_MAX_RUNTIME_S = 4 * 3600
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # SageMaker's MaxRuntimeInSeconds ceiling

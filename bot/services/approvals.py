@@ -17,7 +17,7 @@ from bot.services.context import Deps
 from bot.services.launching import approval_deadline, launch_version
 from bot.services.versions import mutate_version, notify
 
-__all__ = ["decide", "request_approval"]
+__all__ = ["decide", "expire", "request_approval"]
 
 
 def request_approval(
@@ -62,7 +62,7 @@ def decide(
     deps.policy.check_decide(user, approval)
     now = deps.clock.now()
     if approval.expired(now):
-        expired = _record(deps, approval, Decision.EXPIRED, by="trainbot", note="expired")
+        expired = expire(deps, approval)
         raise InvalidInput(
             f"Request `{approval.id}` expired at {approval.expires_at:%Y-%m-%d %H:%M} UTC.",
             hint=f"Ask again with `/train rerun {expired.job} v{approval.base_version or 1}`.",
@@ -80,6 +80,14 @@ def decide(
             )
         version = launch_version(deps, version)
     return approval, version
+
+
+def expire(deps: Deps, approval: Approval) -> Approval:
+    """Record that a request ran out of time: the version is REJECTED, both cards updated.
+
+    ``Conflict`` if someone decided it first (their decision stands).
+    """
+    return _record(deps, approval, Decision.EXPIRED, by="trainbot", note="expired")
 
 
 def _record(deps: Deps, approval: Approval, decision: Decision, *, by: str, note: str) -> Approval:

@@ -28,7 +28,7 @@ def save_preset(
     data: dict[str, str] | None = None,
 ) -> Preset:
     """Save a preset; its name is immutable and unique in the team's scope."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(
             f"`{name[:70]}` is not a valid preset name.",
             hint="Use 1-64 letters, digits, '-' or '_'.",

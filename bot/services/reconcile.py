@@ -24,9 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from bot.domain import (
-    Approval,
     Conflict,
-    Decision,
     JobVersion,
     NotFound,
     Status,
@@ -141,13 +139,10 @@ def _expire_if_due(
     if not approval.expired(now):
         return
     try:
-        _expire(deps, approval)
+        approvals.expire(deps, approval)
     except Conflict:
         return  # someone decided in the meantime: their decision stands
     summary.expired.append(f"{version.label} ({approval.id})")
 
 
-def _expire(deps: Deps, approval: Approval) -> None:
-    # The one code path that records a decision, the same one `decide` takes when someone
-    # clicks an expired request: it rejects the version and updates both cards.
-    approvals._record(deps, approval, Decision.EXPIRED, by="trainbot", note="expired")
+

@@ -302,7 +302,7 @@ def _register_views(app: Any, deps: Deps) -> None:
 
     def preset_errors(body: dict) -> dict[str, str]:
         name = forms.read_values(body["view"]).get("name", "")
-        if not re.match(PRESET_NAME, name):
+        if not re.fullmatch(PRESET_NAME, name):
             return {"name": "Use 1-64 letters, digits, - or _."}
         try:
             presets.show_preset(deps, name)

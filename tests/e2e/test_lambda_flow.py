@@ -29,8 +29,9 @@ from bot.adapters.store_dynamodb import DynamoStore
 from bot.bootstrap import aws_client
 from bot.domain import ConfigError, JobVersion, Status
 from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
-from bot.localslack.signing import sign, slash_command_body
+from bot.localslack.signing import block_actions_body, sign, slash_command_body
 from functions import job_events, reconcile, runtime, slack_events
+from functions.observability import logger
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -44,6 +45,7 @@ BUCKET = "trainbot-e2e-artifacts"
 ROLE = "arn:aws:iam::123456789012:role/trainbot-e2e-sagemaker"
 REGION = "us-east-1"
 USER = "U0LOCAL1"
+APPROVER = "U0LOCAL2"
 SIGNING_PARAM = "/trainbot/e2e/slack-signing-secret"
 TOKEN_PARAM = "/trainbot/e2e/slack-bot-token"
 
@@ -72,7 +74,8 @@ class QueuedLambda:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: str) -> dict:  # noqa: N803
+    # boto3's parameter names, as Bolt calls them.
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: str) -> dict:
         self.calls.append({"FunctionName": FunctionName, "InvocationType": InvocationType,
                            "Payload": Payload})
         return {"StatusCode": 202}
@@ -143,6 +146,12 @@ class Stack:
                                   response_url=inter["response_url"],
                                   trigger_id=inter["trigger_id"])
 
+    def press_body(self, action_id: str, value: str, *, user: str, message_ts: str) -> str:
+        inter = self.slack.new_interaction(DEFAULT_CHANNEL, user, message_ts)
+        return block_actions_body(action_id, value, user_id=user, channel_id=DEFAULT_CHANNEL,
+                                  message_ts=message_ts, response_url=inter["response_url"],
+                                  trigger_id=inter["trigger_id"])
+
     def store(self) -> DynamoStore:
         return DynamoStore(TABLE, client=aws_client("dynamodb"))
 
@@ -197,6 +206,7 @@ def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
             "TRAINBOT_IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE, "TRAINBOT_COMPUTE": "sagemaker",
             "TRAINBOT_SAGEMAKER_ROLE_ARN": ROLE, "TRAINBOT_BUCKET": BUCKET,
             "TRAINBOT_HOME": str(tmp_path / "home"), "TRAINBOT_SCOPE": "T0LOCAL",
+            "TRAINBOT_APPROVERS": APPROVER,
             "SLACK_SIGNING_SECRET_PARAM": SIGNING_PARAM, "SLACK_BOT_TOKEN_PARAM": TOKEN_PARAM,
             "SLACK_API_URL": slack.api_url,
         }.items():
@@ -212,6 +222,7 @@ def stack(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         yield Stack(slack=slack, lazy=lazy, endpoint=moto_endpoint)
     finally:
         runtime.reset()
+        logger.clear_state()  # correlation keys of the last invocation
         slack.stop()
 
 
@@ -298,6 +309,31 @@ def test_reconcile_applies_the_state_a_missed_event_would_have_brought(stack: St
                for u in _card_updates(stack.slack, version.message_ts or ""))
     again = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
     assert again["checked"] == 0 and again["repaired"] == []
+
+
+def test_an_approval_click_launches_and_its_latency_is_measured(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    stack.start("start image-classification --pool gpu-4 --name big")
+    waiting = stack.version("big")
+    assert waiting.status is Status.AWAITING_APPROVAL and waiting.approval_id
+    approval = stack.store().get_approval(waiting.approval_id)
+    assert approval.message_ts  # the approval card is in the channel
+
+    context = FakeContext("trainbot-e2e-slackEvents")
+    body = stack.press_body("approve_request", approval.id, user=APPROVER,
+                            message_ts=approval.message_ts)
+    assert slack_events.handler(api_gateway_event(body), context)["statusCode"] == 200
+    stack.lazy.deliver_all(context)
+
+    launched = stack.version("big")
+    assert launched.approved_by == APPROVER and launched.backend_job_name
+    job = aws_client("sagemaker").describe_training_job(TrainingJobName=launched.backend_job_name)
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.12xlarge"
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if '"ApprovalLatency"' in line]
+    assert [(m["pool"], m["decision"]) for m in metrics] == [("gpu-4", "approved")]
+    [definition] = metrics[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    assert definition == {"Name": "ApprovalLatency", "Unit": "Seconds"}
 
 
 def test_event_for_a_job_trainbot_did_not_start_is_dropped(stack: Stack) -> None:

@@ -9,7 +9,9 @@ Stubber would bypass it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import time
@@ -164,7 +166,7 @@ def test_sagemaker_refusal_fails_the_version_with_a_clear_reason_and_tells_the_u
     v = deps.store.get_version(job, 1)
     assert v.status is Status.FAILED
     assert says in (v.failure_reason or "")
-    told = user_text(raised.value, log=__import__("logging").getLogger("test"))
+    told = user_text(raised.value, log=logging.getLogger("test"))
     assert says in told and "failed to launch" in told and "error id" not in told
     chat: Any = deps.chat
     assert ("changed", (v.label, Status.QUEUED, Status.FAILED)) in chat.calls
@@ -277,10 +279,8 @@ def runner_pid(settings: Settings, v: JobVersion) -> int:
 
 def kill_group(settings: Settings, v: JobVersion) -> None:
     if v.backend_job_name:
-        try:
+        with contextlib.suppress(ProcessLookupError, TypeError, KeyError):
             os.killpg(runner_pid(settings, v), signal.SIGKILL)
-        except (ProcessLookupError, TypeError, KeyError):
-            pass
 
 
 def launch_sleeper(deps: Deps, name: str, run_s: float) -> JobVersion:

@@ -1,0 +1,223 @@
+"""The generated CloudFormation says what the issue asks: the schema's tables, the event rule,
+the schedule, the HTTP route, a private bucket, settings the bot understands, and IAM scoped
+to exact resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bot.adapters.dynamodb_schema import (
+    cloudformation_resource,
+    idempotency_cloudformation_resource,
+)
+from bot.config import Settings, SlackSettings
+from functions.runtime import SECRET_PARAMS
+from tests.deploy.conftest import STAGE, Packaged
+from tests.deploy.infra_fragments import DYNAMODB_FRAGMENT, rendered_text
+
+FUNCTIONS = ("SlackEvents", "JobEvents", "Reconcile")
+ROLES = tuple(f"{f}Role" for f in FUNCTIONS)
+SHARED_POLICIES = ("StorePolicy", "ComputePolicy", "SlackSecretsPolicy")
+# Actions AWS offers no resource-level permission for (or, for ECR login, account-wide).
+ANY_RESOURCE_OK = {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                   "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+
+
+def _statements(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    props = resource["Properties"]
+    if "PolicyDocument" in props:
+        yield from props["PolicyDocument"]["Statement"]
+    for policy in props.get("Policies", []):
+        yield from policy["PolicyDocument"]["Statement"]
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allowed(packaged: Packaged, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [s for name in names for s in _statements(packaged.resources[name])
+            if s["Effect"] == "Allow"]
+
+
+def _role_statements(packaged: Packaged, role: str) -> list[dict[str, Any]]:
+    """A role's own statements plus those of the managed policies it attaches."""
+    props = packaged.resources[role]["Properties"]
+    attached = tuple(ref["Ref"] for ref in props.get("ManagedPolicyArns", []))
+    return _allowed(packaged, (role, *attached))
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    return {a for s in statements for a in _listed(s["Action"])}
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+def test_the_tables_are_the_schemas(packaged: Packaged) -> None:
+    jobs = packaged.resources["JobsTable"]
+    assert jobs["Properties"] == cloudformation_resource(f"trainbot-{STAGE}")
+    assert jobs["DeletionPolicy"] == jobs["UpdateReplacePolicy"] == "Retain"
+    assert jobs["Properties"]["PointInTimeRecoverySpecification"] == {
+        "PointInTimeRecoveryEnabled": True}
+    assert jobs["Properties"]["SSESpecification"] == {"SSEEnabled": True}
+    assert len(jobs["Properties"]["GlobalSecondaryIndexes"]) == 5
+    idem = packaged.resources["IdempotencyTable"]["Properties"]
+    assert idem == idempotency_cloudformation_resource(f"trainbot-{STAGE}-idempotency")
+    assert idem["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_the_committed_table_fragment_is_rendered_from_the_schema() -> None:
+    assert DYNAMODB_FRAGMENT.read_text() == rendered_text(), (
+        "infra/dynamodb.json drifted from bot/adapters/dynamodb_schema.py; regenerate it: "
+        ".venv/bin/python -m tests.deploy.infra_fragments")
+
+
+# -- events ----------------------------------------------------------------------------------
+
+def test_the_rule_sends_trainbots_sagemaker_state_changes_to_job_events(
+        packaged: Packaged) -> None:
+    [rule] = [r for r in packaged.resources.values() if r["Type"] == "AWS::Events::Rule"
+              and "EventPattern" in r["Properties"]]
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Training Job State Change"],
+        "detail": {"TrainingJobName": [{"prefix": "trainbot-"}]},
+    }
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["JobEventsLambdaFunction", "Arn"]}
+
+
+def test_reconcile_runs_every_five_minutes(packaged: Packaged) -> None:
+    [schedule] = [r for r in packaged.resources.values() if r["Type"] == "AWS::Events::Rule"
+                  and "ScheduleExpression" in r["Properties"]]
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    [target] = schedule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileLambdaFunction", "Arn"]}
+
+
+def test_slack_posts_to_the_slack_function(packaged: Packaged) -> None:
+    route = packaged.resources["HttpApiRoutePostSlackEvents"]["Properties"]
+    assert route["RouteKey"] == "POST /slack/events"
+    integration = packaged.resources["HttpApiIntegrationSlackEvents"]["Properties"]
+    assert integration["PayloadFormatVersion"] == "2.0"
+    assert "SlackRequestUrl" in packaged.template["Outputs"]
+
+
+# -- settings --------------------------------------------------------------------------------
+
+def test_every_variable_is_one_the_bot_reads(packaged: Packaged) -> None:
+    """Settings ignore unknown variables, so a misspelt one would silently do nothing."""
+    slack_vars = set(SECRET_PARAMS.values()) | {
+        f"SLACK_{f.upper()}" for f in SlackSettings.model_fields}
+    for fn in FUNCTIONS:
+        env = packaged.resources[f"{fn}LambdaFunction"]["Properties"]["Environment"]["Variables"]
+        for name in env:
+            if name.startswith("TRAINBOT_"):
+                assert name.removeprefix("TRAINBOT_").lower() in Settings.model_fields, name
+            elif name.startswith("SLACK_"):
+                assert name in slack_vars, name
+            else:
+                assert name.startswith("POWERTOOLS_"), name
+        plain = {k: v for k, v in env.items() if isinstance(v, str) and k.startswith("TRAINBOT_")}
+        settings = Settings(**{k.removeprefix("TRAINBOT_").lower(): v for k, v in plain.items()})
+        assert settings.store == "dynamodb" and settings.compute == "sagemaker"
+        assert {"TRAINBOT_TABLE", "TRAINBOT_IDEMPOTENCY_TABLE", "TRAINBOT_BUCKET",
+                "TRAINBOT_SAGEMAKER_ROLE_ARN", "SLACK_SIGNING_SECRET_PARAM",
+                "SLACK_BOT_TOKEN_PARAM"} <= set(env)
+        assert "SLACK_BOT_TOKEN" not in env and "SLACK_SIGNING_SECRET" not in env
+
+
+# -- the bucket ------------------------------------------------------------------------------
+
+def test_the_bucket_is_encrypted_private_and_tls_only(packaged: Packaged) -> None:
+    bucket = packaged.resources["ArtifactsBucket"]["Properties"]
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    [deny] = _statements(packaged.resources["ArtifactsBucketPolicy"])
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# -- IAM -------------------------------------------------------------------------------------
+
+def test_no_wildcard_actions_and_star_resources_only_where_aws_has_no_other(
+        packaged: Packaged) -> None:
+    names = (*ROLES, *SHARED_POLICIES, "SageMakerExecutionRole")
+    for statement in _allowed(packaged, names):
+        actions = _listed(statement["Action"])
+        assert not [a for a in actions if a == "*" or a.endswith(":*")], statement
+        if "*" in _listed(statement["Resource"]):
+            assert set(actions) <= ANY_RESOURCE_OK, statement
+
+
+def test_each_function_role_has_its_own_logs_and_nothing_of_the_others(
+        packaged: Packaged) -> None:
+    for fn in FUNCTIONS:
+        logs = [s for s in _allowed(packaged, (f"{fn}Role",)) if s["Sid"] == "OwnLogs"]
+        [resource] = [r["Fn::Sub"] for s in logs for r in _listed(s["Resource"])]
+        first = fn[0].lower() + fn[1:]
+        assert resource.endswith(f":log-group:/aws/lambda/trainbot-{STAGE}-{first}:*")
+    assert "lambda:InvokeFunction" in _actions(_role_statements(packaged, "SlackEventsRole"))
+    for role in ("JobEventsRole", "ReconcileRole"):
+        assert "lambda:InvokeFunction" not in _actions(_role_statements(packaged, role))
+    idempotency = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    holders = [role for role in ROLES for s in _role_statements(packaged, role)
+               if idempotency in _listed(s["Resource"])]
+    assert holders == ["JobEventsRole"]
+
+
+def test_the_slack_function_may_invoke_only_itself(packaged: Packaged) -> None:
+    [invoke] = [s for s in _role_statements(packaged, "SlackEventsRole")
+                if "lambda:InvokeFunction" in _listed(s["Action"])]
+    assert _listed(invoke["Action"]) == ["lambda:InvokeFunction"]
+    [arn] = _listed(invoke["Resource"])
+    assert arn["Fn::Sub"].endswith(f":function:trainbot-{STAGE}-slackEvents")
+    function = packaged.resources["SlackEventsLambdaFunction"]["Properties"]
+    assert function["FunctionName"] == f"trainbot-{STAGE}-slackEvents"
+
+
+def test_dynamodb_access_is_the_table_and_its_indexes(packaged: Packaged) -> None:
+    [store] = _allowed(packaged, ("StorePolicy",))
+    assert store["Resource"] == [{"Fn::GetAtt": ["JobsTable", "Arn"]},
+                                 {"Fn::Sub": "${JobsTable.Arn}/index/*"}]
+    assert "dynamodb:Scan" not in _listed(store["Action"])
+    assert "dynamodb:TransactWriteItems" not in _listed(store["Action"])  # not an IAM action
+
+
+def test_sagemaker_access_is_trainbots_training_jobs_and_its_role(packaged: Packaged) -> None:
+    statements = _allowed(packaged, ("ComputePolicy",))
+    [jobs] = [s for s in statements if s["Sid"] == "TrainingJobs"]
+    assert set(jobs["Action"]) == {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                                   "sagemaker:StopTrainingJob", "sagemaker:AddTags"}
+    assert jobs["Resource"]["Fn::Sub"].endswith(":training-job/trainbot-*")
+    [pass_role] = [s for s in statements if "iam:PassRole" in _listed(s["Action"])]
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    [objects] = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert [r["Fn::Sub"] for r in objects["Resource"]] == [
+        "${ArtifactsBucket.Arn}/trainbot/catalog.json", "${ArtifactsBucket.Arn}/trainbot/output/*"]
+    [logs] = [s for s in statements if "logs:GetLogEvents" in _listed(s["Action"])]
+    assert all(":log-group:/aws/sagemaker/TrainingJobs:" in r["Fn::Sub"]
+               for r in logs["Resource"])
+
+
+def test_slack_secrets_are_the_two_named_parameters(packaged: Packaged) -> None:
+    [params] = _allowed(packaged, ("SlackSecretsPolicy",))
+    assert params["Action"] == "ssm:GetParameter"
+    resources = [r["Fn::Sub"] for r in params["Resource"]]
+    assert [r.rsplit(":parameter", 1)[1] for r in resources] == [
+        f"/trainbot/{STAGE}/slack-signing-secret", f"/trainbot/{STAGE}/slack-bot-token"]
+
+
+def test_training_jobs_run_as_a_role_only_sagemaker_assumes(packaged: Packaged) -> None:
+    role = packaged.resources["SageMakerExecutionRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    writes = [s for s in _statements(packaged.resources["SageMakerExecutionRole"])
+              if "s3:PutObject" in _listed(s["Action"])]
+    [write] = writes
+    assert all("/trainbot/" in r["Fn::Sub"] for r in write["Resource"])
