@@ -22,9 +22,8 @@ from bot.domain import (
     TrainingJobDetail,
     TrainingJobStateChange,
 )
+from bot.domain.job import VERSION_FIXED_FIELDS as _IMMUTABLE
 from bot.ports import Launch, Links, Results
-
-_IMMUTABLE = ("job", "number", "parent", "spec", "requested_by", "created_at", "request_key")
 
 
 class MemoryStore:

@@ -40,6 +40,8 @@ from bot.domain import (
     StaleWrite,
     TrainingJob,
 )
+from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
+from bot.domain.job import VERSION_FIXED_FIELDS
 from bot.ports import Clock
 
 __all__ = ["MAX_ALLOCATION_ATTEMPTS", "DynamoStore", "default_client"]
@@ -57,20 +59,9 @@ _BACKOFF_CAP_S = 0.2
 _RETRYABLE = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 _CHECK_FAILED = "ConditionalCheckFailed"
 
-FIXED_FIELDS = frozenset(
-    {"job", "number", "parent", "spec", "requested_by", "created_at", "request_key"}
-)
+FIXED_FIELDS = VERSION_FIXED_FIELDS
 _STATE_EXCLUDE = FIXED_FIELDS | {"revision"}
-# Approval fields that change after creation, each its own attribute so that deciding and
-# recording the card's message never overwrite each other.
-_APPROVAL_MUTABLE = (
-    "decision",
-    "decided_by",
-    "decided_at",
-    "decision_note",
-    "channel",
-    "message_ts",
-)
+_APPROVAL_MUTABLE = APPROVAL_MUTABLE_FIELDS
 
 
 def default_client() -> Any:

@@ -29,6 +29,8 @@ from bot.domain import (
     StaleWrite,
     TrainingJob,
 )
+from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
+from bot.domain.job import VERSION_FIXED_FIELDS
 
 __all__ = ["SqliteStore"]
 
@@ -82,21 +84,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-# Set when a version is created; save_version never writes them.
-FIXED_FIELDS = frozenset(
-    {"job", "number", "parent", "spec", "requested_by", "created_at", "request_key"}
-)
+FIXED_FIELDS = VERSION_FIXED_FIELDS
 _STATE_EXCLUDE = FIXED_FIELDS | {"revision"}
-# Approval fields that change after creation; each has its own column so that deciding and
-# recording the card's message never overwrite each other.
-_APPROVAL_MUTABLE = (
-    "decision",
-    "decided_by",
-    "decided_at",
-    "decision_note",
-    "channel",
-    "message_ts",
-)
+_APPROVAL_MUTABLE = APPROVAL_MUTABLE_FIELDS
 
 _VERSION_COLUMNS = "fixed, state, revision"
 

@@ -9,13 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.domain.algorithm import HPValue
 
-__all__ = ["Approval", "Decision"]
+__all__ = ["APPROVAL_MUTABLE_FIELDS", "Approval", "Decision"]
 
 
 class Decision(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+# Fields that change after a request is created; stores write each on its own so that
+# deciding and recording the card's message never overwrite each other.
+APPROVAL_MUTABLE_FIELDS = (
+    "decision", "decided_by", "decided_at", "decision_note", "channel", "message_ts",
+)
 
 
 class Approval(BaseModel):

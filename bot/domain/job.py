@@ -12,6 +12,7 @@ from bot.domain.spec import JobSpec
 from bot.domain.status import Status, can_transition
 
 __all__ = [
+    "VERSION_FIXED_FIELDS",
     "Artifacts",
     "JobVersion",
     "MetricSummary",
@@ -100,6 +101,12 @@ class Artifacts(BaseModel):
     logs: str | None = None
     tensorboard: str | None = None
     checkpoints: str | None = None
+
+
+# Set when a version is created and never rewritten: stores ignore changes to them on save.
+VERSION_FIXED_FIELDS = frozenset(
+    {"job", "number", "parent", "spec", "requested_by", "created_at", "request_key"}
+)
 
 
 class JobVersion(BaseModel):
