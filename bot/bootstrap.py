@@ -28,10 +28,15 @@ def aws_client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
+    from bot.domain import ConfigError
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("AWS_REGION is not set (the region of your table, bucket and jobs).")
     config = Config(retries={"mode": "adaptive", "max_attempts": 8},
                     connect_timeout=5, read_timeout=30)
-    return boto3.client(service, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        config=config)
+    return boto3.client(service, region_name=region, config=config,
+                        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
 def build_catalog(settings: Settings) -> Catalog:

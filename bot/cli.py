@@ -5,6 +5,7 @@
     trainbot serve [--port N] [--socket]
     trainbot chat                terminal client for a running local bot
     trainbot admin init-store    create the DynamoDB table(s) if missing
+    trainbot admin reconcile     one pass of the scheduled reconciler (missed events, expiry)
     trainbot algorithms publish  package and publish the preset algorithms (AWS)
 """
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_file()
     try:
         if args[:1] in (["run"], ["serve"], ["chat"]):
             from bot.local_run import main as run_main
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_main(args)
         if args[:2] == ["admin", "init-store"]:
             return _init_store()
+        if args[:2] == ["admin", "reconcile"]:
+            return _reconcile()
         if args[:2] == ["algorithms", "publish"]:
             from bot.publish import main as publish_main
 
@@ -47,6 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"error: {user_text(exc, log=log)}", file=sys.stderr)
         return 2 if isinstance(exc, TrainbotError) else 70
+
+
+def _log_to_file() -> None:
+    """Diagnostics (tracebacks under an error id) go to TRAINBOT_HOME/trainbot.log; the
+    terminal gets one readable line per problem."""
+    import os
+    from pathlib import Path
+
+    home = Path(os.environ.get("TRAINBOT_HOME") or Path.home() / ".trainbot")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(filename=home / "trainbot.log", level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    except OSError:
+        logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _command(args: list[str], *, as_json: bool) -> int:
@@ -127,6 +145,18 @@ def _progress_line(v: JobVersion) -> str:
         bar = f" [{'#' * filled}{'.' * (20 - filled)}] {int(p.current or 0)}/{int(p.total or 0)}"
     metrics = " ".join(f"{k}={x:.4g}" for k, x in list(p.metrics.items())[:3])
     return f"{head}{bar} {metrics}".rstrip()
+
+
+def _reconcile() -> int:
+    """One pass of what the scheduled Lambda does: repair missed events, expire requests."""
+    from bot.bootstrap import build_deps, stuck_after
+    from bot.config import load_settings
+    from bot.services.reconcile import reconcile
+
+    settings = load_settings()
+    summary = reconcile(build_deps(settings), stuck_after=stuck_after(settings))
+    print(json.dumps(summary.as_dict(), indent=2, default=str))
+    return 0
 
 
 def _init_store() -> int:

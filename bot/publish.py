@@ -117,6 +117,16 @@ def sdk_image_resolver() -> ImageResolver:
     return resolve
 
 
+def fixed_image_resolver(cpu_image: str, gpu_image: str | None) -> ImageResolver:
+    """Your own training images (a private ECR build, or any image on a local AWS endpoint)
+    instead of the AWS Deep Learning Containers; no sagemaker SDK needed."""
+
+    def resolve(algorithm: Algorithm, region: str, instance_type: str) -> str:
+        return gpu_image if gpu_image and instance_type == GPU_INSTANCE else cpu_image
+
+    return resolve
+
+
 def resolve_images(algorithm: Algorithm, region: str, resolve: ImageResolver) -> PublishedImages:
     """The CPU and GPU images; a framework without one of them (no CUDA build) leaves it out."""
     found: dict[str, str | None] = {}
@@ -239,7 +249,9 @@ def main(
             raise ConfigError("Say where to publish: --bucket B or TRAINBOT_BUCKET.")
         if not region:
             raise ConfigError("Say which region: --region R or AWS_REGION.")
-        resolver = resolve_image or sdk_image_resolver()
+        resolver = resolve_image or (
+            fixed_image_resolver(args.cpu_image, args.gpu_image) if args.cpu_image
+            else sdk_image_resolver())
         root = args.algorithms_dir or settings.algorithms_dir
         algorithms = load_algorithms(root)
         if not algorithms:
@@ -274,6 +286,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="show the catalog; write nothing, call nothing in S3")
     parser.add_argument("--out", type=Path, help=f"catalog file (default: {DEFAULT_OUT})")
+    parser.add_argument("--cpu-image", help="use this training image instead of resolving the "
+                        "AWS Deep Learning Container (no sagemaker SDK needed)")
+    parser.add_argument("--gpu-image", help="with --cpu-image: the image for GPU pools "
+                        "(default: the CPU image)")
     parser.add_argument("--algorithms-dir", type=Path,
                         help="algorithm folders (default: TRAINBOT_ALGORITHMS_DIR)")
     return parser

@@ -132,10 +132,13 @@ def _texts(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from _texts(value, f"{path}[{i}]")
 
 
-def block_kit_problems(slack: LocalSlack, extra: list[dict] | None = None) -> list[str]:
-    """Messages the stand-in received (and ``extra`` bodies, e.g. acks) over Slack's limits:
-    more than 50 blocks, or any text over 3,000 characters."""
-    bodies = [(r.method, r.params) for r in slack.requests if r.method in MESSAGE_METHODS]
+def block_kit_problems(slack: LocalSlack, extra: list[dict] | None = None, *,
+                       since: int = 0) -> list[str]:
+    """Messages the stand-in received (from request number ``since`` on, plus ``extra``
+    bodies such as acks) over Slack's limits: more than 50 blocks, or a text over 3,000
+    characters."""
+    bodies = [(r.method, r.params) for r in slack.requests[since:]
+              if r.method in MESSAGE_METHODS]
     bodies += [("ack", body) for body in extra or []]
     problems = []
     for method, params in bodies:

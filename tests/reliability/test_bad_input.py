@@ -97,7 +97,7 @@ def answer_to(h: Harness, text: str, user: str) -> dict:
     assert status == 200, raw
     ack = json.loads(raw)
     assert ack.get("response_type") == "ephemeral", ack
-    assert not block_kit_problems(h.slack, extra=[ack])
+    assert block_kit_problems(h.slack, extra=[ack], since=len(h.slack.requests)) == []
     if not ack["text"].startswith(":hourglass:"):
         return ack  # answered in the ack: help or a parse error
     cmd = parse(text)
@@ -112,9 +112,10 @@ def answer_to(h: Harness, text: str, user: str) -> dict:
 
 
 def check_command(h: Harness, problems: Problems, text: str) -> None:
-    before = len(problems.records)
+    before, seen = len(problems.records), len(h.slack.requests)
     answer = answer_to(h, text, next(_users))
     assert_helpful(answer)
+    assert block_kit_problems(h.slack, extra=[answer], since=seen) == []
     assert problems.records[before:] == []
 
 
@@ -398,11 +399,11 @@ def crowded(h: Harness) -> Harness:
 def test_huge_outputs_stay_within_block_kit_limits(
     crowded: Harness, problems: Problems, text: str
 ) -> None:
-    before = len(problems.records)
+    before, seen = len(problems.records), len(crowded.slack.requests)
     answer = answer_to(crowded, text, next(_users))
 
     assert_helpful(answer)
-    assert block_kit_problems(crowded.slack, extra=[answer]) == []
+    assert block_kit_problems(crowded.slack, extra=[answer], since=seen) == []
     assert len(answer.get("blocks") or []) <= 50
     assert all(len(t) <= MAX_TEXT for t in [answer.get("text", "")])
     assert problems.records[before:] == []
