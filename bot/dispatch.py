@@ -13,7 +13,7 @@ from bot.domain import Approval, InvalidInput, JobVersion
 from bot.services import approvals, launching, presets, queries
 from bot.services.context import Deps
 from bot.views import presenters
-from bot.views.doc import Doc
+from bot.views.doc import Button, Doc
 
 __all__ = ["Actor", "Reply", "execute"]
 
@@ -23,6 +23,7 @@ class Actor:
     user: str
     channel: str | None = None
     request_key: str | None = None
+    interactive: bool = False  # Slack: destructive commands answer with a confirm button
 
 
 @dataclass
@@ -155,6 +156,14 @@ def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
         return Reply(presenters.presets_doc(presets.list_presets(deps)))
     if c.sub == "show":
         return Reply(presenters.preset_doc(presets.show_preset(deps, c.preset or "")))
+    if c.sub == "delete" and a.interactive:
+        p = presets.show_preset(deps, c.preset or "")
+        deps.policy.check_delete_preset(a.user, p)
+        doc = Doc(title=f":wastebasket: Delete preset *{p.name}*?")
+        doc.add("Jobs started from it keep their parameters; the name becomes free again.")
+        doc.buttons.append(Button("Delete", "delete_preset", p.name, style="danger",
+                                  confirm=f"Delete preset {p.name}? This can't be undone."))
+        return Reply(doc)
     if c.sub == "delete":
         p = presets.delete_preset(deps, user=a.user, name=c.preset or "")
         return Reply(Doc(title=f":wastebasket: Preset *{p.name}* deleted."))

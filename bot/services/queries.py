@@ -14,6 +14,7 @@ from bot.domain import (
     LineageNode,
     NotFound,
     Status,
+    TrainbotError,
 )
 from bot.ports import Links
 from bot.services.context import Deps
@@ -144,9 +145,17 @@ def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
     digest = None
     if deps.catalog.algorithms_root is not None:
         digest = source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
+    details = [f"source sha256:{digest[:12]}"] if digest else []
+    image_of = getattr(deps.compute, "training_image", None)  # SageMaker: the published image
+    pool = deps.catalog.pools.get(version.spec.pool)
+    if image_of is not None and pool is not None:
+        try:
+            details.append(f"image {image_of(version.spec.algorithm, pool)}")
+        except TrainbotError:
+            details.append("image: not published")
     nodes.append(LineageNode(
         kind="algorithm", label=f"{version.spec.algorithm}@{version.spec.algorithm_version}",
-        detail=f"source sha256:{digest[:12]}" if digest else "",
+        detail="; ".join(details),
     ))
     if version.spec.preset:
         nodes.append(LineageNode(kind="preset", label=version.spec.preset))

@@ -74,7 +74,7 @@ def build_app(
         if cmd.name == "help":
             return
         actor = Actor(user=command["user_id"], channel=command.get("channel_id"),
-                      request_key=_request_key(command))
+                      request_key=_request_key(command), interactive=True)
         try:
             deps.policy.check_channel(actor.channel)
             if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
@@ -94,6 +94,11 @@ def build_app(
             return
         respond(response_type="ephemeral", replace_original=False,
                 text=fallback_text(reply.doc), blocks=render_blocks(reply.doc))
+        if cmd.name == "eval" and reply.version is not None:
+            deps_chat = deps.chat
+            post = getattr(deps_chat, "post_confusion_matrix", None)
+            if post is not None:
+                post(reply.version, channel=actor.channel)
 
     app.command("/train")(ack=ack_command, lazy=[run_command])
     interactions.register(app, deps, stuck_after=stuck_after)

@@ -93,7 +93,11 @@ def register(app: Any, deps: Deps, *, stuck_after: timedelta) -> None:
 
     @_guard
     def show_eval(body: dict, respond: Respond, client: Any) -> None:
-        _say(respond, presenters.eval_doc(queries.get_version(deps, *_ref(body))))
+        version = queries.get_version(deps, *_ref(body))
+        _say(respond, presenters.eval_doc(version))
+        post = getattr(deps.chat, "post_confusion_matrix", None)
+        if post is not None:
+            post(version, channel=_actor(body).channel)
 
     @_guard
     def stop(body: dict, respond: Respond, client: Any) -> None:

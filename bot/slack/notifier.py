@@ -132,6 +132,25 @@ class SlackChat:
                 filename=f"{v.job}-v{v.number}-curves.png", title=f"{v.label} training curves",
             )
 
+    def post_confusion_matrix(self, v: JobVersion, *, channel: str | None = None) -> None:
+        """A classifier's confusion matrix as a picture, into the card's thread."""
+        ev = v.evaluation or {}
+        matrix = ev.get("confusion_matrix")
+        target = v.channel or channel
+        if not matrix or not target:
+            return
+        try:
+            from bot.slack.charts import confusion_matrix_png
+
+            classes = [str(c) for c in ev.get("classes") or range(len(matrix))]
+            png = confusion_matrix_png(matrix, classes, f"{v.label} confusion matrix")
+        except ImportError:  # the Lambda bundle has no matplotlib: the table must do
+            log.info("no matplotlib here: confusion matrix of %s not drawn", v.label)
+            return
+        self.client.files_upload_v2(
+            channel=target, thread_ts=v.message_ts if v.channel == target else None, content=png,
+            filename=f"{v.job}-v{v.number}-confusion.png", title=f"{v.label} confusion matrix")
+
     # -- approvals ------------------------------------------------------------------------
 
     def approval_requested(self, approval: Approval, version: JobVersion) -> tuple[str, str] | None:

@@ -156,3 +156,30 @@ def test_chart_is_uploaded_into_the_thread_on_completion(h: Harness) -> None:
     assert v.message_ts in json.dumps(shares[0].params)
     files = h.slack.files()
     assert files[0]["content"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_posts_the_confusion_matrix_picture(h: Harness) -> None:
+    _first_version(h)
+    v = h.version("exp")
+    v = h.bot.deps.store.save_version(v.model_copy(update={"evaluation": {
+        "objective": {"metric": "validation:accuracy", "value": 0.9},
+        "classes": ["a", "b"], "confusion_matrix": [[5, 1], [0, 4]],
+        "per_class": [{"class": "a", "precision": 1.0, "recall": 0.83, "f1": 0.9, "support": 6}],
+    }}))
+    h.press("show_eval", "exp:1", message_ts=v.message_ts or "0")
+    h.wait_ephemeral("Per class")
+    uploads = h.wait(lambda: [f for f in h.slack.files() if "confusion" in f.get("name", "")]
+                     or None)
+    assert uploads[0]["content"][:4] == b"\x89PNG"
+
+
+def test_preset_delete_asks_for_confirmation(h: Harness) -> None:
+    _first_version(h)
+    h.command("preset save keep --from exp v1")
+    h.wait_ephemeral("Saved preset")
+    h.command("preset delete keep")
+    h.wait_ephemeral("Delete preset")
+    assert h.bot.deps.store.list_presets(h.settings.scope)  # still there until confirmed
+    h.press("delete_preset", "keep")
+    h.wait_ephemeral("deleted")
+    assert not h.bot.deps.store.list_presets(h.settings.scope)
