@@ -11,7 +11,10 @@ Every benchmark prints its figures for people and, for ``run_all.py``, one or mo
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
+import logging
 import math
 import os
 import statistics
@@ -19,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +67,7 @@ def fake_aws_env() -> None:
     os.environ.update(
         AWS_EC2_METADATA_DISABLED="true",
         AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's documented fake
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_SESSION_TOKEN="testing",
         AWS_DEFAULT_REGION=REGION,
         AWS_REGION=REGION,
@@ -136,7 +139,7 @@ class RecordingLambda:
         self.keep = keep
         self.calls: list[dict[str, Any]] = []
 
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: str) -> dict:  # noqa: N803
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: str) -> dict:
         self.count += 1
         if self.keep:
             self.calls.append({"FunctionName": FunctionName, "InvocationType": InvocationType,
@@ -243,5 +246,19 @@ def print_table(rows: Iterable[Sequence[str]], headers: Sequence[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
-def python() -> str:
-    return sys.executable
+@contextlib.contextmanager
+def capture_stdout(buffer: io.StringIO) -> Iterator[io.StringIO]:
+    """Send stdout — and every logging handler already writing to it (Powertools' JSON
+    logger keeps its own reference) — into ``buffer``, as CloudWatch would receive it."""
+    real = sys.stdout
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    swapped = [h for lg in loggers for h in lg.handlers
+               if isinstance(h, logging.StreamHandler) and h.stream in (real, sys.__stdout__)]
+    previous = [h.setStream(buffer) for h in swapped]
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield buffer
+    finally:
+        for handler, stream in zip(swapped, previous, strict=True):
+            handler.setStream(stream or real)

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 CHILD = Path(__file__).resolve().parent / "_cold_child.py"
 TABLE = "trainbot-bench"
@@ -42,11 +42,14 @@ CHILD_TIMEOUT_S = 60
 
 def _stack() -> tuple[Any, Any, dict[str, str]]:
     """moto server + Slack stand-in, the table and the SSM parameters; the child's env."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
     from bot.adapters.dynamodb_schema import ensure_tables
     from bot.localslack.server import LocalSlack
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -75,8 +78,11 @@ def _stack() -> tuple[Any, Any, dict[str, str]]:
 
 
 def _run_child(mode: str, env: dict[str, str], event_file: str,
-               importtime: bool = False) -> tuple[dict[str, Any] | None, str]:
+               importtime: bool = False, profile: bool = False
+               ) -> tuple[dict[str, Any] | None, str]:
     child_env = dict(env)
+    if profile:
+        child_env["BENCH_PROFILE_BUILD"] = "1"
     if mode == "minimal":  # Bolt's floor: the secret and token in plain environment variables
         child_env["SLACK_SIGNING_SECRET"] = c.SECRET
         child_env["SLACK_BOT_TOKEN"] = c.TOKEN
@@ -147,6 +153,7 @@ def main(argv: list[str]) -> int:
                     runs[mode].append(figures)
             importtime, itime_err = _run_child("trainbot", env, _event_file(tmp, 99),
                                                importtime=True)
+            profiled, _ = _run_child("trainbot", env, _event_file(tmp, 98), profile=True)
         finally:
             slack.stop()
             server.stop()
@@ -190,6 +197,20 @@ def main(argv: list[str]) -> int:
             print(f"  {micros / 1000:8.1f} ms  {module}  (depth {depth})")
     else:
         print(f"importtime run failed: {itime_err}")
+    if profiled is not None and profiled.get("steps"):
+        build = profiled["build"]
+        print(f"where the build phase goes (one timed run, build {build * 1000:.0f} ms; each "
+              "step includes the imports it triggers):")
+        steps = profiled["steps"]
+        named = sum(sec for label, (_n, sec) in steps.items() if not label.startswith("·"))
+        for label, (_calls, seconds) in steps.items():
+            if not label.startswith("·"):
+                print(f"  {seconds * 1000:8.1f} ms  {label}")
+        print(f"  {(build - named) * 1000:8.1f} ms  the rest: Bolt App (slack_bolt import, "
+              "listeners), WebClient, wiring")
+        for label, (calls, seconds) in steps.items():
+            if label.startswith("·"):
+                print(f"  {seconds * 1000:8.1f} ms  {label} ({calls} clients)")
 
     ok = ratio <= RATIO_TARGET and trainbot < SLACK_LIMIT_S
     print()

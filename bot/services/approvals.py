@@ -17,7 +17,7 @@ from bot.services.context import Deps
 from bot.services.launching import approval_deadline, launch_version
 from bot.services.versions import mutate_version, notify
 
-__all__ = ["decide", "expire", "request_approval"]
+__all__ = ["check_can_decide", "decide", "expire", "request_approval"]
 
 
 def request_approval(
@@ -56,10 +56,7 @@ def decide(
     deps: Deps, *, approval_id: str, user: str, approve: bool, note: str = ""
 ) -> tuple[Approval, JobVersion]:
     """Approve or reject, once. A second decision — concurrent or a retry — is a Conflict."""
-    approval = deps.store.get_approval(approval_id)
-    if not approval.pending:
-        raise _already(approval)
-    deps.policy.check_decide(user, approval)
+    approval = check_can_decide(deps, approval_id=approval_id, user=user)
     now = deps.clock.now()
     if approval.expired(now):
         expired = expire(deps, approval)
@@ -80,6 +77,15 @@ def decide(
             )
         version = launch_version(deps, version)
     return approval, version
+
+
+def check_can_decide(deps: Deps, *, approval_id: str, user: str) -> Approval:
+    """The pending request ``user`` may decide; ``Conflict`` or ``NotAllowed`` otherwise."""
+    approval = deps.store.get_approval(approval_id)
+    if not approval.pending:
+        raise _already(approval)
+    deps.policy.check_decide(user, approval)
+    return approval
 
 
 def expire(deps: Deps, approval: Approval) -> Approval:

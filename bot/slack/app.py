@@ -17,7 +17,7 @@ from slack_bolt.authorization import AuthorizeResult
 
 from bot.commands import parse
 from bot.dispatch import Actor, execute
-from bot.domain import InvalidInput, TrainbotError
+from bot.domain import InvalidInput
 from bot.error_text import user_text
 from bot.services.context import Deps
 from bot.slack import interactions
@@ -95,8 +95,7 @@ def build_app(
         respond(response_type="ephemeral", replace_original=False,
                 text=fallback_text(reply.doc), blocks=render_blocks(reply.doc))
         if cmd.name == "eval" and reply.version is not None:
-            deps_chat = deps.chat
-            post = getattr(deps_chat, "post_confusion_matrix", None)
+            post = getattr(deps.chat, "post_confusion_matrix", None)
             if post is not None:
                 post(reply.version, channel=actor.channel)
 
@@ -110,5 +109,3 @@ def _request_key(command: dict) -> str | None:
     trigger = command.get("trigger_id")
     return f"{command.get('team_id', '')}:{trigger}" if trigger else None
 
-
-__all__ += ["TrainbotError"]

@@ -116,10 +116,7 @@ def register(app: Any, deps: Deps, *, stuck_after: timedelta) -> None:
     @_guard
     def reject(body: dict, respond: Respond, client: Any) -> None:
         approval_id = body["actions"][0]["value"]
-        approval = deps.store.get_approval(approval_id)
-        deps.policy.check_decide(body["user"]["id"], approval)
-        if not approval.pending:
-            raise approvals._already(approval)
+        approvals.check_can_decide(deps, approval_id=approval_id, user=body["user"]["id"])
         client.views_open(trigger_id=body["trigger_id"],
                           view=forms.reason_view(approval_id, {"channel": _actor(body).channel}))
 

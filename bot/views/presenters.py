@@ -9,11 +9,12 @@ from bot.commands import USAGE
 from bot.domain import Algorithm, Approval, JobVersion, Lineage, Preset, Status
 from bot.ports import Links
 from bot.services.queries import StatusOverview, VersionDiff
-from bot.views.doc import Button, Doc, Section
+from bot.views.doc import Button, Doc
 
 __all__ = [
     "algorithms_doc",
     "approval_doc",
+    "card_buttons",
     "diff_doc",
     "eval_doc",
     "help_doc",
@@ -370,5 +371,3 @@ def _yes(b: bool) -> str:
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
-
-__all__ += ["Section", "card_buttons"]

@@ -134,7 +134,7 @@ COMMAND_SHAPED = st.builds(
 )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=st.text(max_size=300))
 def test_any_text_gets_200_and_a_helpful_ephemeral(
     h: Harness, problems: Problems, text: str
@@ -142,7 +142,7 @@ def test_any_text_gets_200_and_a_helpful_ephemeral(
     check_command(h, problems, text)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=COMMAND_SHAPED)
 def test_command_shaped_text_gets_200_and_a_helpful_ephemeral(
     h: Harness, problems: Problems, text: str
@@ -177,7 +177,7 @@ def _state(kind: str, value: str | None) -> dict[str, Any]:
     return {"type": kind, "value": value}
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.fixed_dictionaries(
     {b: JUNK for b in ("hp:epochs", "hp:sleep_s", "hp:optimizer", "hp:augment", "pool")},
     optional={"hp:unknown": JUNK, "hp:": JUNK, "name": JUNK}))
@@ -206,7 +206,7 @@ def test_start_form_with_random_values_is_answered(
     assert problems.records[before:] == []
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(source=JUNK, pool=JUNK, name=JUNK)
 def test_start_choice_with_random_values_is_answered(
     h: Harness, problems: Problems, source: str | None, pool: str | None, name: str | None

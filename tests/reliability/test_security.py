@@ -299,8 +299,9 @@ def test_secrets_never_appear_in_logs_messages_or_files(
     for name in list(logging.root.manager.loggerDict):
         caplog.set_level(logging.DEBUG, logger=name)
     h = fast_harness(tmp_path, algorithms=["quick-metrics", "crasher"], approvers=[APPROVER])
+    acks: list[str] = []
     try:
-        h.command("start quick-metrics epochs=2 --name exp")
+        acks.append(h.command("start quick-metrics epochs=2 --name exp")[1])
         v1 = h.wait_status("exp", "COMPLETED")
         h.slack.fail_next("chat.postMessage", status=500)  # a retried call is logged too
         h.command("rerun exp v1 epochs=3")
@@ -312,8 +313,8 @@ def test_secrets_never_appear_in_logs_messages_or_files(
         h.wait_status("boom", "FAILED")
         for text in ("status", "show exp v2", "logs exp v2", "lineage exp v2", "tb exp",
                      "preset save nightly --from exp v2", "preset list", "nonsense",
-                     "approve nope"):
-            h.command(text, user=OTHER)
+                     "approve nope", "help"):
+            acks.append(h.command(text, user=OTHER)[1])
         h.wait(lambda: len(h.slack.ephemerals(OTHER)) >= 8)
         h.post(h.command_body("help"), secret="wrong")  # a rejected request is logged too
         h.bot.deps.compute = type("Broken", (FakeCompute,), {  # an unexpected error's path
@@ -326,7 +327,7 @@ def test_secrets_never_appear_in_logs_messages_or_files(
 
     assert len(caplog.records) > 50, "DEBUG logging was not captured"
     logged = caplog.text + "\n".join(repr(r.__dict__) for r in caplog.records)
-    traffic = json.dumps([r.params for r in h.slack.requests], default=str)
+    traffic = json.dumps([r.params for r in h.slack.requests], default=str) + "".join(acks)
     shown = json.dumps(h.slack.state(), default=str)
     assert len(h.slack.requests) > 30 and "exp v2" in traffic
     for secret in (TOKEN, SECRET):
