@@ -270,6 +270,7 @@ def deps_on(settings: Settings) -> Iterator[Callable[[], Deps]]:
         d.compute.close()  # type: ignore[attr-defined]
         for v in d.store.list_active():
             kill_group(settings, v)
+        d.store.close()  # type: ignore[attr-defined]
 
 
 def runner_pid(settings: Settings, v: JobVersion) -> int:
