@@ -2,15 +2,16 @@
 off. Only where a GPU is present (``torch.cuda.is_available()``); elsewhere it says it was
 skipped and exits 0.
 
-    .venv/bin/python benchmarks/bench_gpu.py [--images 20000] [--epochs 4] [--cpu]
+    .venv/bin/python benchmarks/bench_gpu.py [--images 20000] [--epochs 6] [--cpu]
 
 The script runs directly (no bot) in a run folder prepared exactly as the local backend
 prepares one for pool ``gpu-1`` (one visible GPU, SM_* environment), on a synthetic .npz
 train channel (3×32×32 images, 10 classes) larger than the built-in digits. Throughput is
 measured from the script's own per-epoch lines: train samples × (epochs − 1) over the time
 between the first and the last ``epoch=k/N`` line, so start-up, data loading and the first
-(warm-up) epoch don't count. ``--cpu`` runs the same procedure on the CPU with a small
-data set (AMP has no effect there) — to check the benchmark itself.
+(warm-up) epoch don't count (each epoch's validation and checkpoint do, as in a real run).
+``--cpu`` runs the same procedure on the CPU with a small data set (AMP has no effect
+there) — to check the benchmark itself.
 
 Target: none fixed; AMP on should be faster than off on a tensor-core GPU.
 """
@@ -66,7 +67,7 @@ def run(deps: Any, root: Path, data: Path, *, amp: bool, epochs: int, batch: int
     try:
         for line in proc.stdout:
             now = time.perf_counter()
-            tail = (tail + [line.rstrip()])[-5:]
+            tail = [*tail, line.rstrip()][-5:]
             if (m := _ANNOUNCE.search(line)) and not announce:
                 announce = {"device": m.group(1), "amp": m.group(2), "train": int(m.group(3))}
             elif m := _EPOCH.search(line):
@@ -92,7 +93,7 @@ def run(deps: Any, root: Path, data: Path, *, amp: bool, epochs: int, batch: int
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=20000)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cpu", action="store_true",
                         help="run the procedure on the CPU (small data) to check it")

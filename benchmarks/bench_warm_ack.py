@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,6 +45,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--per-kind", type=int, default=1000)
     args = parser.parse_args(argv)
     c.fake_aws_env()
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     import boto3
     from moto.server import ThreadedMotoServer
@@ -137,7 +139,7 @@ def _measure(per_kind: int, slack: object) -> int:
     print(f"during the {total} timed acks: AWS calls {sum(aws_calls.values())} "
           f"({c.describe_counts(aws_calls)}), Slack Web API calls {slack_calls}, lazy "
           f"invokes {lazy_calls} (one per command: Bolt re-invokes for every lazy listener), "
-          f"stdout {emitted / total:.0f} bytes per ack (Powertools EMF)")
+          f"stdout/log output {emitted / total:.0f} bytes per ack")
     for kind, body in acks.items():
         try:
             text = json.loads(body).get("text", "")
