@@ -172,8 +172,8 @@ def main(argv: list[str]) -> int:
     pairs_for = {a: args.pairs or (PAIRS if a == "image-classification" else PAIRS_SHORT)
                  for a in args.algorithms}
     print(f"local overhead: {', '.join(f'{a} ×{n} pairs' for a, n in pairs_for.items())}, "
-          "order alternating; defaults; temp SQLite store, LocalCompute (monitor polls every "
-          "0.5 s)")
+          "order alternating; defaults; temp SQLite store, LocalCompute (woken by the process's "
+          "exit)")
     print("note: 2-core machine shared with other work (tests may be running): timings are noisy")
     rows = []
     worst = 0.0
@@ -240,8 +240,8 @@ def main(argv: list[str]) -> int:
     if finishes:
         print(f"where the overhead is: script exit → COMPLETED stored took "
               f"{min(finishes):.2f}–{max(finishes):.2f} s (median {c.median(finishes):.2f} s): "
-              "the monitor polls the process every 0.5 s (LocalCompute poll_interval_s), then "
-              "scans the log and writes Uploading + Completed")
+              "the monitor wakes on the process's exit, scans the rest of the log and writes "
+              "Uploading + Completed")
     figure = "ratios " + ", ".join(f"{SHORT.get(r[0], r[0])} {r[4]}" for r in rows)
     print(f"summary: local backend overhead {figure}; worst {worst:.3f}× (target ≤ "
           f"{RATIO_TARGET:.2f}×); quality targets {'all met' if quality_all else 'MISSED'}: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -18,9 +19,44 @@ from bot.ports import Chat, Compute, JobStore
 from bot.services.authz import MembershipCheck, Policy
 from bot.services.context import Deps, NullChat
 
-__all__ = ["aws_client", "build_catalog", "build_deps", "build_store", "stuck_after"]
+__all__ = [
+    "LazyClient", "aws_client", "aws_region", "build_catalog", "build_deps", "build_store",
+    "stuck_after",
+]
 
 log = logging.getLogger("trainbot")
+
+
+class LazyClient:
+    """A boto3 client created on first use.
+
+    Building the bot creates clients for the store and the backend; the Slack ack path uses
+    none of them, and each costs ~40 ms (boto3's import more) on a Lambda cold start.
+    """
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _real(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = aws_client(self._service)
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+def aws_region() -> str:
+    from bot.domain import ConfigError
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("AWS_REGION is not set (the region of your table, bucket and jobs).")
+    return region
 
 
 def aws_client(service: str) -> Any:
@@ -28,11 +64,7 @@ def aws_client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    from bot.domain import ConfigError
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigError("AWS_REGION is not set (the region of your table, bucket and jobs).")
+    region = aws_region()
     config = Config(retries={"mode": "adaptive", "max_attempts": 8},
                     connect_timeout=5, read_timeout=30)
     return boto3.client(service, region_name=region, config=config,
@@ -51,7 +83,8 @@ def build_store(settings: Settings) -> JobStore:
     if settings.store == "dynamodb":
         from bot.adapters.store_dynamodb import DynamoStore
 
-        return DynamoStore(settings.table, client=aws_client("dynamodb"))
+        aws_region()  # fail at start, naming the variable, rather than on first use
+        return DynamoStore(settings.table, client=LazyClient("dynamodb"))
     from bot.adapters.store_sqlite import SqliteStore
 
     return SqliteStore(settings.db_path)

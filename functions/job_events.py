@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError
 from bot.domain import TrainingJobDetail, TrainingJobStateChange
 from bot.domain.events import DETAIL_TYPE, SOURCE
 from functions import runtime
-from functions.observability import emit, logger, metrics, tracer
+from functions.observability import emit, logger, make_tracer, metrics
 
 __all__ = ["IDEMPOTENCY_KEY_PATH", "SageMakerTrainingJobEvent", "handler"]
 
@@ -53,6 +53,9 @@ class SageMakerTrainingJobEvent(EventBridgeModel):
         return TrainingJobStateChange(id=self.id, source=SOURCE, detail_type=DETAIL_TYPE,
                                       time=self.time, resources=self.resources,
                                       detail=self.detail)
+
+
+tracer = make_tracer()
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,33 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from bot.domain import Algorithm, Approval, Decision, JobVersion, ResourcePool, Status
 from bot.ports import Launch
 from bot.services.context import Deps
 
-__all__ = ["MeteredChat", "MeteredCompute", "emit", "instrument", "logger", "metrics", "tracer"]
+__all__ = ["MeteredChat", "MeteredCompute", "emit", "instrument", "logger", "make_tracer",
+           "metrics"]
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "trainbot")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Trainbot")
 
 logger = Logger(service=SERVICE)
-# Off outside Lambda (no AWS_LAMBDA_FUNCTION_NAME), so tests and local runs trace nothing.
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+def make_tracer() -> Any:
+    """The X-Ray tracer, for the event and schedule functions only.
+
+    Creating a Powertools ``Tracer`` imports the X-Ray SDK (~0.25 s), so the Slack function —
+    which must ack within Slack's 3 s on a cold start — does without it. Off outside Lambda
+    (no AWS_LAMBDA_FUNCTION_NAME), so tests and local runs trace nothing.
+    """
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE)
 
 _OUTCOMES = {
     Status.COMPLETED: "JobsCompleted",

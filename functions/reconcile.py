@@ -15,9 +15,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions import runtime
-from functions.observability import logger, metrics, tracer
+from functions.observability import logger, make_tracer, metrics
 
 __all__ = ["handler"]
+
+
+tracer = make_tracer()
 
 
 @logger.inject_lambda_context(clear_state=True)

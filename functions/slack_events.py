@@ -19,14 +19,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions import runtime
-from functions.observability import logger, metrics, tracer
+from functions.observability import logger, metrics
 
 __all__ = ["handler"]
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP,
                               clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)  # responses carry users' text
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """An API Gateway event (or Bolt's lazy re-invocation of it) → Bolt's HTTP response."""

@@ -17,6 +17,7 @@ This module must stay light (it is imported on the Slack path): no torch, tensor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -443,6 +444,10 @@ class LocalCompute:
 
     def _supervise(self, run: _Run) -> _Exit | None:
         """Poll until the process exits (its outcome) or :meth:`close` detaches (None)."""
+        if not run.adopted and hasattr(os, "waitid"):
+            # Our own child: wake the loop the moment it exits instead of at the next poll,
+            # so a 2-second job isn't reported up to poll_interval_s late.
+            self._start_thread(f"{run.dir.name}:exit", lambda: _wake_on_exit(run))
         while True:
             outcome = run.proc.poll()
             if outcome is not None:
@@ -935,3 +940,10 @@ def _now_ms() -> int:
 
 def _iso_now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _wake_on_exit(run: _Run) -> None:
+    # WNOWAIT: leave the child for poll() to reap, so its group id stays safe to signal.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitid(os.P_PID, run.proc.pid, os.WEXITED | os.WNOWAIT)
+    run.wake.set()

@@ -425,9 +425,7 @@ class SageMakerCompute:
         ``s3://$TRAINBOT_BUCKET/trainbot/catalog.json``, so the bot starts before publishing.
         ``catalog`` (the local :class:`bot.catalog.Catalog`) isn't needed here.
         """
-        from botocore.exceptions import NoRegionError
-
-        from bot.bootstrap import aws_client
+        from bot.bootstrap import LazyClient, aws_region
 
         if not settings.sagemaker_role_arn:
             raise ConfigError("TRAINBOT_SAGEMAKER_ROLE_ARN is required with "
@@ -435,16 +433,15 @@ class SageMakerCompute:
         if not settings.bucket:
             raise ConfigError("TRAINBOT_BUCKET is required with TRAINBOT_COMPUTE=sagemaker "
                               "(where code, outputs and TensorBoard logs go).")
-        try:
-            sagemaker, logs, s3 = (aws_client(s) for s in ("sagemaker", "logs", "s3"))
-        except NoRegionError:
-            raise ConfigError("Set AWS_REGION (or AWS_DEFAULT_REGION) for SageMaker.") from None
+        region = aws_region()
+        # Created on first use: the Slack ack path builds the bot but calls no AWS API.
+        sagemaker, logs, s3 = (LazyClient(s) for s in ("sagemaker", "logs", "s3"))
         source = str(settings.catalog) if settings.catalog else catalog_uri(settings.bucket)
         return cls(
             sagemaker_client=sagemaker, logs_client=logs, s3_client=s3,
             catalog=lambda: PublishedCatalog.load(source, s3_client=s3),
             role_arn=settings.sagemaker_role_arn, bucket=settings.bucket,
-            region=sagemaker.meta.region_name, allowed_buckets=settings.allowed_buckets,
+            region=region, allowed_buckets=settings.allowed_buckets,
             kms_key_id=settings.kms_key_id, subnets=settings.subnets,
             security_groups=settings.security_groups,
             keep_alive_seconds=settings.keep_alive_seconds,
