@@ -87,6 +87,11 @@ def load_slack_settings(*, ssm: Any = None, secrets_manager: Any = None) -> Slac
 
     ``ConfigError`` names the variable (never the value) when a parameter can't be read.
     """
+    from bot.bootstrap import LazyClient
+
+    # One client per store for all secrets (each client costs ~40 ms on a cold start).
+    ssm = ssm or LazyClient("ssm")
+    secrets_manager = secrets_manager or LazyClient("secretsmanager")
     overrides: dict[str, SecretStr] = {}
     for field, variable in SECRET_PARAMS.items():
         name = os.environ.get(variable, "").strip()
@@ -100,15 +105,12 @@ def _read_secret(name: str, variable: str, *, ssm: Any, secrets_manager: Any) ->
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-    from bot.bootstrap import aws_client
-
     try:
         if name.startswith("arn:aws:secretsmanager:"):
-            provider: Any = parameters.SecretsProvider(
-                boto3_client=secrets_manager or aws_client("secretsmanager"))
+            provider: Any = parameters.SecretsProvider(boto3_client=secrets_manager)
             value = provider.get(name, max_age=_SECRET_MAX_AGE_S)
         else:
-            provider = parameters.SSMProvider(boto3_client=ssm or aws_client("ssm"))
+            provider = parameters.SSMProvider(boto3_client=ssm)
             value = provider.get(name, decrypt=True, max_age=_SECRET_MAX_AGE_S)
     except GetParameterError as exc:
         # The message is botocore's (error code and parameter name): it never holds a value.
