@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from bot.slack.request_guard import UNAUTHORIZED_BODY, bad_timestamp
 from functions import runtime
 from functions.observability import logger, metrics
 
@@ -29,6 +30,9 @@ __all__ = ["handler"]
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """An API Gateway event (or Bolt's lazy re-invocation of it) → Bolt's HTTP response."""
+    if bad_timestamp(event.get("headers") or {}):
+        return {"statusCode": 401, "body": UNAUTHORIZED_BODY,
+                "headers": {"content-type": "application/json"}}
     return runtime.slack_handler().handle(event, context)
 
 

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 from slack_bolt.request import BoltRequest
 
+from bot.slack.request_guard import UNAUTHORIZED_BODY, bad_timestamp
+
 __all__ = ["BoltHTTPServer"]
 
 PATH = "/slack/events"
@@ -90,6 +92,9 @@ def _handler(app: Any) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(length).decode("utf-8")
             headers = {k.lower(): [v] for k, v in self.headers.items()}
+            if bad_timestamp(headers):
+                self._send(401, UNAUTHORIZED_BODY, {"Content-Type": "application/json"})
+                return
             resp = app.dispatch(BoltRequest(body=body, query=url.query, headers=headers))
             self._send(resp.status, resp.body, resp.headers)
 

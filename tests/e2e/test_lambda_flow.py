@@ -358,6 +358,14 @@ def test_bad_signature_is_refused_and_nothing_runs(stack: Stack) -> None:
     assert stack.lazy.calls == []
 
 
+def test_a_timestamp_that_is_not_a_number_is_401_not_500(stack: Stack) -> None:
+    event = api_gateway_event(stack.command_body("start image-classification"))
+    event["headers"]["x-slack-request-timestamp"] = "soon"
+    resp = slack_events.handler(event, FakeContext("trainbot-e2e-slackEvents"))
+    assert resp["statusCode"] == 401
+    assert stack.lazy.calls == []
+
+
 def test_help_is_answered_in_the_ack_from_a_base64_body(stack: Stack) -> None:
     resp = slack_events.handler(api_gateway_event(stack.command_body("help"), base64_body=True),
                                 FakeContext("trainbot-e2e-slackEvents"))
