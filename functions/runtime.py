@@ -168,10 +168,12 @@ def _lambda_client() -> Any:
     import boto3
     from botocore.config import Config
 
+    from bot.bootstrap import aws_region
+
     config = Config(connect_timeout=2, read_timeout=2,
                     retries={"mode": "standard", "max_attempts": 2})
-    return boto3.client("lambda", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        config=config)
+    return boto3.client("lambda", region_name=aws_region(), config=config,
+                        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
 def warm(build: Callable[[], Any]) -> None:
