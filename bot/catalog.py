@@ -84,23 +84,35 @@ class Catalog:
         return self.algorithms_root / algo_id
 
 
-def source_files(root: Path) -> list[Path]:
-    """Every file of an algorithm folder except ``__pycache__``, sorted (publish's tar order)."""
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.relative_to(root).parts
-    )
+SHARED_DIR = "_shared"
+
+
+def source_files(root: Path) -> list[tuple[str, Path]]:
+    """``(name in the source dir, file)`` for an algorithm folder, sorted.
+
+    The modules in ``<algorithms>/_shared`` are laid beside the folder's own files (which win
+    on a name clash): each algorithm is uploaded alone as a SageMaker source dir, so it must
+    carry them, while the repository keeps one copy. ``__pycache__`` is left out.
+    """
+    entries: dict[str, Path] = {}
+    for base in (root.resolve().parent / SHARED_DIR, root):
+        if base.is_dir():
+            for path in base.rglob("*"):
+                rel = path.relative_to(base)
+                if path.is_file() and "__pycache__" not in rel.parts:
+                    entries[rel.as_posix()] = path
+    return sorted(entries.items())
 
 
 def source_digest(root: Path) -> str | None:
-    """sha256 over an algorithm folder's relative file names and bytes (None if no folder).
+    """sha256 over an algorithm's source dir: names and bytes (None if no folder).
 
     Publishing names the uploaded source by it; lineage shows it with or without a publish.
     """
     if not root.is_dir():
         return None
     h = hashlib.sha256()
-    for path in source_files(root):
-        h.update(str(path.relative_to(root)).encode())
+    for name, path in source_files(root):
+        h.update(name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -79,9 +79,9 @@ def build_sourcedir(root: Path) -> bytes:
     for byte the same for the same files: fixed mtimes, owner and gzip header."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in source_files(root):
+        for name, path in source_files(root):
             data = path.read_bytes()
-            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mtime = FIXED_MTIME
             info.mode = 0o755 if os.access(path, os.X_OK) else 0o644

@@ -7,6 +7,15 @@ sm_contract.py; HYPERPARAMETERS below mirrors manifest.yml (a test keeps them eq
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# The preset's shared modules (sm_contract, evaluation, …) sit beside this file in a packaged
+# source dir (SageMaker, the local runner); in the repository they live in ../_shared.
+_SHARED = Path(__file__).resolve().parent.parent / "_shared"
+if _SHARED.is_dir() and str(_SHARED) not in sys.path:
+    sys.path.insert(1, str(_SHARED))
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

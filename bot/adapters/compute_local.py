@@ -52,6 +52,7 @@ from bot.adapters.local_runs import (
     tail,
     write_json,
 )
+from bot.catalog import source_files
 from bot.domain import (
     Algorithm,
     Artifacts,
@@ -298,8 +299,11 @@ class LocalCompute:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fill the run folder; return the launch record and the initial job detail."""
         shutil.rmtree(run.code_dir, ignore_errors=True)
-        shutil.copytree(source, run.code_dir,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        # The same files publish uploads to SageMaker: the folder plus the shared modules.
+        for name, path in source_files(source):
+            target = run.code_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
         for channel, path in channels.items():
             _link_channel(run, channel, path)
         hps = dict(version.spec.hyperparameters)

@@ -41,13 +41,15 @@ def algorithm_modules(algorithm: str) -> Iterator[None]:
     """Import an algorithm's modules in-process by their plain names, as its train.py does,
     without leaking them into another folder's imports."""
     folder = str(ALGORITHMS_DIR / algorithm)
+    shared = str(ALGORITHMS_DIR / "_shared")
     for name in _LOCAL_MODULES:
         sys.modules.pop(name, None)
-    sys.path.insert(0, folder)
+    sys.path[:0] = [folder, shared]
     try:
         yield
     finally:
         sys.path.remove(folder)
+        sys.path.remove(shared)
         for name in _LOCAL_MODULES:
             sys.modules.pop(name, None)
 

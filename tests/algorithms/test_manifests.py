@@ -8,26 +8,20 @@ import pytest
 
 from tests.algorithms.conftest import ALGORITHM_IDS, ALGORITHMS_DIR, import_modules, manifest
 
-# Copied between folders on purpose (each folder is uploaded alone); copies must not drift.
-SHARED = {
-    "sm_contract.py": ALGORITHM_IDS,
-    "evaluation.py": ALGORITHM_IDS,
-    "tb_writer.py": ALGORITHM_IDS,
-    "csv_table.py": ["tabular-classification", "tabular-regression"],
-    "boosting.py": ["tabular-classification", "tabular-regression"],
-}
+SHARED_DIR = ALGORITHMS_DIR / "_shared"
 
 
 def test_the_three_presets_exist() -> None:
     assert ALGORITHM_IDS == ["image-classification", "tabular-classification", "tabular-regression"]
 
 
-@pytest.mark.parametrize("module", sorted(SHARED))
-def test_shared_module_copies_are_identical(module: str) -> None:
-    copies = {a: (ALGORITHMS_DIR / a / module).read_bytes() for a in SHARED[module]}
-    first = next(iter(copies.values()))
-    drifted = [a for a, text in copies.items() if text != first]
-    assert not drifted, f"{module} differs in {drifted}: copy one version to all folders"
+def test_shared_modules_live_once() -> None:
+    """One copy in _shared; publish and the local runner lay it beside each train.py."""
+    shared = {p.name for p in SHARED_DIR.glob("*.py")}
+    assert {"sm_contract.py", "evaluation.py", "tb_writer.py"} <= shared
+    for algorithm in ALGORITHM_IDS:
+        copies = shared & {p.name for p in (ALGORITHMS_DIR / algorithm).glob("*.py")}
+        assert not copies, f"{algorithm} carries its own copy of {sorted(copies)}"
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHM_IDS)
