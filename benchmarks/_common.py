@@ -10,7 +10,6 @@ Every benchmark prints its figures for people and, for ``run_all.py``, one or mo
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
@@ -19,13 +18,13 @@ import math
 import os
 import statistics
 import sys
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from functions.local_invoke import LocalContext
+from functions.local_invoke import api_gateway_event as _api_gateway_event
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -115,20 +114,8 @@ def verdict(ok: bool | None) -> str:
 # -- Lambda and API Gateway stand-ins --------------------------------------------------------
 
 
-@dataclass
-class FakeContext:
-    """The attributes of Lambda's context object that Bolt and Powertools read."""
-
-    function_name: str
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+def FakeContext(function_name: str) -> LocalContext:
+    return LocalContext(function_name, region=REGION)
 
 
 class RecordingLambda:
@@ -150,31 +137,7 @@ class RecordingLambda:
 def api_gateway_event(body: str, *, secret: str = SECRET, base64_body: bool = False
                       ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) event for Slack's POST to /slack/events."""
-    from bot.localslack.signing import sign
-
-    headers = {k.lower(): v for k, v in sign(secret, body).items()}
-    headers |= {"host": "abc123.execute-api.us-east-1.amazonaws.com",
-                "user-agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-                "content-length": str(len(body.encode()))}
-    now = time.time()
-    return {
-        "version": "2.0",
-        "routeKey": "POST /slack/events",
-        "rawPath": "/slack/events",
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": ACCOUNT, "apiId": "abc123",
-            "domainName": headers["host"], "domainPrefix": "abc123",
-            "http": {"method": "POST", "path": "/slack/events", "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": headers["user-agent"]},
-            "requestId": str(uuid.uuid4()), "routeKey": "POST /slack/events",
-            "stage": "$default", "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": base64.b64encode(body.encode()).decode() if base64_body else body,
-        "isBase64Encoded": base64_body,
-    }
+    return _api_gateway_event(body, secret=secret, base64_body=base64_body)
 
 
 def command_body(text: str, *, response_url: str = "http://127.0.0.1:9/response",

@@ -10,13 +10,12 @@ that queues the payload, and the test delivers it after the ack — as Lambda's 
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,9 @@ from bot.adapters.store_dynamodb import DynamoStore
 from bot.bootstrap import aws_client
 from bot.domain import ConfigError, JobVersion, Status
 from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
-from bot.localslack.signing import block_actions_body, sign, slash_command_body
-from functions import job_events, reconcile, runtime, slack_events
+from bot.localslack.signing import block_actions_body, slash_command_body
+from functions import job_events, local_invoke, reconcile, runtime, slack_events
+from functions.local_invoke import LocalContext
 from functions.observability import logger
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -52,20 +52,8 @@ TOKEN_PARAM = "/trainbot/e2e/slack-bot-token"
 
 # -- Lambda stand-ins ----------------------------------------------------------------------
 
-@dataclass
-class FakeContext:
-    """The attributes of Lambda's context object that Bolt and Powertools read."""
-
-    function_name: str
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+def FakeContext(function_name: str) -> LocalContext:
+    return LocalContext(function_name, region=REGION)
 
 
 class QueuedLambda:
@@ -91,30 +79,8 @@ class QueuedLambda:
 
 def api_gateway_event(body: str, *, secret: str = SECRET, timestamp: int | None = None,
                       base64_body: bool = False) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event for Slack's POST to /slack/events."""
-    headers = {k.lower(): v for k, v in sign(secret, body, timestamp).items()}
-    headers |= {"host": "abc123.execute-api.us-east-1.amazonaws.com",
-                "user-agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-                "content-length": str(len(body.encode()))}
-    now = time.time()
-    return {
-        "version": "2.0",
-        "routeKey": "POST /slack/events",
-        "rawPath": "/slack/events",
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123",
-            "domainName": headers["host"], "domainPrefix": "abc123",
-            "http": {"method": "POST", "path": "/slack/events", "protocol": "HTTP/1.1",
-                     "sourceIp": "127.0.0.1", "userAgent": headers["user-agent"]},
-            "requestId": str(uuid.uuid4()), "routeKey": "POST /slack/events",
-            "stage": "$default", "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": base64.b64encode(body.encode()).decode() if base64_body else body,
-        "isBase64Encoded": base64_body,
-    }
+    return local_invoke.api_gateway_event(body, secret=secret, timestamp=timestamp,
+                                          base64_body=base64_body)
 
 
 def state_change_event(backend_job_name: str, sample: str = "sagemaker_training_job_state_change"
