@@ -18,6 +18,8 @@ import math
 import os
 import statistics
 import sys
+import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -225,3 +227,51 @@ def capture_stdout(buffer: io.StringIO) -> Iterator[io.StringIO]:
     finally:
         for handler, stream in zip(swapped, previous, strict=True):
             handler.setStream(stream or real)
+
+
+BENCH_TABLE = "trainbot-bench"
+BENCH_IDEMPOTENCY_TABLE = "trainbot-bench-idempotency"
+SIGNING_PARAM = "/trainbot/bench/slack-signing-secret"
+TOKEN_PARAM = "/trainbot/bench/slack-bot-token"
+
+
+@contextlib.contextmanager
+def lambda_backends(prefix: str, *, idempotency: bool = False) -> Iterator[Any]:
+    """What the Lambda functions need, on loopback: moto's server (DynamoDB tables, the Slack
+    secrets in SSM), the Slack stand-in, and the functions' environment. Yields the stand-in.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from bot.adapters.dynamodb_schema import ensure_tables
+    from bot.localslack.server import LocalSlack
+
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    slack = LocalSlack(bot_token=TOKEN).start()
+    try:
+        os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+        ensure_tables(boto3.client("dynamodb"), BENCH_TABLE,
+                      BENCH_IDEMPOTENCY_TABLE if idempotency else None)
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name=SIGNING_PARAM, Value=SECRET, Type="SecureString")
+        ssm.put_parameter(Name=TOKEN_PARAM, Value=TOKEN, Type="SecureString")
+        os.environ.update({
+            "TRAINBOT_STORE": "dynamodb", "TRAINBOT_TABLE": BENCH_TABLE,
+            "TRAINBOT_COMPUTE": "sagemaker",
+            "TRAINBOT_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/trainbot-bench",
+            "TRAINBOT_BUCKET": "trainbot-bench-artifacts",
+            "TRAINBOT_HOME": tempfile.mkdtemp(prefix=f"bench-{prefix}-"),
+            "TRAINBOT_SCOPE": "T0LOCAL",
+            "SLACK_SIGNING_SECRET_PARAM": SIGNING_PARAM, "SLACK_BOT_TOKEN_PARAM": TOKEN_PARAM,
+            "SLACK_API_URL": slack.api_url,
+        })
+        if idempotency:
+            os.environ["TRAINBOT_IDEMPOTENCY_TABLE"] = BENCH_IDEMPOTENCY_TABLE
+        yield slack
+    finally:
+        slack.stop()
+        server.stop()

@@ -26,12 +26,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
-import os
 import sys
-import tempfile
 import time
-import warnings
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
 
-TABLE = "trainbot-bench"
-IDEMPOTENCY_TABLE = "trainbot-bench-idempotency"
-SIGNING_PARAM = "/trainbot/bench/slack-signing-secret"
-TOKEN_PARAM = "/trainbot/bench/slack-bot-token"
 CHANNEL = "C0LOCAL"
 SAMPLE = c.ROOT / "tests" / "events" / "sagemaker_training_job_state_change_in_progress.json"
 
@@ -54,39 +46,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--events", type=int, default=200, help="events per kind")
     args = parser.parse_args(argv)
     c.fake_aws_env()
-    warnings.filterwarnings("ignore", "No application metrics to publish")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from bot.adapters.dynamodb_schema import ensure_tables
-    from bot.localslack.server import LocalSlack
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    slack = LocalSlack(bot_token=c.TOKEN).start()
-    try:
-        os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-        ensure_tables(boto3.client("dynamodb"), TABLE, IDEMPOTENCY_TABLE)
-        ssm = boto3.client("ssm")
-        ssm.put_parameter(Name=SIGNING_PARAM, Value=c.SECRET, Type="SecureString")
-        ssm.put_parameter(Name=TOKEN_PARAM, Value=c.TOKEN, Type="SecureString")
-        os.environ.update({
-            "TRAINBOT_STORE": "dynamodb", "TRAINBOT_TABLE": TABLE,
-            "TRAINBOT_IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
-            "TRAINBOT_COMPUTE": "sagemaker",
-            "TRAINBOT_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{c.ACCOUNT}:role/trainbot-bench",
-            "TRAINBOT_BUCKET": "trainbot-bench-artifacts",
-            "TRAINBOT_HOME": tempfile.mkdtemp(prefix="bench-events-"),
-            "TRAINBOT_SCOPE": "T0LOCAL",
-            "SLACK_SIGNING_SECRET_PARAM": SIGNING_PARAM, "SLACK_BOT_TOKEN_PARAM": TOKEN_PARAM,
-            "SLACK_API_URL": slack.api_url,
-        })
+    with c.lambda_backends("events", idempotency=True) as slack:
         return _measure(args.events, slack)
-    finally:
-        slack.stop()
-        server.stop()
 
 
 class _Events:

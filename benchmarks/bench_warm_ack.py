@@ -19,21 +19,14 @@ import argparse
 import gc
 import io
 import json
-import logging
-import os
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
 
-TABLE = "trainbot-bench"
-SIGNING_PARAM = "/trainbot/bench/slack-signing-secret"
-TOKEN_PARAM = "/trainbot/bench/slack-bot-token"
 KINDS = {"help": "help", "status": "status", "start": "start tabular-classification"}
 MEDIAN_TARGET_S = 0.002
 P99_TARGET_S = 0.010
@@ -45,39 +38,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--per-kind", type=int, default=1000)
     args = parser.parse_args(argv)
     c.fake_aws_env()
-    warnings.filterwarnings("ignore", "No application metrics to publish")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from bot.adapters.dynamodb_schema import ensure_tables
-    from bot.localslack.server import LocalSlack
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    slack = LocalSlack(bot_token=c.TOKEN).start()
-    try:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint
-        ensure_tables(boto3.client("dynamodb"), TABLE)
-        ssm = boto3.client("ssm")
-        ssm.put_parameter(Name=SIGNING_PARAM, Value=c.SECRET, Type="SecureString")
-        ssm.put_parameter(Name=TOKEN_PARAM, Value=c.TOKEN, Type="SecureString")
-        os.environ.update({
-            "TRAINBOT_STORE": "dynamodb", "TRAINBOT_TABLE": TABLE,
-            "TRAINBOT_COMPUTE": "sagemaker",
-            "TRAINBOT_SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{c.ACCOUNT}:role/trainbot-bench",
-            "TRAINBOT_BUCKET": "trainbot-bench-artifacts",
-            "TRAINBOT_HOME": tempfile.mkdtemp(prefix="bench-warm-"),
-            "TRAINBOT_SCOPE": "T0LOCAL",
-            "SLACK_SIGNING_SECRET_PARAM": SIGNING_PARAM, "SLACK_BOT_TOKEN_PARAM": TOKEN_PARAM,
-            "SLACK_API_URL": slack.api_url,
-        })
+    with c.lambda_backends("warm", idempotency=False) as slack:
         return _measure(args.per_kind, slack)
-    finally:
-        slack.stop()
-        server.stop()
 
 
 def _measure(per_kind: int, slack: object) -> int:
