@@ -1,6 +1,6 @@
 """One cold Lambda container, as a fresh process: import, build, answer one signed event.
 
-    python benchmarks/_cold_child.py trainbot|minimal EVENT_JSON_FILE
+    python benchmarks/_cold_child.py trainbot|trainbot-sdk|minimal EVENT_JSON_FILE
 
 Run by ``bench_cold_ack.py`` (which sets the environment and starts the moto server and
 the Slack stand-in); prints one JSON line of phase timings. The clock starts on the first
@@ -66,10 +66,9 @@ def trainbot(event: dict) -> dict:
 def _instrument_build() -> dict[str, list[float]]:
     """Wrap the build's steps with wall-clock timers (negligible overhead, unlike cProfile).
 
-    Imports ``bot.bootstrap`` ahead of the build to reach its functions; the steps are
-    looked up at call time, so wrapping their module attributes catches every call.
+    Imports ``bot.slack.wiring`` ahead of the build to reach it; the steps are looked up at
+    call time, so wrapping their module attributes catches every call.
     """
-    import bot.bootstrap as bootstrap
     from functions import runtime
 
     timers: dict[str, list[float]] = {}
@@ -86,13 +85,11 @@ def _instrument_build() -> dict[str, list[float]]:
 
         setattr(module, name, timed)
 
-    wrap(runtime, "load_settings", "settings (pydantic-settings)")
-    wrap(runtime, "load_slack_settings", "Slack secrets (2 SSM reads + SSM client)")
-    wrap(bootstrap, "build_catalog", "catalog (algorithm manifests YAML, pools)")
-    wrap(bootstrap, "build_store", "store (DynamoDB client)")
-    wrap(bootstrap, "build_compute", "compute (SageMaker, Logs, S3 clients)")
-    wrap(runtime, "_lambda_client", "Lambda client (lazy invokes)")
-    wrap(bootstrap, "aws_client", "· of which boto3 clients via aws_client")
+    import bot.slack.wiring as wiring
+
+    wrap(runtime, "load_slack_settings", "Slack secrets (2 reads: extension or SDK)")
+    wrap(wiring, "build_slack_bot", "Bolt app with its listeners, WebClient")
+    wrap(runtime, "_lambda_client", "· Lambda client (lazy invokes)")
     return timers
 
 
@@ -128,7 +125,7 @@ def main() -> None:
     mode, event_file = sys.argv[1], sys.argv[2]
     with open(event_file, encoding="utf-8") as f:
         event = json.load(f)
-    figures = trainbot(event) if mode == "trainbot" else minimal(event)
+    figures = minimal(event) if mode == "minimal" else trainbot(event)
     end_wall = time.time()
     figures["in_process"] = time.perf_counter() - T0
     spawn = float(os.environ.get("BENCH_SPAWN_WALL") or T0_WALL)

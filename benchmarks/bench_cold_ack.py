@@ -4,12 +4,15 @@ app that only acks.
 
     .venv/bin/python benchmarks/bench_cold_ack.py [--runs 5]
 
-trainbot runs as deployed: DynamoDB store and SageMaker compute (clients only: the ack makes
-no AWS call), Slack secrets read from SSM — all on a moto server on 127.0.0.1 started here,
-Slack on the local stand-in. Bolt's lazy re-invocation goes to a fake Lambda client that
-records it. Each run is a new interpreter (``benchmarks/_cold_child.py``); runs alternate
-trainbot/minimal so background load hits both alike. A last trainbot run under
-``python -X importtime`` names the imports that cost the most.
+trainbot runs as deployed: DynamoDB store and SageMaker compute (the ack touches neither),
+Slack secrets in SSM read through the Parameters and Secrets Lambda Extension — here its
+loopback stand-in (``functions/local_extension.py``), in front of a moto server on
+127.0.0.1 started here — and Slack on the local stand-in. Bolt's lazy re-invocation goes to
+a fake Lambda client that records it. For information, a third kind of run reads the
+secrets through the AWS SDK instead (the fallback when the layer is missing). Each run is a
+new interpreter (``benchmarks/_cold_child.py``); the kinds take turns so background load
+hits them alike. A last trainbot run under ``python -X importtime`` names the imports that
+cost the most.
 
 Target: trainbot ≤ 1.3× the minimal app (medians), and well under Slack's 3 s.
 """
@@ -40,8 +43,9 @@ SLACK_LIMIT_S = 3.0
 CHILD_TIMEOUT_S = 60
 
 
-def _stack() -> tuple[Any, Any, dict[str, str]]:
-    """moto server + Slack stand-in, the table and the SSM parameters; the child's env."""
+def _stack() -> tuple[Any, Any, Any, dict[str, str]]:
+    """moto server, Slack stand-in, extension stand-in, the table and the SSM parameters;
+    the child's env."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -62,6 +66,9 @@ def _stack() -> tuple[Any, Any, dict[str, str]]:
     ssm.put_parameter(Name=SIGNING_PARAM, Value=c.SECRET, Type="SecureString")
     ssm.put_parameter(Name=TOKEN_PARAM, Value=c.TOKEN, Type="SecureString")
     slack = LocalSlack(bot_token=c.TOKEN).start()
+    from functions.local_extension import LocalSecretsExtension
+
+    extension = LocalSecretsExtension(token=os.environ["AWS_SESSION_TOKEN"]).start()
     home = tempfile.mkdtemp(prefix="bench-cold-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINBOT_", "SLACK_"))}
     env.update({
@@ -73,14 +80,17 @@ def _stack() -> tuple[Any, Any, dict[str, str]]:
         "TRAINBOT_SCOPE": "T0LOCAL",
         "SLACK_SIGNING_SECRET_PARAM": SIGNING_PARAM, "SLACK_BOT_TOKEN_PARAM": TOKEN_PARAM,
         "SLACK_API_URL": slack.api_url,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
     })
-    return server, slack, env
+    return server, slack, extension, env
 
 
 def _run_child(mode: str, env: dict[str, str], event_file: str,
                importtime: bool = False, profile: bool = False
                ) -> tuple[dict[str, Any] | None, str]:
     child_env = dict(env)
+    if mode == "trainbot-sdk":  # no extension layer: secrets through boto3 + Powertools
+        child_env.pop("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT")
     if profile:
         child_env["BENCH_PROFILE_BUILD"] = "1"
     if mode == "minimal":  # Bolt's floor: the secret and token in plain environment variables
@@ -133,8 +143,8 @@ def main(argv: list[str]) -> int:
     print(f"cold ack: {args.runs} fresh processes each, alternating; /train help; "
           "moto server + Slack stand-in on 127.0.0.1")
     print("note: 2-core machine shared with other work (tests may be running): timings are noisy")
-    server, slack, env = _stack()
-    runs: dict[str, list[dict[str, Any]]] = {"trainbot": [], "minimal": []}
+    server, slack, extension, env = _stack()
+    runs: dict[str, list[dict[str, Any]]] = {"trainbot": [], "minimal": [], "trainbot-sdk": []}
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-cold-events-") as tmp_name:
         tmp = Path(tmp_name)
@@ -143,8 +153,9 @@ def main(argv: list[str]) -> int:
             # which a Lambda container (bundle on local disk, its own .pyc) doesn't pay alike.
             for mode in runs:
                 _run_child(mode, env, _event_file(tmp, 0))
+            kinds = list(runs)
             for i in range(args.runs):
-                order = ("trainbot", "minimal") if i % 2 == 0 else ("minimal", "trainbot")
+                order = kinds[i % 3:] + kinds[:i % 3]
                 for mode in order:
                     figures, err = _run_child(mode, env, _event_file(tmp, i + 1))
                     if figures is None:
@@ -155,6 +166,7 @@ def main(argv: list[str]) -> int:
                                                importtime=True)
             profiled, _ = _run_child("trainbot", env, _event_file(tmp, 98), profile=True)
         finally:
+            extension.stop()
             slack.stop()
             server.stop()
 
@@ -171,15 +183,16 @@ def main(argv: list[str]) -> int:
 
     print()
     print("medians (s)          start-up  import   build   first ack  in-process  from spawn")
-    for mode in ("trainbot", "minimal"):
+    for mode in [m for m in runs if runs[m]]:
         print(f"  {mode:<18} {med(mode, 'startup'):8.3f} {med(mode, 'import'):7.3f} "
               f"{med(mode, 'build'):7.3f} {med(mode, 'handle'):10.3f} "
               f"{med(mode, 'in_process'):11.3f} {med(mode, 'from_spawn'):11.3f}")
     print("  start-up: interpreter + site until the script's first line; import: "
           "functions.slack_events (trainbot) or slack_bolt + its Lambda adapter (minimal);")
-    print("  build: runtime.slack_handler() (settings, SSM secrets, clients, Bolt app) — Lambda's "
-          "init phase; first ack: the handler call.")
-    for mode in ("trainbot", "minimal"):
+    print("  build: runtime.slack_handler() — Slack secrets, the Bolt app and its Lambda "
+          "adapter (in Lambda: the first request, after init's imports); first ack: the "
+          "handler call.")
+    for mode in [m for m in runs if runs[m]]:
         per_run = ", ".join(f"{r['from_spawn']:.3f}" for r in runs[mode])
         statuses = {r["status"] for r in runs[mode]}
         lazy = {r["lazy_invokes"] for r in runs[mode]}
@@ -206,11 +219,18 @@ def main(argv: list[str]) -> int:
         for label, (_calls, seconds) in steps.items():
             if not label.startswith("·"):
                 print(f"  {seconds * 1000:8.1f} ms  {label}")
-        print(f"  {(build - named) * 1000:8.1f} ms  the rest: Bolt App (slack_bolt import, "
-              "listeners), WebClient, wiring")
+        print(f"  {(build - named) * 1000:8.1f} ms  the rest: Bolt's Lambda adapter, "
+              "correlation middleware")
         for label, (calls, seconds) in steps.items():
             if label.startswith("·"):
                 print(f"  {seconds * 1000:8.1f} ms  {label} ({calls} clients)")
+
+    if runs["trainbot-sdk"]:
+        sdk = med("trainbot-sdk", "from_spawn")
+        print(f"without the extension layer (secrets through boto3 + Powertools): {sdk:.3f} s "
+              f"= {sdk / minimal:.2f}× the minimal app (for information)")
+        c.result("cold ack, secrets via SDK", f"{sdk:.2f} s ({sdk / minimal:.2f}×)",
+                 "information: the fallback when the layer is missing", "INFO")
 
     ok = ratio <= RATIO_TARGET and trainbot < SLACK_LIMIT_S
     print()

@@ -7,11 +7,10 @@ this module costs nothing on the Slack ack path.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from datetime import timedelta
 from typing import Any
 
+from bot.aws import LazyClient, aws_client, aws_region
 from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
@@ -25,50 +24,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("trainbot")
-
-
-class LazyClient:
-    """A boto3 client created on first use.
-
-    Building the bot creates clients for the store and the backend; the Slack ack path uses
-    none of them, and each costs ~40 ms (boto3's import more) on a Lambda cold start.
-    """
-
-    def __init__(self, service: str) -> None:
-        self._service = service
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def _real(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = aws_client(self._service)
-        return self._client
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real(), name)
-
-
-def aws_region() -> str:
-    from bot.domain import ConfigError
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigError("AWS_REGION is not set (the region of your table, bucket and jobs).")
-    return region
-
-
-def aws_client(service: str) -> Any:
-    """A boto3 client honouring ``AWS_ENDPOINT_URL`` (moto server, LocalStack) and retries."""
-    import boto3
-    from botocore.config import Config
-
-    region = aws_region()
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8},
-                    connect_timeout=5, read_timeout=30)
-    return boto3.client(service, region_name=region, config=config,
-                        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
 def build_catalog(settings: Settings) -> Catalog:
@@ -131,6 +86,7 @@ def build_deps(
         chat=chat or NullChat(),
         job_prefix=settings.job_prefix,
         scope=settings.scope,
+        stuck_after=stuck_after(settings),
     )
     _wire_local_events(deps, recover=recover)
     return deps

@@ -1,5 +1,8 @@
 """All configuration, read from the environment in one place.
 
+``TRAINBOT_*`` → :class:`Settings`; ``SLACK_*`` → :class:`SlackSettings` (plain Python in
+``bot.slack.settings``, so the Lambda ack path reads it without importing pydantic).
+
 Bad configuration fails at start with a :class:`ConfigError` that names the variable.
 """
 
@@ -10,12 +13,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.errors import ConfigError
+from bot.slack.settings import SlackSettings
 
-__all__ = ["RerunApproval", "Settings", "load_settings"]
+__all__ = ["RerunApproval", "Settings", "SlackSettings", "load_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IdList = Annotated[list[str], NoDecode]
@@ -75,17 +79,6 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
-
-
-class SlackSettings(BaseSettings):
-    """Slack credentials; secrets stay ``SecretStr`` so they never print."""
-
-    model_config = SettingsConfigDict(env_prefix="SLACK_", extra="ignore", frozen=True)
-
-    signing_secret: SecretStr | None = None
-    bot_token: SecretStr | None = None
-    app_token: SecretStr | None = None
-    api_url: str = "https://slack.com/api/"
 
 
 def _os_user() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -47,7 +48,7 @@ def main(argv: Sequence[str]) -> int:
             return 2
         run_client(args.bot_url, args.slack_url, secret, user_id=args.user)
         return 0
-    slack = SlackSettings()
+    slack = SlackSettings.from_env()
     socket = (args.cmd == "serve" and args.socket) or (
         args.cmd == "run" and slack.bot_token is not None and slack.app_token is not None)
     if socket:
@@ -67,7 +68,7 @@ def _socket_mode(slack: SlackSettings) -> int:
         return 2
     if slack.signing_secret is None:
         # Socket Mode requests are authenticated by the app token, not signatures.
-        slack = slack.model_copy(update={"signing_secret": "socket-mode"})
+        slack = dataclasses.replace(slack, signing_secret="socket-mode")
     bot = build_slack_bot(load_settings(), slack, process_before_response=False)
     print("trainbot: connected over Socket Mode; type /train help in Slack", file=sys.stderr)
     SocketModeHandler(bot.app, slack.app_token.get_secret_value()).start()
@@ -87,8 +88,6 @@ def _serve(slack: SlackSettings, port: int) -> int:
 
 
 def _run_local(port: int, slack_port: int) -> int:
-    from pydantic import SecretStr
-
     from bot.localslack.client import run_client
     from bot.localslack.server import LocalSlack
     from bot.slack.http_server import BoltHTTPServer
@@ -100,7 +99,7 @@ def _run_local(port: int, slack_port: int) -> int:
         settings = settings.model_copy(update={"approvers": [LOCAL_APPROVER]})
     secret = os.environ.get("SLACK_SIGNING_SECRET") or secrets.token_hex(16)
     with LocalSlack(port=slack_port) as workspace:
-        slack = SlackSettings(signing_secret=SecretStr(secret), bot_token=SecretStr("xoxb-local"),
+        slack = SlackSettings(signing_secret=secret, bot_token="xoxb-local",
                               api_url=workspace.api_url)
         bot = build_slack_bot(settings, slack, process_before_response=False)
         with BoltHTTPServer(bot.app, port=port) as server:

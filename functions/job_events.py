@@ -126,4 +126,4 @@ def _processor() -> _Processor:
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-    runtime.warm(lambda: runtime.slack_bot(with_charts=runtime.charts_available()))
+    runtime.preload(*runtime.BOT_MODULES)

@@ -45,4 +45,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-    runtime.warm(lambda: runtime.slack_bot(with_charts=runtime.charts_available()))
+    runtime.preload(*runtime.BOT_MODULES)

@@ -8,10 +8,14 @@ LocalStack) or the Slack stand-in (``SLACK_API_URL``) alike.
 
 Slack secrets: when ``SLACK_SIGNING_SECRET_PARAM`` / ``SLACK_BOT_TOKEN_PARAM`` name an SSM
 parameter (``/trainbot/prod/slack-bot-token``, read with decryption) or a Secrets Manager
-secret (its ARN, ``arn:aws:secretsmanager:…``), the value is read from there through
-Powertools Parameters; otherwise ``SLACK_SIGNING_SECRET`` / ``SLACK_BOT_TOKEN`` are read
-from the environment (local runs, tests). Values live only in ``SecretStr`` and are never
-logged.
+secret (its ARN, ``arn:aws:secretsmanager:…``), the value is read from there
+(:mod:`functions.secrets`: the Parameters and Secrets extension, else Powertools);
+otherwise ``SLACK_SIGNING_SECRET`` / ``SLACK_BOT_TOKEN`` are read from the environment
+(local runs, tests). Values live only in ``Secret`` and are never logged.
+
+The Slack function's ack path goes through here, so this module imports no pydantic, no
+domain and no boto3: ``settings()`` and the bot's dependencies are built on first use,
+which for the Slack function means in a lazy listener, never in the ack.
 """
 
 from __future__ import annotations
@@ -22,27 +26,27 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import SecretStr
-
-from bot.config import Settings, SlackSettings, load_settings
-from bot.domain import ConfigError
+from bot.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.aws_lambda import SlackRequestHandler
 
+    from bot.config import Settings
     from bot.slack.wiring import SlackBot
 
 __all__ = [
+    "ACK_MODULES",
+    "BOT_MODULES",
     "SECRET_PARAMS",
     "charts_available",
     "load_slack_settings",
     "per_container",
+    "preload",
     "reset",
     "settings",
     "slack_bot",
     "slack_handler",
     "slack_settings",
-    "warm",
 ]
 
 T = TypeVar("T")
@@ -52,9 +56,12 @@ SECRET_PARAMS = {
     "signing_secret": "SLACK_SIGNING_SECRET_PARAM",
     "bot_token": "SLACK_BOT_TOKEN_PARAM",
 }
-# Parameters are read once per container; rotating a secret means a new container (deploy,
-# or wait for Lambda to recycle), which is how Slack rotation is usually rolled out anyway.
-_SECRET_MAX_AGE_S = 24 * 3600
+# What the Slack function's ack imports; what building the bot's dependencies imports.
+ACK_MODULES = ("slack_bolt.adapter.aws_lambda", "bot.slack.wiring", "bot.slack.app",
+               "functions.secrets")
+BOT_MODULES = (*ACK_MODULES, "bot.config", "bot.bootstrap", "bot.slack.interactions",
+               "bot.slack.notifier", "bot.adapters.store_dynamodb",
+               "bot.adapters.compute_sagemaker", "functions.metering")
 
 _caches: list[Callable[[], None]] = []
 
@@ -74,6 +81,8 @@ def reset() -> None:
 
 @per_container
 def settings() -> Settings:
+    from bot.config import load_settings
+
     return load_settings()
 
 
@@ -87,37 +96,20 @@ def load_slack_settings(*, ssm: Any = None, secrets_manager: Any = None) -> Slac
 
     ``ConfigError`` names the variable (never the value) when a parameter can't be read.
     """
-    from bot.bootstrap import LazyClient
+    from bot.aws import LazyClient
+    from functions.secrets import read_secret
 
-    # One client per store for all secrets (each client costs ~40 ms on a cold start).
+    # One client per store for all secrets (each client costs ~40 ms on a cold start); only
+    # made if the SDK path is taken.
     ssm = ssm or LazyClient("ssm")
     secrets_manager = secrets_manager or LazyClient("secretsmanager")
-    overrides: dict[str, SecretStr] = {}
+    overrides: dict[str, str] = {}
     for field, variable in SECRET_PARAMS.items():
         name = os.environ.get(variable, "").strip()
         if name:
-            overrides[field] = SecretStr(
-                _read_secret(name, variable, ssm=ssm, secrets_manager=secrets_manager))
-    return SlackSettings(**overrides)  # type: ignore[arg-type]
-
-
-def _read_secret(name: str, variable: str, *, ssm: Any, secrets_manager: Any) -> str:
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
-    try:
-        if name.startswith("arn:aws:secretsmanager:"):
-            provider: Any = parameters.SecretsProvider(boto3_client=secrets_manager)
-            value = provider.get(name, max_age=_SECRET_MAX_AGE_S)
-        else:
-            provider = parameters.SSMProvider(boto3_client=ssm)
-            value = provider.get(name, decrypt=True, max_age=_SECRET_MAX_AGE_S)
-    except GetParameterError as exc:
-        # The message is botocore's (error code and parameter name): it never holds a value.
-        raise ConfigError(f"{variable}: cannot read {name!r}: {exc}") from exc
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{variable}: {name!r} is empty or not text.")
-    return value
+            overrides[field] = read_secret(name, variable, ssm=ssm,
+                                           secrets_manager=secrets_manager)
+    return SlackSettings.from_env(**overrides)
 
 
 def charts_available() -> bool:
@@ -128,18 +120,21 @@ def charts_available() -> bool:
 
 @per_container
 def slack_bot(*, with_charts: bool) -> SlackBot:
-    """The Bolt app, its Deps (DynamoDB, SageMaker, Slack chat) and WebClient, metered.
+    """The Bolt app, its Deps (DynamoDB, SageMaker, Slack chat; built on first use of
+    ``.deps``) and WebClient, metered.
 
     One per ``with_charts`` value: the Slack function never draws charts (matplotlib stays
     off the ack path), the others do when :func:`charts_available`.
     """
     from bot.slack.wiring import build_slack_bot
-    from functions.observability import instrument
 
-    bot = build_slack_bot(settings(), slack_settings(), with_charts=with_charts,
-                          process_before_response=True)
-    instrument(bot.deps)
-    return bot
+    def meter(deps: Any) -> None:
+        from functions.metering import instrument
+
+        instrument(deps)
+
+    return build_slack_bot(settings, slack_settings(), with_charts=with_charts,
+                           process_before_response=True, lazy_deps=True, on_deps=meter)
 
 
 @per_container
@@ -151,8 +146,12 @@ def slack_handler() -> SlackRequestHandler:
     bot.app.middleware(_correlate)
     handler = SlackRequestHandler(bot.app)
     # The lazy listener re-invokes this function (InvocationType=Event) while Slack waits
-    # for the ack, so the call must fail fast rather than retry for long.
-    handler.app.listener_runner.lazy_listener_runner.lambda_client = _lambda_client()
+    # for the ack, so the call must fail fast rather than retry for long. Made on the first
+    # re-invocation (``/train help`` makes none).
+    from bot.aws import LazyClient
+
+    handler.app.listener_runner.lazy_listener_runner.lambda_client = LazyClient(
+        "lambda", _lambda_client)
     return handler
 
 
@@ -164,25 +163,31 @@ def _correlate(context: Any, next_: Callable[[], Any]) -> Any:
     return next_()
 
 
-def _lambda_client() -> Any:
+def _lambda_client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    from bot.bootstrap import aws_region
+    from bot.aws import aws_region
 
     config = Config(connect_timeout=2, read_timeout=2,
                     retries={"mode": "standard", "max_attempts": 2})
-    return boto3.client("lambda", region_name=aws_region(), config=config,
+    return boto3.client(service, region_name=aws_region(), config=config,
                         endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
 
-def warm(build: Callable[[], Any]) -> None:
-    """Build during Lambda's init phase, so the first request — perhaps a Slack command with
-    its 3 s budget — doesn't pay for it. A failure is only logged: the first request builds
-    again and reports it."""
+def preload(*modules: str) -> None:
+    """Import ``modules`` during Lambda's init phase, so the first request doesn't.
+
+    Only imports: no secrets, no clients, no network. The Parameters and Secrets extension
+    answers only during invocations, and a secret read at init would outlive a rotation just
+    the same. A failure is only logged; the first request imports again and reports it.
+    """
+    import importlib
+
     from functions.observability import logger
 
-    try:
-        build()
-    except Exception:
-        logger.exception("warm-up failed; the first request will try again")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:
+            logger.exception("preloading %s failed; the first request will try again", module)

@@ -6,8 +6,11 @@ asynchronous invocation of this same function (Bolt's ``LambdaLazyListenerRunner
 this function's role may ``lambda:InvokeFunction`` on itself and nothing else.
 https://tools.slack.dev/bolt-python/concepts/lazy-listeners
 
-Importing this module loads Powertools and nothing heavy; the bot is built on the first
-request (or during Lambda's init phase, see the end of the module).
+Importing this module loads Powertools and nothing heavy. Lambda's init phase imports what
+the ack needs (end of the module); the first request reads the Slack secrets and builds the
+Bolt app — a few milliseconds — and acks. The bot's dependencies (settings, DynamoDB,
+SageMaker, the catalog) are built only by a lazy listener, in the re-invocation: no ack
+needs them, and a cold ack can't afford pydantic and the domain (see ``benchmarks/``).
 """
 
 from __future__ import annotations
@@ -37,4 +40,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-    runtime.warm(runtime.slack_handler)
+    runtime.preload(*runtime.ACK_MODULES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot.catalog import Catalog
 from bot.ports import Chat, Clock, Compute, JobStore
@@ -43,3 +44,5 @@ class Deps:
     chat: Chat = field(default_factory=NullChat)
     job_prefix: str = "trainbot"
     scope: str = "local"
+    # A running version silent for longer than this is reported as stuck.
+    stuck_after: timedelta = timedelta(minutes=30)

@@ -2,44 +2,62 @@
 
 Every listener acks at once (Slack's 3 s) and does its work in a lazy listener, so the same
 app runs on Lambda (``process_before_response=True``; the lazy part re-invokes the function)
-and over HTTP or Socket Mode locally. Nothing heavy is imported here.
+and over HTTP or Socket Mode locally.
+
+The ack path is kept light on purpose — a cold Lambda must answer within Slack's 3 s: this
+module imports Bolt, the command grammar and the block renderer, nothing more. The work
+itself lives in :mod:`bot.slack.interactions`, imported when a lazy listener (or a modal's
+ack) first runs, and the dependencies (settings, store, backend, catalog) come from
+``deps``, a function that builds them on first call.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 
 from bot.commands import parse
-from bot.dispatch import Actor, execute
 from bot.domain import InvalidInput
-from bot.error_text import user_text
-from bot.services.context import Deps
-from bot.slack import interactions
 from bot.slack.blocks import fallback_text, render_blocks
-from bot.views import presenters
+from bot.views.help import help_doc
 
-__all__ = ["build_app"]
+if TYPE_CHECKING:
+    from bot.services.context import Deps
+
+__all__ = ["BUTTONS", "MODALS", "build_app"]
 
 log = logging.getLogger("trainbot.slack")
 
+# Buttons whose work runs lazily: each ``action_id`` names its function in interactions.
+BUTTONS = (
+    "show_lineage", "show_logs", "show_eval", "stop_version", "approve_request",
+    "reject_request", "rerun_version", "save_preset", "start_preset", "delete_preset",
+)
+# Modal ``callback_id`` → whether a lazy ``<id>_submit`` follows its ``<id>_ack``.
+MODALS = {
+    "start_choose": False,  # answers with the next view
+    "start_form": True,
+    "rerun_form": True,
+    "reject_reason": True,
+    "save_preset": True,
+}
+
 
 def build_app(
-    deps: Deps,
+    deps: Callable[[], Deps],
     *,
     signing_secret: str,
     bot_token: str,
     client: Any,
-    stuck_after: timedelta,
     process_before_response: bool = True,
 ) -> App:
     """The one Bolt App. ``client`` is a ``slack_sdk.WebClient`` (pointed at Slack or the
-    local stand-in through its ``base_url``)."""
+    local stand-in through its ``base_url``); ``deps`` builds (once) and returns the bot's
+    dependencies — no listener's ack calls it except a modal's."""
 
     def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:
         # A fixed single-workspace result: no auth.test call at start or per request.
@@ -61,51 +79,63 @@ def build_app(
             ack(response_type="ephemeral", text=exc.user_text())
             return
         if cmd.name == "help":
-            doc = presenters.help_doc(cmd.topic)
+            doc = help_doc(cmd.topic)
             ack(response_type="ephemeral", text=fallback_text(doc), blocks=render_blocks(doc))
             return
         ack(response_type="ephemeral", text=f":hourglass: `/train {text[:200]}` …")
 
     def run_command(command: dict, respond: Callable[..., Any], client: Any) -> None:
-        try:
-            cmd = parse(command.get("text", ""))
-        except InvalidInput:
-            return  # already answered in the ack
-        if cmd.name == "help":
-            return
-        actor = Actor(user=command["user_id"], channel=command.get("channel_id"),
-                      request_key=_request_key(command), interactive=True)
-        try:
-            deps.policy.check_channel(actor.channel)
-            if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
-                interactions.open_start_modal(deps, client, command["trigger_id"], actor)
-                return
-            reply = execute(deps, cmd, actor, stuck_after=stuck_after)
-        except Exception as exc:
-            respond(response_type="ephemeral", replace_original=False,
-                    text=":warning: " + user_text(exc, log=log))
-            return
-        if reply.public and reply.version is not None:
-            where = "" if reply.version.message_ts else " (no channel card: the bot isn't in " \
-                "this channel — `/invite @trainbot`)"
-            verb = "is waiting for approval" if reply.approval else "is launching"
-            respond(response_type="ephemeral", replace_original=False,
-                    text=f":rocket: {reply.version.label} {verb}.{where}")
-            return
-        respond(response_type="ephemeral", replace_original=False,
-                text=fallback_text(reply.doc), blocks=render_blocks(reply.doc))
-        if cmd.name == "eval" and reply.version is not None:
-            post = getattr(deps.chat, "post_confusion_matrix", None)
-            if post is not None:
-                post(reply.version, channel=actor.channel)
+        from bot.slack import interactions
+
+        interactions.run_command(deps, command, respond, client)
 
     app.command("/train")(ack=ack_command, lazy=[run_command])
-    interactions.register(app, deps, stuck_after=stuck_after)
+    for action_id in BUTTONS:
+        app.action(action_id)(ack=_ack, lazy=[_button(action_id, deps)])
+    app.action("open_tensorboard")(_ack)  # a URL button: Slack opens the link itself
+    for callback_id, has_submit in MODALS.items():
+        ack = _modal_ack(callback_id, deps)
+        if has_submit:
+            app.view(callback_id)(ack=ack, lazy=[_modal_submit(callback_id, deps)])
+        else:
+            app.view(callback_id)(ack)
     return app
 
 
-def _request_key(command: dict) -> str | None:
-    """Slack re-delivers the same payload on retry; its trigger_id identifies the request."""
-    trigger = command.get("trigger_id")
-    return f"{command.get('team_id', '')}:{trigger}" if trigger else None
+def _ack(ack: Callable[..., None]) -> None:
+    ack()
 
+
+# Bolt injects a listener's arguments by parameter name, and on Lambda finds the lazy half
+# again by the function's ``__name__`` (the re-invocation carries it) — so each trampoline
+# is named for what it runs.
+
+
+def _button(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
+    def run(body: dict, respond: Callable[..., Any], client: Any) -> None:
+        from bot.slack import interactions
+
+        getattr(interactions, action_id)(deps, body, respond, client)
+
+    run.__name__ = run.__qualname__ = action_id
+    return run
+
+
+def _modal_ack(callback_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
+    def ack_view(ack: Callable[..., None], body: dict, view: dict) -> None:
+        from bot.slack import interactions
+
+        getattr(interactions, f"{callback_id}_ack")(deps, ack, body, view)
+
+    ack_view.__name__ = ack_view.__qualname__ = f"{callback_id}_ack"
+    return ack_view
+
+
+def _modal_submit(callback_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
+    def submit(body: dict, client: Any) -> None:
+        from bot.slack import interactions
+
+        getattr(interactions, f"{callback_id}_submit")(deps, body, client)
+
+    submit.__name__ = submit.__qualname__ = f"{callback_id}_submit"
+    return submit

@@ -1,6 +1,11 @@
-"""Buttons and modals: rerun with approval, approve/reject, presets, the start form.
+"""What `/train`, the buttons and the modals do once acked: rerun with approval,
+approve/reject, presets, the start form.
 
-Each listener acks first; anything that touches the store or the backend runs lazily.
+``bot.slack.app`` registers the listeners and imports this module only when one of them
+runs, so a cold Lambda acks without importing the domain, the services or the store. Each
+function here is named for the ``action_id`` / ``callback_id`` it serves and takes a
+:data:`DepsSource` — the bot's dependencies are built on first use, here.
+
 View submissions validate in the ack (cheap, no I/O beyond the catalog) so field errors come
 back inline (``response_action: errors``) instead of as a failed submission.
 """
@@ -11,11 +16,11 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from bot.dispatch import Actor
-from bot.domain import NotFound, TrainbotError
+from bot.commands import parse
+from bot.dispatch import Actor, execute
+from bot.domain import InvalidInput, NotFound, TrainbotError
 from bot.domain.preset import PRESET_NAME
 from bot.error_text import user_text
 from bot.services import approvals, launching, presets, queries
@@ -25,10 +30,12 @@ from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
 from bot.views.doc import Doc
 
-__all__ = ["open_start_modal", "register"]
+__all__ = ["DepsSource", "open_start_modal", "run_command"]
 
 log = logging.getLogger("trainbot.slack")
 Respond = Callable[..., Any]
+Ack = Callable[..., None]
+DepsSource = Callable[[], Deps]
 
 
 def _ref(body: dict) -> tuple[str, int]:
@@ -55,12 +62,14 @@ def _fail(respond: Respond, exc: Exception) -> None:
             text=":warning: " + user_text(exc, log=log))
 
 
-def _guard(work: Callable[..., None]) -> Callable[..., None]:
-    """Every lazy listener ends in a message to the user — never a silent drop."""
+def _guard(work: Callable[[Deps, dict, Respond, Any], None]
+           ) -> Callable[[DepsSource, dict, Respond, Any], None]:
+    """Every lazy listener ends in a message to the user — never a silent drop, even when
+    the dependencies themselves can't be built."""
 
-    def run(body: dict, respond: Respond, client: Any) -> None:
+    def run(deps: DepsSource, body: dict, respond: Respond, client: Any) -> None:
         try:
-            work(body, respond, client)
+            work(deps(), body, respond, client)
         except Exception as exc:
             _fail(respond, exc)
 
@@ -68,8 +77,46 @@ def _guard(work: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _ack(ack: Callable[..., None]) -> None:
-    ack()
+# -- /train ----------------------------------------------------------------------------------
+
+
+def _request_key(command: dict) -> str | None:
+    """Slack re-delivers the same payload on retry; its trigger_id identifies the request."""
+    trigger = command.get("trigger_id")
+    return f"{command.get('team_id', '')}:{trigger}" if trigger else None
+
+
+def run_command(deps_source: DepsSource, command: dict, respond: Respond, client: Any) -> None:
+    try:
+        cmd = parse(command.get("text", ""))
+    except InvalidInput:
+        return  # already answered in the ack
+    if cmd.name == "help":
+        return
+    actor = Actor(user=command["user_id"], channel=command.get("channel_id"),
+                  request_key=_request_key(command), interactive=True)
+    try:
+        deps = deps_source()
+        deps.policy.check_channel(actor.channel)
+        if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+            open_start_modal(deps, client, command["trigger_id"], actor)
+            return
+        reply = execute(deps, cmd, actor, stuck_after=deps.stuck_after)
+    except Exception as exc:
+        _fail(respond, exc)
+        return
+    if reply.public and reply.version is not None:
+        where = "" if reply.version.message_ts else " (no channel card: the bot isn't in " \
+            "this channel — `/invite @trainbot`)"
+        verb = "is waiting for approval" if reply.approval else "is launching"
+        respond(response_type="ephemeral", replace_original=False,
+                text=f":rocket: {reply.version.label} {verb}.{where}")
+        return
+    _say(respond, reply.doc)
+    if cmd.name == "eval" and reply.version is not None:
+        post = getattr(deps.chat, "post_confusion_matrix", None)
+        if post is not None:
+            post(reply.version, channel=actor.channel)
 
 
 def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> None:
@@ -78,91 +125,92 @@ def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> 
     client.views_open(trigger_id=trigger_id, view=view)
 
 
-def register(app: Any, deps: Deps, *, stuck_after: timedelta) -> None:
-    """Attach every button and view listener to ``app``."""
+# -- buttons (one function per action_id) ----------------------------------------------------
 
-    @_guard
-    def show_lineage(body: dict, respond: Respond, client: Any) -> None:
-        job, number = _ref(body)
-        _say(respond, presenters.lineage_doc(queries.lineage(deps, job, number)))
 
-    @_guard
-    def show_logs(body: dict, respond: Respond, client: Any) -> None:
-        v = queries.get_version(deps, *_ref(body))
-        _say(respond, presenters.logs_doc(v, queries.logs(deps, v, lines=40)))
+@_guard
+def show_lineage(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    job, number = _ref(body)
+    _say(respond, presenters.lineage_doc(queries.lineage(deps, job, number)))
 
-    @_guard
-    def show_eval(body: dict, respond: Respond, client: Any) -> None:
-        version = queries.get_version(deps, *_ref(body))
-        _say(respond, presenters.eval_doc(version))
-        post = getattr(deps.chat, "post_confusion_matrix", None)
-        if post is not None:
-            post(version, channel=_actor(body).channel)
 
-    @_guard
-    def stop(body: dict, respond: Respond, client: Any) -> None:
-        job, number = _ref(body)
-        v = launching.stop_version(deps, user=body["user"]["id"], job=job, number=number)
-        _say(respond, Doc(title=f"{v.status.emoji} {v.label}: {v.status.value.lower()}."))
+@_guard
+def show_logs(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    v = queries.get_version(deps, *_ref(body))
+    _say(respond, presenters.logs_doc(v, queries.logs(deps, v, lines=40)))
 
-    @_guard
-    def approve(body: dict, respond: Respond, client: Any) -> None:
-        approval_id = body["actions"][0]["value"]
-        _, v = approvals.decide(deps, approval_id=approval_id, user=body["user"]["id"],
-                                approve=True)
-        _say(respond, Doc(title=f":white_check_mark: Approved — {v.label} is "
-                                f"{v.status.value.lower()}."))
 
-    @_guard
-    def reject(body: dict, respond: Respond, client: Any) -> None:
-        approval_id = body["actions"][0]["value"]
-        approvals.check_can_decide(deps, approval_id=approval_id, user=body["user"]["id"])
-        client.views_open(trigger_id=body["trigger_id"],
-                          view=forms.reason_view(approval_id, {"channel": _actor(body).channel}))
+@_guard
+def show_eval(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    version = queries.get_version(deps, *_ref(body))
+    _say(respond, presenters.eval_doc(version))
+    post = getattr(deps.chat, "post_confusion_matrix", None)
+    if post is not None:
+        post(version, channel=_actor(body).channel)
 
-    @_guard
-    def rerun_form(body: dict, respond: Respond, client: Any) -> None:
-        job, number = _ref(body)
-        v = deps.store.get_version(job, number)
-        algorithm = deps.catalog.algorithm(v.spec.algorithm)
-        meta = {"job": job, "version": number, "channel": _actor(body).channel}
-        view = forms.hyperparameter_view(
-            algorithm, dict(v.spec.hyperparameters), meta, callback_id="rerun_form",
-            title=f"Rerun {job} v{number}"[:24], pools=list(deps.catalog.pools), pool=v.spec.pool)
-        client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    @_guard
-    def save_preset_form(body: dict, respond: Respond, client: Any) -> None:
-        job, number = _ref(body)
-        deps.store.get_version(job, number)
-        client.views_open(trigger_id=body["trigger_id"], view=forms.save_preset_view(
-            {"job": job, "version": number, "channel": _actor(body).channel}))
+@_guard
+def stop_version(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    job, number = _ref(body)
+    v = launching.stop_version(deps, user=body["user"]["id"], job=job, number=number)
+    _say(respond, Doc(title=f"{v.status.emoji} {v.label}: {v.status.value.lower()}."))
 
-    @_guard
-    def start_preset(body: dict, respond: Respond, client: Any) -> None:
-        actor = _actor(body)
-        deps.policy.check_channel(actor.channel)
-        req = launching.LaunchRequest(user=actor.user, preset=body["actions"][0]["value"],
-                                      channel=actor.channel, request_key=actor.request_key)
-        v, approval = launching.start_job(deps, req)
-        state = "is waiting for approval" if approval else "is launching"
-        _say(respond, Doc(title=f":rocket: {v.label} {state} (preset `{v.spec.preset}`)."))
 
-    @_guard
-    def delete_preset(body: dict, respond: Respond, client: Any) -> None:
-        p = presets.delete_preset(deps, user=body["user"]["id"], name=body["actions"][0]["value"])
-        _say(respond, Doc(title=f":wastebasket: Preset *{p.name}* deleted."))
+@_guard
+def approve_request(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    approval_id = body["actions"][0]["value"]
+    _, v = approvals.decide(deps, approval_id=approval_id, user=body["user"]["id"],
+                            approve=True)
+    _say(respond, Doc(title=f":white_check_mark: Approved — {v.label} is "
+                            f"{v.status.value.lower()}."))
 
-    for action_id, work in (
-        ("show_lineage", show_lineage), ("show_logs", show_logs), ("show_eval", show_eval),
-        ("stop_version", stop), ("approve_request", approve), ("reject_request", reject),
-        ("rerun_version", rerun_form), ("save_preset", save_preset_form),
-        ("start_preset", start_preset), ("delete_preset", delete_preset),
-    ):
-        app.action(action_id)(ack=_ack, lazy=[work])
-    app.action("open_tensorboard")(_ack)  # a URL button: Slack opens the link itself
 
-    _register_views(app, deps)
+@_guard
+def reject_request(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    approval_id = body["actions"][0]["value"]
+    approvals.check_can_decide(deps, approval_id=approval_id, user=body["user"]["id"])
+    client.views_open(trigger_id=body["trigger_id"],
+                      view=forms.reason_view(approval_id, {"channel": _actor(body).channel}))
+
+
+@_guard
+def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    job, number = _ref(body)
+    v = deps.store.get_version(job, number)
+    algorithm = deps.catalog.algorithm(v.spec.algorithm)
+    meta = {"job": job, "version": number, "channel": _actor(body).channel}
+    view = forms.hyperparameter_view(
+        algorithm, dict(v.spec.hyperparameters), meta, callback_id="rerun_form",
+        title=f"Rerun {job} v{number}"[:24], pools=list(deps.catalog.pools), pool=v.spec.pool)
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+@_guard
+def save_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    job, number = _ref(body)
+    deps.store.get_version(job, number)
+    client.views_open(trigger_id=body["trigger_id"], view=forms.save_preset_view(
+        {"job": job, "version": number, "channel": _actor(body).channel}))
+
+
+@_guard
+def start_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    actor = _actor(body)
+    deps.policy.check_channel(actor.channel)
+    req = launching.LaunchRequest(user=actor.user, preset=body["actions"][0]["value"],
+                                  channel=actor.channel, request_key=actor.request_key)
+    v, approval = launching.start_job(deps, req)
+    state = "is waiting for approval" if approval else "is launching"
+    _say(respond, Doc(title=f":rocket: {v.label} {state} (preset `{v.spec.preset}`)."))
+
+
+@_guard
+def delete_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+    p = presets.delete_preset(deps, user=body["user"]["id"], name=body["actions"][0]["value"])
+    _say(respond, Doc(title=f":wastebasket: Preset *{p.name}* deleted."))
+
+
+# -- modals: ``<callback_id>_ack`` answers the submission, ``<callback_id>_submit`` acts -----
 
 
 def _meta(body: dict) -> dict:
@@ -180,156 +228,168 @@ def _notify_user(client: Any, user: str, channel: str | None, text: str) -> None
         client.chat_postMessage(channel=user, text=text[:3000])
 
 
-def _register_views(app: Any, deps: Deps) -> None:
-    def choose_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
-        values = forms.read_values(view)
-        meta = _meta(body)
-        source = values.get("source", "")
-        kind, _, ident = source.partition(":")
-        try:
-            if kind == "preset":
-                preset = presets.show_preset(deps, ident)
-                algorithm = deps.catalog.algorithm(preset.spec.algorithm)
-                current = dict(preset.spec.hyperparameters)
-                pool = values.get("pool") or preset.spec.pool
-            else:
-                algorithm = deps.catalog.algorithm(ident)
-                current = algorithm.defaults()
-                pool = values.get("pool") or deps.catalog.default_pool
-            name = values.get("name")
-            if name:
-                from bot.domain.job import validate_job_name
+def _tell(client: Any, body: dict, work: Callable[[], str | None]) -> None:
+    """Run a submission's work and tell its user how it went, whatever happens. ``work``
+    answers ``None`` for a form its ack already refused: nothing more to say."""
+    try:
+        text = work()
+    except Exception as exc:
+        text = ":warning: " + user_text(exc, log=log)
+    if text is not None:
+        _notify_user(client, body["user"]["id"], _meta(body).get("channel"), text)
 
-                validate_job_name(name)
-        except TrainbotError as exc:
-            block = "name" if "job name" in exc.message else "source"
-            ack(response_action="errors", errors={block: exc.message[:150]})
-            return
-        meta.update({"algorithm": algorithm.id, "preset": ident if kind == "preset" else None,
-                     "pool": pool, "name": name})
-        ack(response_action="update", view=forms.hyperparameter_view(
-            algorithm, current, meta, callback_id="start_form", title="Start training",
-            pools=list(deps.catalog.pools), pool=pool))
 
-    app.view("start_choose")(choose_ack)
+def start_choose_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -> None:
+    deps = deps_source()
+    values = forms.read_values(view)
+    meta = _meta(body)
+    source = values.get("source", "")
+    kind, _, ident = source.partition(":")
+    try:
+        if kind == "preset":
+            preset = presets.show_preset(deps, ident)
+            algorithm = deps.catalog.algorithm(preset.spec.algorithm)
+            current = dict(preset.spec.hyperparameters)
+            pool = values.get("pool") or preset.spec.pool
+        else:
+            algorithm = deps.catalog.algorithm(ident)
+            current = algorithm.defaults()
+            pool = values.get("pool") or deps.catalog.default_pool
+        name = values.get("name")
+        if name:
+            from bot.domain.job import validate_job_name
 
-    # Bolt runs lazy listeners whatever the ack answered, so each submit re-checks with the
-    # same function its ack used and does nothing when the form came back with errors.
-    def form_errors(body: dict) -> dict[str, str]:
-        meta = _meta(body)
-        try:
-            algo_id = meta.get("algorithm") or deps.store.get_version(
-                meta["job"], meta["version"]).spec.algorithm
-            algorithm = deps.catalog.algorithm(algo_id)
-        except (TrainbotError, KeyError):
-            return {"pool": "This form is out of date; start again."}
-        return forms.validate_form(algorithm, forms.read_values(body["view"]))[1]
+            validate_job_name(name)
+    except TrainbotError as exc:
+        block = "name" if "job name" in exc.message else "source"
+        ack(response_action="errors", errors={block: exc.message[:150]})
+        return
+    meta.update({"algorithm": algorithm.id, "preset": ident if kind == "preset" else None,
+                 "pool": pool, "name": name})
+    ack(response_action="update", view=forms.hyperparameter_view(
+        algorithm, current, meta, callback_id="start_form", title="Start training",
+        pools=list(deps.catalog.pools), pool=pool))
 
-    def form_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
-        errors = form_errors(body)
-        if errors:
-            ack(response_action="errors", errors=errors)
-            return
+
+# Bolt runs lazy listeners whatever the ack answered, so each submit re-checks with the same
+# function its ack used and does nothing when the form came back with errors.
+def _form_errors(deps: Deps, body: dict) -> dict[str, str]:
+    meta = _meta(body)
+    try:
+        algo_id = meta.get("algorithm") or deps.store.get_version(
+            meta["job"], meta["version"]).spec.algorithm
+        algorithm = deps.catalog.algorithm(algo_id)
+    except (TrainbotError, KeyError):
+        return {"pool": "This form is out of date; start again."}
+    return forms.validate_form(algorithm, forms.read_values(body["view"]))[1]
+
+
+def _answer(ack: Ack, errors: dict[str, str]) -> None:
+    if errors:
+        ack(response_action="errors", errors=errors)
+    else:
         ack(response_action="clear")
 
-    def start_submit(body: dict, client: Any) -> None:
-        if form_errors(body):
-            return
+
+def start_form_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -> None:
+    _answer(ack, _form_errors(deps_source(), body))
+
+
+rerun_form_ack = start_form_ack
+
+
+def _launched(launch: Callable[[], tuple[Any, Any]]) -> str:
+    v, approval = launch()
+    if approval:
+        return f":hourglass_flowing_sand: {v.label} is waiting for approval " \
+            f"(request `{approval.id}`)."
+    return f":rocket: {v.label} launched."
+
+
+def start_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
+    def work() -> str | None:
+        deps = deps_source()
+        if _form_errors(deps, body):
+            return None
         meta, values = _meta(body), forms.read_values(body["view"])
-        user = body["user"]["id"]
         algorithm = deps.catalog.algorithm(meta["algorithm"])
         params, _ = forms.validate_form(algorithm, values)
         req = launching.LaunchRequest(
-            user=user, algorithm=None if meta.get("preset") else algorithm.id,
+            user=body["user"]["id"], algorithm=None if meta.get("preset") else algorithm.id,
             preset=meta.get("preset"), params=params, pool=values.get("pool") or meta.get("pool"),
             job_name=meta.get("name"), channel=meta.get("channel"),
             request_key=f"view:{body['view']['id']}",
         )
-        _launch_and_tell(client, user, meta.get("channel"),
-                         lambda: launching.start_job(deps, req))
+        return _launched(lambda: launching.start_job(deps, req))
 
-    def rerun_submit(body: dict, client: Any) -> None:
-        if form_errors(body):
-            return
+    _tell(client, body, work)
+
+
+def rerun_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
+    def work() -> str | None:
+        deps = deps_source()
+        if _form_errors(deps, body):
+            return None
         meta, values = _meta(body), forms.read_values(body["view"])
-        user = body["user"]["id"]
         base = deps.store.get_version(meta["job"], meta["version"])
         algorithm = deps.catalog.algorithm(base.spec.algorithm)
         params, _ = forms.validate_form(algorithm, values)
         # Only what the person changed counts as an override.
         changed = {k: raw for k, raw in params.items()
                    if algorithm.hyperparameter(k).coerce(raw) != base.spec.hyperparameters.get(k)}
-        req = launching.LaunchRequest(user=user, params=changed, pool=values.get("pool"),
-                                      channel=meta.get("channel"),
+        req = launching.LaunchRequest(user=body["user"]["id"], params=changed,
+                                      pool=values.get("pool"), channel=meta.get("channel"),
                                       request_key=f"view:{body['view']['id']}")
-        _launch_and_tell(client, user, meta.get("channel"), lambda: launching.rerun(
-            deps, req, job=meta["job"], base_number=meta["version"]))
+        return _launched(lambda: launching.rerun(deps, req, job=meta["job"],
+                                                 base_number=meta["version"]))
 
-    def _launch_and_tell(client: Any, user: str, channel: str | None, launch: Callable) -> None:
-        try:
-            v, approval = launch()
-            text = (f":hourglass_flowing_sand: {v.label} is waiting for approval "
-                    f"(request `{approval.id}`)." if approval else f":rocket: {v.label} launched.")
-        except Exception as exc:
-            text = ":warning: " + user_text(exc, log=log)
-        _notify_user(client, user, channel, text)
+    _tell(client, body, work)
 
-    app.view("start_form")(ack=form_ack, lazy=[start_submit])
-    app.view("rerun_form")(ack=form_ack, lazy=[rerun_submit])
 
-    def reason(body: dict) -> str:
-        return (forms.read_values(body["view"]).get("reason") or "").strip()[:500]
+def _reason(body: dict) -> str:
+    return (forms.read_values(body["view"]).get("reason") or "").strip()[:500]
 
-    def reject_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
-        if not reason(body):
-            ack(response_action="errors", errors={"reason": "Say why, so the requester knows."})
-            return
-        ack(response_action="clear")
 
-    def reject_submit(body: dict, client: Any) -> None:
-        if not reason(body):
-            return
-        meta = _meta(body)
-        user = body["user"]["id"]
-        try:
-            _, v = approvals.decide(deps, approval_id=meta["approval"], user=user, approve=False,
-                                    note=reason(body))
-            text = f":no_entry_sign: Rejected — {v.label} will not run."
-        except Exception as exc:
-            text = ":warning: " + user_text(exc, log=log)
-        _notify_user(client, user, meta.get("channel"), text)
+def reject_reason_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -> None:
+    _answer(ack, {} if _reason(body) else {"reason": "Say why, so the requester knows."})
 
-    app.view("reject_reason")(ack=reject_ack, lazy=[reject_submit])
 
-    def preset_errors(body: dict) -> dict[str, str]:
-        name = forms.read_values(body["view"]).get("name", "")
-        if not re.fullmatch(PRESET_NAME, name):
-            return {"name": "Use 1-64 letters, digits, - or _."}
-        try:
-            presets.show_preset(deps, name)
-        except NotFound:
-            return {}
-        return {"name": f"`{name}` exists; pick another."}
+def reject_reason_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
+    if not _reason(body):
+        return
 
-    def preset_ack(ack: Callable[..., None], body: dict, view: dict) -> None:
-        errors = preset_errors(body)
-        if errors:
-            ack(response_action="errors", errors=errors)
-            return
-        ack(response_action="clear")
+    def work() -> str:
+        _, v = approvals.decide(deps_source(), approval_id=_meta(body)["approval"],
+                                user=body["user"]["id"], approve=False, note=_reason(body))
+        return f":no_entry_sign: Rejected — {v.label} will not run."
 
-    def preset_submit(body: dict, client: Any) -> None:
-        if preset_errors(body):
-            return
+    _tell(client, body, work)
+
+
+def _preset_errors(deps: Deps, body: dict) -> dict[str, str]:
+    name = forms.read_values(body["view"]).get("name", "")
+    if not re.fullmatch(PRESET_NAME, name):
+        return {"name": "Use 1-64 letters, digits, - or _."}
+    try:
+        presets.show_preset(deps, name)
+    except NotFound:
+        return {}
+    return {"name": f"`{name}` exists; pick another."}
+
+
+def save_preset_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -> None:
+    _answer(ack, _preset_errors(deps_source(), body))
+
+
+def save_preset_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
+    def work() -> str | None:
+        deps = deps_source()
+        if _preset_errors(deps, body):
+            return None
         meta, values = _meta(body), forms.read_values(body["view"])
-        user = body["user"]["id"]
-        try:
-            p = presets.save_preset(deps, user=user, name=values.get("name", ""),
-                                    description=values.get("description"),
-                                    from_job=meta["job"], from_version=meta["version"])
-            text = f":bookmark: Saved preset *{p.name}* — `/train start --preset {p.name}`."
-        except Exception as exc:
-            text = ":warning: " + user_text(exc, log=log)
-        _notify_user(client, user, meta.get("channel"), text)
+        p = presets.save_preset(deps, user=body["user"]["id"], name=values.get("name", ""),
+                                description=values.get("description"),
+                                from_job=meta["job"], from_version=meta["version"])
+        return f":bookmark: Saved preset *{p.name}* — `/train start --preset {p.name}`."
 
-    app.view("save_preset")(ack=preset_ack, lazy=[preset_submit])
+    _tell(client, body, work)

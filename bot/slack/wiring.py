@@ -1,24 +1,43 @@
-"""Build the Slack side: WebClient (with retries), the Chat adapter, Deps and the Bolt App."""
+"""Build the Slack side: WebClient (with retries), the Chat adapter, Deps and the Bolt App.
+
+Light at import (the Lambda ack path builds the app from here): the Deps, and everything
+they import, are built in ``build`` below.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from bot.bootstrap import build_deps, stuck_after
-from bot.config import Settings, SlackSettings
 from bot.domain import ConfigError
-from bot.services.context import Deps
-from bot.services.queries import links
+from bot.slack.settings import SlackSettings
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.services.context import Deps
 
 __all__ = ["SlackBot", "build_slack_bot", "web_client"]
 
 
-@dataclass
 class SlackBot:
-    app: Any
-    deps: Deps
-    client: Any
+    """The Bolt app, its WebClient, and the bot's :class:`Deps` — built at once, or on first
+    use of :attr:`deps` when the bot was built with ``lazy_deps`` (the Lambda ack path)."""
+
+    def __init__(self, app: Any, client: Any, build: Callable[[], Deps]) -> None:
+        self.app = app
+        self.client = client
+        self._build = build
+        self._deps: Deps | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def deps(self) -> Deps:
+        if self._deps is None:
+            with self._lock:  # lazy listeners run in threads: build once
+                if self._deps is None:
+                    self._deps = self._build()
+        return self._deps
 
 
 def web_client(token: str, api_url: str) -> Any:
@@ -40,31 +59,48 @@ def web_client(token: str, api_url: str) -> Any:
     return client
 
 
-def build_slack_bot(settings: Settings, slack: SlackSettings, *, deps_overrides: dict | None = None,
-                    client: Any = None, process_before_response: bool = True,
-                    with_charts: bool = True) -> SlackBot:
+def build_slack_bot(settings: Settings | Callable[[], Settings], slack: SlackSettings, *,
+                    deps_overrides: dict | None = None, client: Any = None,
+                    process_before_response: bool = True, with_charts: bool = True,
+                    lazy_deps: bool = False, on_deps: Callable[[Deps], None] | None = None
+                    ) -> SlackBot:
+    """The Slack bot. ``settings`` may be a function, called when the Deps are built;
+    ``on_deps`` sees them once built (the Lambda functions meter them)."""
     if slack.signing_secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is not set (Slack app → Basic Information).")
     if slack.bot_token is None:
         raise ConfigError("SLACK_BOT_TOKEN is not set (Slack app → OAuth & Permissions).")
     from bot.slack.app import build_app
-    from bot.slack.directory import Directory
-    from bot.slack.notifier import SlackChat
 
     token = slack.bot_token.get_secret_value()
     client = client or web_client(token, slack.api_url)
-    chat = SlackChat(client)
-    directory = Directory(client)
-    deps = build_deps(settings, chat=chat, is_member=directory.is_member,
-                      **(deps_overrides or {}))
-    chat.links = lambda v: links(deps, v)
-    chat.algorithms = deps.catalog.algorithms
-    chat.pools = deps.catalog.pools
-    if with_charts:
-        from bot.slack.charts import chart_for
 
-        chat.chart = chart_for
-    app = build_app(deps, signing_secret=slack.signing_secret.get_secret_value(),
-                    bot_token=token, client=client, stuck_after=stuck_after(settings),
+    def build() -> Deps:
+        from bot.bootstrap import build_deps
+        from bot.services.queries import links
+        from bot.slack.directory import Directory
+        from bot.slack.notifier import SlackChat
+
+        chat = SlackChat(client)
+        directory = Directory(client)
+        deps = build_deps(settings() if callable(settings) else settings, chat=chat,
+                          is_member=directory.is_member, **(deps_overrides or {}))
+        chat.links = lambda v: links(deps, v)
+        chat.algorithms = deps.catalog.algorithms
+        chat.pools = deps.catalog.pools
+        if with_charts:
+            from bot.slack.charts import chart_for
+
+            chat.chart = chart_for
+        if on_deps is not None:
+            on_deps(deps)
+        return deps
+
+    bot: SlackBot
+    app = build_app(lambda: bot.deps, signing_secret=slack.signing_secret.get_secret_value(),
+                    bot_token=token, client=client,
                     process_before_response=process_before_response)
-    return SlackBot(app=app, deps=deps, client=client)
+    bot = SlackBot(app, client, build)
+    if not lazy_deps:
+        bot.deps  # noqa: B018 — build now: local runs recover their training processes at start
+    return bot

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.catalog import Catalog
-from bot.commands import USAGE
 from bot.domain import Algorithm, Approval, JobVersion, Lineage, Preset, Status
 from bot.ports import Links
 from bot.services.queries import StatusOverview, VersionDiff
 from bot.views.doc import Button, Doc
+from bot.views.help import help_doc
 
 __all__ = [
     "algorithms_doc",
@@ -29,16 +29,6 @@ __all__ = [
 ]
 
 KEY_PARAMS = 8
-
-
-def help_doc(topic: str | None = None) -> Doc:
-    if topic:
-        return Doc(title=f"/train {topic}").add(f"`/train {USAGE[topic]}`")
-    doc = Doc(title="trainbot — train models from Slack")
-    doc.add("\n".join(f"• `/train {u}`" for u in USAGE.values()))
-    doc.context.append("Parameters are key=value; quote values with spaces. "
-                       "`/train help COMMAND` for one command.")
-    return doc
 
 
 def algorithms_doc(catalog: Catalog, algo_id: str | None = None) -> Doc:

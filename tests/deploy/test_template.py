@@ -4,6 +4,7 @@ to exact resources."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from bot.adapters.dynamodb_schema import (
 )
 from bot.config import Settings, SlackSettings
 from functions.runtime import SECRET_PARAMS
+from functions.secrets import EXTENSION_PORT_VARIABLE
 from tests.deploy.conftest import STAGE, Packaged
 from tests.deploy.infra_fragments import DYNAMODB_FRAGMENT, rendered_text
 
@@ -109,7 +111,7 @@ def test_slack_posts_to_the_slack_function(packaged: Packaged) -> None:
 def test_every_variable_is_one_the_bot_reads(packaged: Packaged) -> None:
     """Settings ignore unknown variables, so a misspelt one would silently do nothing."""
     slack_vars = set(SECRET_PARAMS.values()) | {
-        f"SLACK_{f.upper()}" for f in SlackSettings.model_fields}
+        f"SLACK_{f.name.upper()}" for f in dataclasses.fields(SlackSettings)}
     for fn in FUNCTIONS:
         env = packaged.resources[f"{fn}LambdaFunction"]["Properties"]["Environment"]["Variables"]
         for name in env:
@@ -117,7 +119,7 @@ def test_every_variable_is_one_the_bot_reads(packaged: Packaged) -> None:
                 assert name.removeprefix("TRAINBOT_").lower() in Settings.model_fields, name
             elif name.startswith("SLACK_"):
                 assert name in slack_vars, name
-            else:
+            elif name != EXTENSION_PORT_VARIABLE:
                 assert name.startswith("POWERTOOLS_"), name
         plain = {k: v for k, v in env.items() if isinstance(v, str) and k.startswith("TRAINBOT_")}
         settings = Settings(**{k.removeprefix("TRAINBOT_").lower(): v for k, v in plain.items()})
@@ -221,3 +223,14 @@ def test_training_jobs_run_as_a_role_only_sagemaker_assumes(packaged: Packaged) 
               if "s3:PutObject" in _listed(s["Action"])]
     [write] = writes
     assert all("/trainbot/" in r["Fn::Sub"] for r in write["Resource"])
+
+
+def test_functions_read_secrets_through_the_extension_layer(packaged: Packaged) -> None:
+    """The layer and the port variable go together: the port alone would make every cold
+    start wait for an extension that isn't there before falling back to the SDK."""
+    for fn in FUNCTIONS:
+        props = packaged.resources[f"{fn}LambdaFunction"]["Properties"]
+        layers = props.get("Layers", [])
+        assert any(":layer:AWS-Parameters-and-Secrets-Lambda-Extension:" in str(layer)
+                   for layer in layers), (fn, layers)
+        assert props["Environment"]["Variables"][EXTENSION_PORT_VARIABLE] == "2773"

@@ -11,6 +11,7 @@ that queues the payload, and the test delivers it after the ack — as Lambda's 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 import uuid
@@ -30,8 +31,10 @@ from bot.domain import ConfigError, JobVersion, Status
 from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
 from bot.localslack.signing import block_actions_body, slash_command_body
 from functions import job_events, local_invoke, reconcile, runtime, slack_events
+from functions.local_extension import LocalSecretsExtension
 from functions.local_invoke import LocalContext
 from functions.observability import logger
+from functions.secrets import EXTENSION_PORT_VARIABLE
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -346,6 +349,22 @@ def test_secrets_come_from_ssm_when_named(stack: Stack) -> None:
     assert settings.signing_secret and settings.signing_secret.get_secret_value() == SECRET
     assert settings.bot_token and settings.bot_token.get_secret_value() == TOKEN
     assert SECRET not in repr(settings) and TOKEN not in str(settings)
+
+
+def test_a_start_reads_its_secrets_through_the_extension_layer(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As deployed (serverless.yml adds the layer): the container reads the two parameters
+    once, from the extension — no SSM client — and the start works end to end."""
+    with LocalSecretsExtension(token=os.environ["AWS_SESSION_TOKEN"]) as extension:
+        monkeypatch.setenv(EXTENSION_PORT_VARIABLE, str(extension.port))
+        runtime.reset()
+        runtime.slack_handler().app.listener_runner.lazy_listener_runner.lambda_client = \
+            stack.lazy
+        ack = stack.start("start image-classification epochs=1 --pool cpu-small --name ext")
+    assert ack["statusCode"] == 200
+    assert stack.version("ext").status is Status.QUEUED
+    assert extension.requests == ["/systemsmanager/parameters/get"] * 2
+    assert extension.backend_calls == 2
 
 
 def test_secrets_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from bot.config import Settings, SlackSettings
 from bot.domain import JobVersion
 from bot.localslack.server import LocalSlack
@@ -49,7 +47,7 @@ class Harness:
         self.slack = LocalSlack(bot_token=TOKEN).start()
         self.settings = Settings(home=tmp / "home", algorithms_dir=algorithms_dir(tmp, algorithms),
                                  tensorboard_port=0, **settings)
-        slack = SlackSettings(signing_secret=SecretStr(SECRET), bot_token=SecretStr(TOKEN),
+        slack = SlackSettings(signing_secret=SECRET, bot_token=TOKEN,
                               api_url=self.slack.api_url)
         self.bot: SlackBot = build_slack_bot(self.settings, slack, with_charts=True)
         self.server = BoltHTTPServer(self.bot.app, port=0).start()

@@ -119,3 +119,15 @@ def test_channel_restriction(tmp_path: Path) -> None:
     finally:
         harness.close()
     assert CHANNEL != "C0OTHER"
+
+
+def test_every_registered_button_and_modal_has_its_function() -> None:
+    """``bot.slack.app`` names the work by string so the ack path needn't import it."""
+    from bot.slack import interactions
+    from bot.slack.app import BUTTONS, MODALS
+
+    for action_id in BUTTONS:
+        assert callable(getattr(interactions, action_id)), action_id
+    for callback_id, has_submit in MODALS.items():
+        assert callable(getattr(interactions, f"{callback_id}_ack")), callback_id
+        assert callable(getattr(interactions, f"{callback_id}_submit", None)) == has_submit

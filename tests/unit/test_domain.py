@@ -59,3 +59,13 @@ def test_backend_names_are_valid_sagemaker_names() -> None:
 def test_spec_rejects_bad_data_uri() -> None:
     with pytest.raises(ValueError, match="s3://"):
         JobSpec(algorithm="toy", algorithm_version="1.0.0", pool="p", data={"train": "http://x"})
+
+
+def test_every_public_domain_name_resolves_lazily() -> None:
+    import bot.domain as domain
+
+    for name in domain.__all__:
+        assert getattr(domain, name).__name__ == name
+    assert set(domain.__all__) <= set(dir(domain))
+    with pytest.raises(AttributeError):
+        domain.NoSuchThing  # noqa: B018
