@@ -182,27 +182,39 @@ class _Trainer:
         sampler.set_epoch(epoch)
         batches = _batches(list(sampler), hps["batch_size"])
         total_steps = hps["epochs"] * len(batches)
+        first_step = (epoch - 1) * len(batches)
         shift = max(1, round(min(self.splits.x_train.shape[2:]) / 8)) if hps["augment"] else 0
-        rng = torch.Generator().manual_seed(hps["seed"] * 100_003 + epoch * 31 + world.rank)
+        # On the device, like the data: a CPU generator's draws (and per-step indices or
+        # .item() calls) would each be a host-device synchronisation, which left the GPU idle
+        # between steps. The epoch's row order goes over once; losses and hits stay on the
+        # device until the epoch ends.
+        rng = torch.Generator(device=device).manual_seed(
+            hps["seed"] * 100_003 + epoch * 31 + world.rank
+        )
+        order = torch.tensor([row for rows in batches for row in rows], device=device)
         self.net.train()
-        loss_sum = correct = count = 0.0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        step_losses: list[torch.Tensor] = []
+        count = offset = 0
         lr = hps["lr"]
         for step, rows in enumerate(batches):
-            global_step = (epoch - 1) * len(batches) + step
+            global_step = first_step + step
             lr = hps["lr"] * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            index = torch.tensor(rows, device=device)
+            index = order[offset : offset + len(rows)]
+            offset += len(rows)
             xb, yb = data["x_train"][index], data["y_train"][index]
             if shift:
                 xb = _random_shift(xb, shift, rng)
             loss, logits = self._step(xb, yb)
-            if writer:
-                writer.scalar("train/loss_step", loss.item(), global_step)
-            loss_sum += loss.item() * len(rows)
-            correct += (logits.argmax(1) == yb).sum().item()
+            step_losses.append(loss)
+            loss_sum += loss.double() * len(rows)
+            correct += (logits.argmax(1) == yb).sum()
             count += len(rows)
             if world.any_stop(self.stop, device):
+                _write_step_losses(writer, step_losses, first_step)
                 kept = (
                     f"checkpoint epoch={last_saved} is in {self.paths.checkpoint_dir}"
                     if last_saved
@@ -210,8 +222,11 @@ class _Trainer:
                 )
                 received = self.stop.received or "a peer"
                 raise Stopped(f"stopped by {received} during epoch {epoch}/{hps['epochs']}; {kept}")
-        loss_sum, correct, count = world.sum([loss_sum, correct, count], device)
-        return {"train:loss": loss_sum / count, "train:accuracy": correct / count}, lr
+        _write_step_losses(writer, step_losses, first_step)
+        total_loss, total_correct, total = world.sum(
+            [loss_sum.item(), float(correct.item()), float(count)], device
+        )
+        return {"train:loss": total_loss / total, "train:accuracy": total_correct / total}, lr
 
     def _step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
@@ -343,12 +358,22 @@ def _batches(rows: list[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
+def _write_step_losses(
+    writer: TensorBoardWriter | None, losses: list[torch.Tensor], first_step: int
+) -> None:
+    """The per-step losses of an epoch (or of its part before a stop), read back at once."""
+    if writer and losses:
+        for step, value in enumerate(torch.stack(losses).tolist(), start=first_step):
+            writer.scalar("train/loss_step", value, step)
+
+
 def _random_shift(x: torch.Tensor, shift: int, rng: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to `shift` pixels, repeating the border into the gap."""
+    """Translate each image by up to `shift` pixels, repeating the border into the gap.
+    `rng` is a generator on x's device."""
     n, _, height, width = x.shape
     padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=rng).to(x.device)
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=rng).to(x.device)
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=rng, device=x.device)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=rng, device=x.device)
     rows = (torch.arange(height, device=x.device)[None, :] + dy[:, None])[:, None, :, None]
     cols = (torch.arange(width, device=x.device)[None, :] + dx[:, None])[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
