@@ -13,7 +13,6 @@ ack) first runs, and the dependencies (settings, store, backend, catalog) come f
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from bot.services.context import Deps
 
 __all__ = ["BUTTONS", "MODALS", "build_app"]
-
-log = logging.getLogger("trainbot.slack")
 
 # Buttons whose work runs lazily: each ``action_id`` names its function in interactions.
 BUTTONS = (
