@@ -52,6 +52,10 @@ class World:
 
     def stop(self) -> None:
         if self.distributed and dist.is_initialized():
+            # Every rank waits here for the others (rank 0 is still writing the model) before
+            # the group is torn down: a rank that destroyed it and exited first was seen to
+            # abort in gloo's teardown ("terminate called without an active exception").
+            dist.barrier()
             dist.destroy_process_group()
 
     def sum(self, values: Sequence[float], device: torch.device) -> list[float]:
