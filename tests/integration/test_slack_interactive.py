@@ -32,6 +32,9 @@ def _request_rerun(h: Harness, job: str = "exp", params: str = "epochs=4") -> st
     h.command(f"rerun {job} v1 {params}")
     v2 = h.wait_status(job, "AWAITING_APPROVAL", number=2)
     assert v2.approval_id
+    # The version is stored (naming its request) before the request itself and its card.
+    h.wait_ephemeral(f"{job} v2 is waiting for approval")
+    h.bot.deps.store.get_approval(v2.approval_id)
     return v2.approval_id
 
 
