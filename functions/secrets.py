@@ -2,9 +2,11 @@
 
 Through the AWS Parameters and Secrets Lambda Extension when the function has it (the
 deployment adds the layer and sets ``PARAMETERS_SECRETS_EXTENSION_HTTP_PORT``): a GET on
-localhost, no AWS SDK client to build, which keeps ~50 ms of botocore set-up off the Slack
-function's cold start. Otherwise — or when the extension doesn't answer — through Powertools
-Parameters and boto3. Same IAM either way (``ssm:GetParameter``, ``kms:Decrypt``).
+localhost, no AWS SDK client to build, which keeps ~0.1 s of botocore set-up off the Slack
+function's cold start. Otherwise — or when the extension fails in any way (not running, not
+ready, an error status, a timeout; it is then not asked again in this container) — through
+Powertools Parameters and boto3, whose errors are the ones reported. Same IAM either way
+(``ssm:GetParameter``, ``kms:Decrypt``).
 https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-integration-lambda-extensions.html
 
 Error messages name the variable and the parameter, never a value.
@@ -22,14 +24,15 @@ from typing import Any
 
 from bot.domain import ConfigError
 
-__all__ = ["EXTENSION_PORT_VARIABLE", "read_secret"]
+__all__ = ["EXTENSION_PORT_VARIABLE", "read_secret", "reset"]
 
 log = logging.getLogger("trainbot.secrets")
 
 EXTENSION_PORT_VARIABLE = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
 # The extension only answers during invocations (not Lambda's init phase) and fetches from
-# SSM on a cache miss; past this, fall back to the SDK rather than miss Slack's 3 s.
-_EXTENSION_TIMEOUT_S = 1.5
+# SSM on a cache miss (tens of ms); past this, fall back to the SDK rather than miss
+# Slack's 3 s.
+_EXTENSION_TIMEOUT_S = 1.0
 # Parameters are read once per container; rotating a secret means a new container (deploy,
 # or wait for Lambda to recycle), which is how Slack rotation is usually rolled out anyway.
 _SDK_MAX_AGE_S = 24 * 3600
@@ -37,8 +40,18 @@ _SDK_MAX_AGE_S = 24 * 3600
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class _ExtensionUnavailable(Exception):
-    """Nothing answered on the extension's port (layer missing, or not ready yet)."""
+class _ExtensionFailed(Exception):
+    """The extension gave no value: not running, not ready, an error status, a timeout."""
+
+
+# Set once the extension has failed: a second wait for it could cost Slack's 3 s.
+_extension_down = False
+
+
+def reset() -> None:
+    """Ask the extension again (tests; a Lambda container never needs it)."""
+    global _extension_down
+    _extension_down = False
 
 
 def _is_secrets_manager(name: str) -> bool:
@@ -52,14 +65,16 @@ def read_secret(name: str, variable: str, *, ssm: Any = None, secrets_manager: A
     ``ssm`` / ``secrets_manager`` are boto3 clients for the SDK path (made on demand when
     not given). Raises :class:`ConfigError` when the secret can't be read or is empty.
     """
+    global _extension_down
     port = os.environ.get(EXTENSION_PORT_VARIABLE, "").strip()
     value: str | None = None
-    if port:
+    if port and not _extension_down:
         try:
-            value = _from_extension(name, variable, port)
-        except _ExtensionUnavailable as exc:
-            log.warning("the Parameters and Secrets extension did not answer (%s); reading "
-                        "%s through the AWS SDK", exc, variable)
+            value = _from_extension(name, port)
+        except _ExtensionFailed as exc:
+            _extension_down = True
+            log.warning("the Parameters and Secrets extension failed (%s); reading %s and "
+                        "what follows through the AWS SDK", exc, variable)
     if value is None:
         value = _from_sdk(name, variable, ssm=ssm, secrets_manager=secrets_manager)
     if not value:
@@ -67,7 +82,7 @@ def read_secret(name: str, variable: str, *, ssm: Any = None, secrets_manager: A
     return value
 
 
-def _from_extension(name: str, variable: str, port: str) -> str | None:
+def _from_extension(name: str, port: str) -> str | None:
     quoted = urllib.parse.quote(name, safe="")
     if _is_secrets_manager(name):
         path = f"/secretsmanager/get?secretId={quoted}"
@@ -83,19 +98,17 @@ def _from_extension(name: str, variable: str, port: str) -> str | None:
     except urllib.error.HTTPError as exc:
         # The extension's error bodies carry AWS's error code and message, never a value.
         detail = exc.read(300).decode("utf-8", "replace").strip()
-        raise ConfigError(f"{variable}: cannot read {name!r} through the Parameters and "
-                          f"Secrets extension: HTTP {exc.code} {detail}") from exc
+        raise _ExtensionFailed(f"HTTP {exc.code} {detail}") from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise _ExtensionUnavailable(str(getattr(exc, "reason", exc))) from exc
+        raise _ExtensionFailed(str(getattr(exc, "reason", exc))) from exc
     except ValueError as exc:
-        raise ConfigError(f"{variable}: the Parameters and Secrets extension answered "
-                          f"{name!r} with something that isn't JSON.") from exc
+        raise _ExtensionFailed("an answer that isn't JSON") from exc
     try:
         if _is_secrets_manager(name):
             return payload["SecretString"]
         return payload["Parameter"]["Value"]
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{variable}: {name!r} has no text value (binary secret?).") from exc
+    except (KeyError, TypeError):
+        return None  # e.g. a binary secret: the SDK path says what is wrong
 
 
 def _from_sdk(name: str, variable: str, *, ssm: Any, secrets_manager: Any) -> str | None:
