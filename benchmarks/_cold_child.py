@@ -32,12 +32,15 @@ class _Context:
 
 
 class _Lambda:
-    """Bolt's lazy re-invocation goes here: recorded, not run."""
+    """Bolt's lazy re-invocation goes here: recorded, not sent — but the real client is
+    still made on the first call, as in Lambda, so its cost counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, real: object) -> None:
+        self.real = real
         self.calls = 0
 
     def invoke(self, **_kwargs: object) -> dict:
+        getattr(self.real, "meta")  # a LazyClient makes its boto3 client here  # noqa: B009
         self.calls += 1
         return {"StatusCode": 202}
 
@@ -49,9 +52,9 @@ def trainbot(event: dict) -> dict:
     from functions import runtime
 
     timers = _instrument_build() if os.environ.get("BENCH_PROFILE_BUILD") else None
-    handler = runtime.slack_handler()  # in Lambda: the init phase (AWS_LAMBDA_FUNCTION_NAME)
-    fake = _Lambda()
-    handler.app.listener_runner.lazy_listener_runner.lambda_client = fake
+    handler = runtime.slack_handler()  # in Lambda: the first request, after init's imports
+    runner = handler.app.listener_runner.lazy_listener_runner
+    fake = runner.lambda_client = _Lambda(runner.lambda_client)
     t_build = time.perf_counter()
     response = slack_events.handler(event, _Context())
     t_done = time.perf_counter()
@@ -89,7 +92,7 @@ def _instrument_build() -> dict[str, list[float]]:
 
     wrap(runtime, "load_slack_settings", "Slack secrets (2 reads: extension or SDK)")
     wrap(wiring, "build_slack_bot", "Bolt app with its listeners, WebClient")
-    wrap(runtime, "_lambda_client", "· Lambda client (lazy invokes)")
+    wrap(runtime, "lambda_client", "· Lambda client (made by a lazy re-invocation)")
     return timers
 
 

@@ -86,6 +86,10 @@ def build_app(
 
         interactions.run_command(deps, command, respond, client)
 
+    # Help and malformed input are answered whole by the ack: a listener without a lazy half
+    # spares them the re-invocation (on Lambda, a second function call — and, on a cold
+    # start, the Lambda client that makes it). Bolt takes the first listener that matches.
+    app.command("/train", matchers=[_answered_in_ack])(ack_command)
     app.command("/train")(ack=ack_command, lazy=[run_command])
     for action_id in BUTTONS:
         app.action(action_id)(ack=_ack, lazy=[_button(action_id, deps)])
@@ -101,6 +105,13 @@ def build_app(
 
 def _ack(ack: Callable[..., None]) -> None:
     ack()
+
+
+def _answered_in_ack(command: dict) -> bool:
+    try:
+        return parse(command.get("text", "")).name == "help"
+    except InvalidInput:
+        return True
 
 
 # Bolt injects a listener's arguments by parameter name, and on Lambda finds the lazy half

@@ -335,6 +335,18 @@ def test_a_timestamp_that_is_not_a_number_is_401_not_500(stack: Stack) -> None:
     assert stack.lazy.calls == []
 
 
+@pytest.mark.parametrize(("text", "invokes"), [
+    ("help", 0), ("help start", 0), ("frobnicate now", 0), ("status", 1),
+])
+def test_only_commands_with_work_to_do_reinvoke_the_function(
+        stack: Stack, text: str, invokes: int) -> None:
+    """Help and malformed input are answered whole by the ack: no second Lambda call."""
+    resp = slack_events.handler(api_gateway_event(stack.command_body(text)),
+                                FakeContext("trainbot-e2e-slackEvents"))
+    assert resp["statusCode"] == 200 and resp["body"]
+    assert len(stack.lazy.calls) == invokes
+
+
 def test_help_is_answered_in_the_ack_from_a_base64_body(stack: Stack) -> None:
     resp = slack_events.handler(api_gateway_event(stack.command_body("help"), base64_body=True),
                                 FakeContext("trainbot-e2e-slackEvents"))

@@ -53,7 +53,7 @@ body = slash_command_body("help", user_id="U1", user_name="u", channel_id="C1",
                           response_url="http://127.0.0.1:9/r", trigger_id="1.2.3")
 response = slack_events.handler(api_gateway_event(body, secret="s3cret"), LocalContext("f"))
 assert response["statusCode"] == 200 and "/train start" in response["body"], response
-assert Lazy.calls == 1
+assert Lazy.calls == 0  # answered whole in the ack: no re-invocation
 print(json.dumps(sorted(sys.modules)))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
