@@ -171,8 +171,9 @@ def test_eval_posts_the_confusion_matrix_picture(h: Harness) -> None:
     }}))
     h.press("show_eval", "exp:1", message_ts=v.message_ts or "0")
     h.wait_ephemeral("Per class")
-    uploads = h.wait(lambda: [f for f in h.slack.files() if "confusion" in f.get("name", "")]
-                     or None)
+    # Listed from files.getUploadURLExternal on; the bytes arrive next, then completion.
+    uploads = h.wait(lambda: [f for f in h.slack.files()
+                              if "confusion" in f.get("name", "") and f["completed"]] or None)
     assert uploads[0]["content"][:4] == b"\x89PNG"
 
 
