@@ -59,6 +59,11 @@ def run(algorithm: str) -> Outcome:
         )
         script = ALGORITHMS_DIR / algorithm / manifest["entry_point"]
         started = time.monotonic()
+
+        def failed(why: str) -> Outcome:
+            return Outcome(algorithm, objective["metric"], None, target, objective["goal"],
+                           time.monotonic() - started, why)
+
         try:
             done = subprocess.run(
                 [sys.executable, str(script)],
@@ -69,28 +74,11 @@ def run(algorithm: str) -> Outcome:
                 timeout=TIMEOUT_S,
             )
         except subprocess.TimeoutExpired:
-            seconds = time.monotonic() - started
-            return Outcome(
-                algorithm,
-                objective["metric"],
-                None,
-                target,
-                objective["goal"],
-                seconds,
-                f"timed out after {TIMEOUT_S} s",
-            )
+            return failed(f"timed out after {TIMEOUT_S} s")
         seconds = time.monotonic() - started
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return Outcome(
-                algorithm,
-                objective["metric"],
-                None,
-                target,
-                objective["goal"],
-                seconds,
-                f"exit {done.returncode}: {last}",
-            )
+            return failed(f"exit {done.returncode}: "
+                          + (done.stderr.strip().splitlines() or ["no output"])[-1])
         evaluation = json.loads((root / "output" / "data" / "evaluation.json").read_text())
     return Outcome(
         algorithm,

@@ -73,64 +73,39 @@ def fit_in_chunks(
 
     threads = 1 if train_rows < _SINGLE_THREAD_ROWS else None
     with threadpool_limits(limits=threads, user_api="openmp"):
-        return _fit_in_chunks(
-            make_estimator,
-            fit,
-            evaluate,
-            hps=hps,
-            stopping_metric=stopping_metric,
-            fingerprint=fingerprint,
-            paths=paths,
-            stop=stop,
-            writer=writer,
-        )
-
-
-def _fit_in_chunks(
-    make_estimator: Callable[[], Any],
-    fit: Callable[[Any], None],
-    evaluate: Callable[[Any], dict[str, float]],
-    *,
-    hps: Mapping[str, Any],
-    stopping_metric: str,
-    fingerprint: dict[str, Any],
-    paths: Paths,
-    stop: StopSignal,
-    writer: TensorBoardWriter,
-) -> Boosted:
-    max_iter, every = hps["max_iter"], hps["eval_every"]
-    patience = hps["n_iter_no_change"] if hps["early_stopping"] else math.inf
-    run = _resume(paths.checkpoint_dir, fingerprint)
-    if run is None:
-        run = Boosted(make_estimator(), 0, None, 0, math.inf, fingerprint)
-    else:
-        log(f"resumed from checkpoint iteration={run.iteration}")
-    while run.iteration < max_iter:
-        if run.iteration - run.best_iteration >= patience:
-            log(
-                f"early stopping after iteration {run.iteration}: {stopping_metric} has not "
-                f"improved for {run.iteration - run.best_iteration} iterations; keeping the "
-                f"model of iteration {run.best_iteration}"
-            )
-            break
-        if stop.requested:
-            raise Stopped(
-                f"stopped by {stop.received} at iteration {run.iteration}/{max_iter}; "
-                f"checkpoint iteration={run.iteration} is in {paths.checkpoint_dir}"
-            )
-        run.iteration = min(max_iter, run.iteration + every)
-        run.estimator.set_params(max_iter=run.iteration)
-        fit(run.estimator)
-        metrics = evaluate(run.estimator)
-        log(f"iteration={run.iteration}/{max_iter} {format_metrics(metrics)}")
-        writer.scalars(metrics, run.iteration)
-        writer.flush()
-        if metrics[stopping_metric] < run.best_score:
-            run.best_score = metrics[stopping_metric]
-            run.best_estimator = copy.deepcopy(run.estimator)
-            run.best_iteration = run.iteration
-        _save(paths.checkpoint_dir, run)
-    return run
+        max_iter, every = hps["max_iter"], hps["eval_every"]
+        patience = hps["n_iter_no_change"] if hps["early_stopping"] else math.inf
+        run = _resume(paths.checkpoint_dir, fingerprint)
+        if run is None:
+            run = Boosted(make_estimator(), 0, None, 0, math.inf, fingerprint)
+        else:
+            log(f"resumed from checkpoint iteration={run.iteration}")
+        while run.iteration < max_iter:
+            if run.iteration - run.best_iteration >= patience:
+                log(
+                    f"early stopping after iteration {run.iteration}: {stopping_metric} has not "
+                    f"improved for {run.iteration - run.best_iteration} iterations; keeping the "
+                    f"model of iteration {run.best_iteration}"
+                )
+                break
+            if stop.requested:
+                raise Stopped(
+                    f"stopped by {stop.received} at iteration {run.iteration}/{max_iter}; "
+                    f"checkpoint iteration={run.iteration} is in {paths.checkpoint_dir}"
+                )
+            run.iteration = min(max_iter, run.iteration + every)
+            run.estimator.set_params(max_iter=run.iteration)
+            fit(run.estimator)
+            metrics = evaluate(run.estimator)
+            log(f"iteration={run.iteration}/{max_iter} {format_metrics(metrics)}")
+            writer.scalars(metrics, run.iteration)
+            writer.flush()
+            if metrics[stopping_metric] < run.best_score:
+                run.best_score = metrics[stopping_metric]
+                run.best_estimator = copy.deepcopy(run.estimator)
+                run.best_iteration = run.iteration
+            _save(paths.checkpoint_dir, run)
+        return run
 
 
 def save_model(model_dir: Path, estimator: Any) -> Path:
