@@ -19,6 +19,7 @@ __all__ = [
     "Command",
     "parse",
     "parse_duration",
+    "unescape_slack",
 ]
 
 USAGE: dict[str, str] = {
@@ -46,6 +47,10 @@ USAGE: dict[str, str] = {
 COMMANDS = tuple(USAGE)
 
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "\u00a0": " "})
+# macOS, iOS and Slack itself autocorrect a typed "--" into an em dash (or an en dash), so
+# "—pool" at the start of a word means "--pool". Only in front of an option name: a dash
+# elsewhere (a value, a description) is the user's own.
+_DASHED_OPTION = re.compile(r"^[—–](?=[A-Za-z])")
 _VERSION = re.compile(r"^[vV]?(\d{1,6})$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _DURATION = re.compile(r"^(\d{1,7})([smhd]?)$")
@@ -76,8 +81,21 @@ class Command:
     topic: str | None = None
 
 
-def parse(text: str) -> Command:
-    """Parse the words after ``/train`` (or ``trainbot``)."""
+def unescape_slack(text: str) -> str:
+    """Slack's own escaping undone: slash-command text arrives with ``&``, ``<`` and ``>`` as
+    ``&amp;``, ``&lt;`` and ``&gt;`` (https://api.slack.com/reference/surfaces/formatting#escaping).
+    ``&amp;`` goes last, so ``&amp;lt;`` — a typed ``&lt;`` — stays ``&lt;``."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def parse(text: str, *, from_slack: bool = False) -> Command:
+    """Parse the words after ``/train`` (or ``trainbot``).
+
+    ``from_slack``: ``text`` is a slash command's, escaped by Slack (see
+    :func:`unescape_slack`); the CLI's text is taken as typed.
+    """
+    if from_slack:
+        text = unescape_slack(text)
     if len(text) > MAX_TEXT:
         raise InvalidInput(f"That command is too long ({len(text)} characters; max {MAX_TEXT}).")
     try:
@@ -125,6 +143,7 @@ class _Words:
         options: dict[str, list[str]] = {}
         it = iter(self.words)
         for word in it:
+            word = _option_dashes(word)
             if word.startswith("--") and len(word) > 2:
                 name, eq, inline = word[2:].partition("=")
                 name = name.lower()
@@ -133,7 +152,7 @@ class _Words:
                     raise self.error(f"`--{_clip(name)}` is not an option here (options: {known}).")
                 if flags[name]:
                     value = inline if eq else next(it, None)
-                    if value is None or (not eq and value.startswith("--")):
+                    if value is None or (not eq and _is_option(value, flags)):
                         raise self.error(f"`--{name}` needs a value.")
                     options.setdefault(name, []).append(value)
                 else:
@@ -353,6 +372,20 @@ def _reject(w: _Words) -> Command:
     if len(pos) != 1:
         raise w.error("`reject` takes exactly one request id.")
     return Command(name="reject", request_id=pos[0], reason=w.one(opts, "reason"))
+
+
+def _option_dashes(word: str) -> str:
+    """``—pool`` / ``–pool`` (an autocorrected ``--pool``) → ``--pool``; other words as is."""
+    return _DASHED_OPTION.sub("--", word)
+
+
+def _is_option(word: str, flags: dict[str, bool]) -> bool:
+    """Whether a word in a value's place is an option instead (the value was left out).
+    An autocorrected dash counts only before a known option: "—fast" may be a value."""
+    if word.startswith("--"):
+        return True
+    dashed = _option_dashes(word)
+    return dashed != word and dashed[2:].partition("=")[0].lower() in flags
 
 
 def _clip(text: str, n: int = 40) -> str:

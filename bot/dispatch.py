@@ -14,6 +14,7 @@ from bot.services import approvals, launching, presets, queries
 from bot.services.context import Deps
 from bot.views import presenters
 from bot.views.doc import Button, Doc
+from bot.views.mrkdwn import code, esc, link, mention
 
 __all__ = ["Actor", "Reply", "execute"]
 
@@ -62,9 +63,10 @@ def _request(c: Command, a: Actor) -> launching.LaunchRequest:
 
 def _launched(deps: Deps, version: JobVersion, approval: Approval | None) -> Reply:
     if approval is not None:
-        doc = Doc(title=f":hourglass_flowing_sand: {version.label} is waiting for approval "
-                        f"(request `{approval.id}`).")
-        doc.add(f"An approver can run `/train approve {approval.id}` or press Approve on the card.")
+        doc = Doc(title=f":hourglass_flowing_sand: {esc(version.label)} is waiting for approval "
+                        f"(request {code(approval.id)}).")
+        doc.add(f"An approver can run `/train approve {esc(approval.id)}` or press Approve on "
+                "the card.")
         return Reply(doc, version=version, approval=approval, public=True)
     links = queries.links(deps, version)
     algo = deps.catalog.algorithms.get(version.spec.algorithm)
@@ -88,7 +90,8 @@ def _rerun(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
 
 def _stop(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     v = launching.stop_version(deps, user=a.user, job=c.job or "", number=c.version)
-    return Reply(Doc(title=f"{v.status.emoji} {v.label}: {v.status.value.lower()}."), version=v)
+    return Reply(Doc(title=f"{v.status.emoji} {esc(v.label)}: {v.status.value.lower()}."),
+                 version=v)
 
 
 def _status(deps: Deps, c: Command, a: Actor, stuck_after: timedelta) -> Reply:
@@ -110,14 +113,16 @@ def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
                                   now=deps.clock.now())
     if v.approval_id:
         ap = deps.store.get_approval(v.approval_id)
-        trail = f"asked by <@{ap.requested_by}> {ap.requested_at:%Y-%m-%d %H:%M}"
+        trail = f"asked by {mention(ap.requested_by)} {ap.requested_at:%Y-%m-%d %H:%M}"
         if ap.decision:
-            trail += f"; {ap.decision} by <@{ap.decided_by}> {ap.decided_at:%Y-%m-%d %H:%M}"
-            trail += f" — {ap.decision_note}" if ap.decision_note else ""
-        doc.add(f"*Approval* `{ap.id}`: {trail}")
+            trail += (f"; {ap.decision} by {mention(ap.decided_by)} "
+                      f"{ap.decided_at:%Y-%m-%d %H:%M}")
+            trail += f" — {esc(ap.decision_note)}" if ap.decision_note else ""
+        doc.add(f"*Approval* {code(ap.id)}: {trail}")
     if v.history:
         doc.add("*History*\n" + "\n".join(
-            f"{h.at:%H:%M:%S} {h.status.value}" + (f" — {h.message[:120]}" if h.message else "")
+            f"{h.at:%H:%M:%S} {h.status.value}"
+            + (f" — {esc(h.message[:120])}" if h.message else "")
             for h in v.history[-12:]))
     return Reply(doc, version=v)
 
@@ -146,8 +151,8 @@ def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     url = queries.links(deps, v).tensorboard
     if not url:
         raise InvalidInput(f"{v.label} has no TensorBoard yet (it hasn't started).")
-    doc = Doc(title=f"TensorBoard for *{v.label}*: <{url}|open>")
-    doc.add(url)
+    doc = Doc(title=f"TensorBoard for *{esc(v.label)}*: {link(url, 'open')}")
+    doc.add(esc(url))
     return Reply(doc, version=v)
 
 
@@ -159,21 +164,21 @@ def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     if c.sub == "delete" and a.interactive:
         p = presets.show_preset(deps, c.preset or "")
         deps.policy.check_delete_preset(a.user, p)
-        doc = Doc(title=f":wastebasket: Delete preset *{p.name}*?")
+        doc = Doc(title=f":wastebasket: Delete preset *{esc(p.name)}*?")
         doc.add("Jobs started from it keep their parameters; the name becomes free again.")
         doc.buttons.append(Button("Delete", "delete_preset", p.name, style="danger",
-                                  confirm=f"Delete preset {p.name}? This can't be undone."))
+                                  confirm=f"Delete preset {esc(p.name)}? This can't be undone."))
         return Reply(doc)
     if c.sub == "delete":
         p = presets.delete_preset(deps, user=a.user, name=c.preset or "")
-        return Reply(Doc(title=f":wastebasket: Preset *{p.name}* deleted."))
+        return Reply(Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."))
     p = presets.save_preset(
         deps, user=a.user, name=c.preset or "", description=c.description, from_job=c.job,
         from_version=c.version, algorithm=c.algorithm, params=dict(c.params), pool=c.pool,
         data=dict(c.data),
     )
     doc = presenters.preset_doc(p)
-    doc.title = f":bookmark: Saved preset *{p.name}*"
+    doc.title = f":bookmark: Saved preset *{esc(p.name)}*"
     return Reply(doc)
 
 
@@ -182,8 +187,8 @@ def _decide(approve: bool):  # type: ignore[no-untyped-def]
         ap, v = approvals.decide(deps, approval_id=c.request_id or "", user=a.user,
                                  approve=approve, note=c.reason or "")
         verb = "Approved" if approve else "Rejected"
-        return Reply(Doc(title=f"{verb} request `{ap.id}`: {v.label} is {v.status.value.lower()}."),
-                     version=v, approval=ap)
+        return Reply(Doc(title=f"{verb} request {code(ap.id)}: {esc(v.label)} is "
+                               f"{v.status.value.lower()}."), version=v, approval=ap)
 
     return run
 

@@ -91,6 +91,11 @@ class JobStore(Protocol):
         """Versions whose ``ended_at`` is at or after ``since`` (through an index)."""
         ...
 
+    def list_undelivered(self) -> list[JobVersion]:
+        """Ended versions whose ``outbox`` is not empty, oldest first (through an index):
+        what the reconcile must still deliver to the chat."""
+        ...
+
     def create_preset(self, preset: Preset) -> Preset:
         """``Conflict`` if a preset of that name exists in the scope."""
         ...
@@ -174,19 +179,36 @@ class Compute(Protocol):
 
 
 class Chat(Protocol):
-    """Where people hear about versions (Slack, or nothing for the CLI)."""
+    """Where people hear about versions (Slack, or nothing for the CLI).
+
+    A method that can't deliver raises :class:`~bot.domain.ChatUndelivered` with the chat's
+    error code; callers decide what must be retried (``announce``) and what is best effort.
+    """
 
     def version_created(self, version: JobVersion) -> tuple[str, str] | None:
-        """Post the version's card; return ``(channel, ts)`` of the message, if posted."""
+        """Post the version's card; return ``(channel, ts)`` of the message, or None when the
+        version has no channel."""
         ...
 
-    def version_changed(self, version: JobVersion, previous: Status) -> None: ...
+    def version_changed(self, version: JobVersion, previous: Status) -> None:
+        """Update the card and say the change in its thread (each independently, best
+        effort: a failure of one doesn't stop the other, and nothing is raised)."""
+        ...
+
+    def announce(self, version: JobVersion) -> None:
+        """Tell the channel that the version ended, mentioning its requester (in the card's
+        thread and the channel, or the channel alone when there is no card)."""
+        ...
 
     def progress(self, version: JobVersion) -> None: ...
 
     def approval_requested(
         self, approval: Approval, version: JobVersion
-    ) -> tuple[str, str] | None: ...
+    ) -> tuple[str, str] | None:
+        """Post the approval card; return ``(channel, ts)``, or None when there is no channel.
+        If the card can't be posted, approvers are told directly (a DM) and
+        ``ChatUndelivered`` says why the card isn't there."""
+        ...
 
     def approval_decided(self, approval: Approval, version: JobVersion) -> None: ...
 

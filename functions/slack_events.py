@@ -21,6 +21,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from bot.slack.deadline import set_deadline
 from bot.slack.request_guard import UNAUTHORIZED_BODY, bad_timestamp
 from functions import runtime
 from functions.observability import logger, metrics
@@ -36,7 +37,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if bad_timestamp(event.get("headers") or {}):
         return {"statusCode": 401, "body": UNAUTHORIZED_BODY,
                 "headers": {"content-type": "application/json"}}
-    return runtime.slack_handler().handle(event, context)
+    # Slack's retries must end before this invocation does (bot.slack.deadline).
+    set_deadline(context.get_remaining_time_in_millis() / 1000.0)
+    try:
+        return runtime.slack_handler().handle(event, context)
+    finally:
+        set_deadline(None)
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

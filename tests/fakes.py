@@ -10,6 +10,7 @@ from bot.domain import (
     Approval,
     Artifacts,
     BackendError,
+    ChatUndelivered,
     Conflict,
     Decision,
     JobVersion,
@@ -96,6 +97,10 @@ class MemoryStore:
 
     def list_active(self):  # type: ignore[no-untyped-def]
         return sorted((v for v in self.versions.values() if not v.status.terminal),
+                      key=lambda v: v.created_at)
+
+    def list_undelivered(self):  # type: ignore[no-untyped-def]
+        return sorted((v for v in self.versions.values() if v.status.terminal and v.outbox),
                       key=lambda v: v.created_at)
 
     def list_ended_since(self, since):  # type: ignore[no-untyped-def]
@@ -217,6 +222,7 @@ class RecordingChat:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
         self._n = 0
+        self.refuse_announcements = 0  # the next N announcements fail like a busy Slack
 
     def version_created(self, version):  # type: ignore[no-untyped-def]
         self._n += 1
@@ -225,6 +231,12 @@ class RecordingChat:
 
     def version_changed(self, version, previous):  # type: ignore[no-untyped-def]
         self.calls.append(("changed", (version.label, previous, version.status)))
+
+    def announce(self, version):  # type: ignore[no-untyped-def]
+        if self.refuse_announcements > 0:
+            self.refuse_announcements -= 1
+            raise ChatUndelivered("ratelimited")
+        self.calls.append(("announced", (version.label, version.status)))
 
     def progress(self, version):  # type: ignore[no-untyped-def]
         self.calls.append(("progress", version.label))

@@ -134,14 +134,18 @@ def _version_state(version: JobVersion) -> dict[str, dict[str, str] | None]:
     """
     tail = f"{version.job}#{version.number:06d}"
     active = not version.status.terminal
+    # The same sparse index lists ended versions whose outbox isn't empty (under OUTBOX#),
+    # so the reconcile finds undelivered notices without a scan.
+    undelivered = not active and bool(version.outbox)
     shard = zlib.crc32(tail.encode()) % ACTIVE_SHARDS
+    part = f"ACTIVE#{shard}" if active else f"OUTBOX#{shard}" if undelivered else None
     ended = _ts(version.ended_at) if version.ended_at else None
     backend = version.backend_job_name
     return {
         "state": _s(version.model_dump_json(exclude=_STATE_EXCLUDE)),
         "status": _s(version.status.value),
-        f"{ACTIVE_INDEX}PK": _s(f"ACTIVE#{shard}") if active else None,
-        f"{ACTIVE_INDEX}SK": _s(f"{_ts(version.created_at)}#{tail}") if active else None,
+        f"{ACTIVE_INDEX}PK": _s(part) if part else None,
+        f"{ACTIVE_INDEX}SK": _s(f"{_ts(version.created_at)}#{tail}") if part else None,
         f"{BACKEND_INDEX}PK": _s(f"BACKEND#{backend}") if backend else None,
         f"{ENDED_INDEX}PK": _s(f"ENDED#{ended[:10]}") if ended else None,
         f"{ENDED_INDEX}SK": _s(f"{ended}#{tail}") if ended else None,
@@ -454,13 +458,20 @@ class DynamoStore:
 
     def list_active(self) -> list[JobVersion]:
         """Non-terminal versions, oldest first: every shard of the sparse active index."""
+        return self._list_sparse("ACTIVE")
+
+    def list_undelivered(self) -> list[JobVersion]:
+        """Ended versions with an outbox, oldest first (the same index, ``OUTBOX#`` keys)."""
+        return self._list_sparse("OUTBOX")
+
+    def _list_sparse(self, prefix: str) -> list[JobVersion]:
         items: list[Item] = []
         for shard in range(ACTIVE_SHARDS):
             items += self._query(
                 IndexName=ACTIVE_INDEX,
                 KeyConditionExpression="#pk = :pk",
                 ExpressionAttributeNames={"#pk": f"{ACTIVE_INDEX}PK"},
-                ExpressionAttributeValues={":pk": _s(f"ACTIVE#{shard}")},
+                ExpressionAttributeValues={":pk": _s(f"{prefix}#{shard}")},
             )
         items.sort(key=lambda item: item[f"{ACTIVE_INDEX}SK"]["S"])
         return [_version(item) for item in items]

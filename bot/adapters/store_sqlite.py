@@ -82,6 +82,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             body TEXT NOT NULL
         )""",
     ),
+    (
+        # 1 while an ended version's outbox holds what the channel must still hear.
+        "ALTER TABLE versions ADD COLUMN undelivered INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX versions_undelivered ON versions (created_at) WHERE undelivered = 1",
+    ),
 )
 
 FIXED_FIELDS = VERSION_FIXED_FIELDS
@@ -101,6 +106,10 @@ def _ts(moment: datetime) -> str:
 def _version(row: sqlite3.Row) -> JobVersion:
     data = {**json.loads(row["fixed"]), **json.loads(row["state"]), "revision": row["revision"]}
     return JobVersion.model_validate(data)
+
+
+def _undelivered(version: JobVersion) -> int:
+    return int(version.status.terminal and bool(version.outbox))
 
 
 def _job(row: sqlite3.Row) -> TrainingJob:
@@ -244,15 +253,16 @@ class SqliteStore:
     def _insert_version(self, conn: sqlite3.Connection, version: JobVersion) -> None:
         try:
             conn.execute(
-                "INSERT INTO versions (job, number, revision, status, terminal, "
+                "INSERT INTO versions (job, number, revision, status, terminal, undelivered, "
                 "backend_job_name, request_key, created_at, ended_at, fixed, state) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     version.job,
                     version.number,
                     version.revision,
                     version.status.value,
                     int(version.status.terminal),
+                    _undelivered(version),
                     version.backend_job_name,
                     version.request_key,
                     _ts(version.created_at),
@@ -310,11 +320,12 @@ class SqliteStore:
             try:
                 rows = conn.execute(
                     "UPDATE versions SET revision = revision + 1, status = ?, terminal = ?, "
-                    "backend_job_name = ?, ended_at = ?, state = ? "
+                    "undelivered = ?, backend_job_name = ?, ended_at = ?, state = ? "
                     f"WHERE job = ? AND number = ? AND revision = ? RETURNING {_VERSION_COLUMNS}",
                     (
                         version.status.value,
                         int(version.status.terminal),
+                        _undelivered(version),
                         version.backend_job_name,
                         _ts(version.ended_at) if version.ended_at else None,
                         version.model_dump_json(exclude=_STATE_EXCLUDE),
@@ -350,6 +361,15 @@ class SqliteStore:
         """Non-terminal versions, oldest first (the partial index ``versions_active``)."""
         rows = self._conn().execute(
             f"SELECT {_VERSION_COLUMNS} FROM versions WHERE terminal = 0 "
+            "ORDER BY created_at, job, number"
+        )
+        return [_version(row) for row in rows]
+
+    def list_undelivered(self) -> list[JobVersion]:
+        """Ended versions with an outbox, oldest first (the partial index
+        ``versions_undelivered``)."""
+        rows = self._conn().execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE undelivered = 1 "
             "ORDER BY created_at, job, number"
         )
         return [_version(row) for row in rows]

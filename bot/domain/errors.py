@@ -7,9 +7,11 @@
     ├── Conflict            the thing exists / was decided / changed under us
     │   └── StaleWrite      optimistic write lost a race (services retry)
     ├── ConfigError         bad configuration at start (names the variable)
-    └── BackendError        compute or cloud failure with user-facing text
-        ├── QuotaExceeded   e.g. SageMaker ResourceLimitExceeded
-        └── BackendRejected the backend refused the request (ValidationException)
+    ├── BackendError        compute or cloud failure with user-facing text
+    │   ├── QuotaExceeded   e.g. SageMaker ResourceLimitExceeded
+    │   └── BackendRejected the backend refused the request (ValidationException)
+    └── ChatUndelivered     the chat didn't take a message (``code`` says why, e.g.
+                            ``not_in_channel``, ``ratelimited``)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BackendRejected",
+    "ChatUndelivered",
     "ConfigError",
     "Conflict",
     "InvalidInput",
@@ -77,3 +80,12 @@ class QuotaExceeded(BackendError):
 
 class BackendRejected(BackendError):
     pass
+
+
+class ChatUndelivered(TrainbotError):
+    """The chat refused or couldn't take a message. ``code`` is the chat's own error code
+    (Slack's ``error`` field, ``ratelimited`` for HTTP 429, ``http_500`` …)."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(message or f"the chat didn't take the message ({code})")
+        self.code = code

@@ -16,6 +16,7 @@ from bot.domain.status import Status
 
 __all__ = [
     "DETAIL_TYPE",
+    "INTERRUPTED",
     "FinalMetric",
     "TrainingJobDetail",
     "TrainingJobStateChange",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 DETAIL_TYPE = "SageMaker Training Job State Change"
+INTERRUPTED = "Interrupted"  # SecondaryStatus of a managed-spot job that lost its instance
 SOURCE = "aws.sagemaker"
 
 _STARTING_SECONDARY = {
@@ -99,6 +101,11 @@ class TrainingJobDetail(BaseModel):
         return v or {}
 
     @property
+    def spot_interruptions(self) -> int:
+        """How many spot interruptions the transitions list (0 when it isn't sent)."""
+        return sum(1 for t in self.transitions if t.status == INTERRUPTED)
+
+    @property
     def model_uri(self) -> str | None:
         return (self.model_artifacts or {}).get("S3ModelArtifacts")
 
@@ -134,6 +141,10 @@ def status_from_sagemaker(status: str, secondary: str | None) -> Status:
         return Status.TRAINING
     if secondary == "Uploading":
         return Status.UPLOADING
-    if secondary in ("Stopping", "Interrupted"):
+    if secondary == "Stopping":
         return Status.STOPPING
+    # Managed spot: Training → Interrupted → Starting → … → Training, resumed from the
+    # checkpoint. "Interrupted" is not a stop; STARTING ranks below TRAINING, so a running
+    # version stays TRAINING through the cycle (the secondary status tells the story).
+    # https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html
     return Status.STARTING

@@ -12,6 +12,7 @@ from bot.domain.spec import JobSpec
 from bot.domain.status import Status, can_transition
 
 __all__ = [
+    "ANNOUNCE",
     "VERSION_FIXED_FIELDS",
     "Artifacts",
     "JobVersion",
@@ -27,6 +28,7 @@ __all__ = [
 # \Z, not $: "$" also matches before a trailing newline.
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}\Z")
 MAX_LOG_TAIL = 30
+ANNOUNCE = "announce"
 MAX_SERIES_POINTS = 200
 
 
@@ -148,6 +150,13 @@ class JobVersion(BaseModel):
     channel: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
+    # Why the version card couldn't be posted (a Slack error code), for the hint users get.
+    card_error: str | None = None
+    # What the channel must still hear (e.g. ``"announce"``): written with the change that
+    # calls for it and cleared once the chat took it; the reconcile retries what is left.
+    outbox: list[str] = Field(default_factory=list)
+    # Managed spot: how many times the backend interrupted the run (it resumes by itself).
+    spot_interruptions: int = 0
     request_key: str | None = None
     revision: int = 0
 
@@ -161,6 +170,13 @@ class JobVersion(BaseModel):
             return None
         end = self.ended_at or self.updated_at
         return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def last_sign_of_life(self) -> datetime:
+        """The newest progress report or backend status change: a running version silent
+        since longer than the stuck threshold is stuck."""
+        reported = self.progress.updated_at if self.progress else None
+        return max(reported, self.updated_at) if reported else self.updated_at
 
     def transition(self, target: Status, *, at: datetime, message: str = "") -> JobVersion:
         """Return the version moved to ``target``, or ``self`` if that would not move it forward."""
@@ -176,4 +192,7 @@ class JobVersion(BaseModel):
         if target.terminal:
             changes["ended_at"] = at
             changes["progress"] = None if target is not Status.COMPLETED else self.progress
+            if self.channel and ANNOUNCE not in self.outbox:
+                # The end of a run is announced in its channel; kept until delivered.
+                changes["outbox"] = [*self.outbox, ANNOUNCE]
         return self.model_copy(update=changes)

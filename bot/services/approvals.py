@@ -14,8 +14,8 @@ from bot.domain import (
     Status,
 )
 from bot.services.context import Deps
-from bot.services.launching import approval_deadline, launch_version
-from bot.services.versions import mutate_version, notify
+from bot.services.launching import approval_deadline, launch_then_post
+from bot.services.versions import mutate_version, notify, tell_change, try_chat
 
 __all__ = ["check_can_decide", "decide", "expire", "request_approval"]
 
@@ -45,10 +45,14 @@ def request_approval(
         expires_at=approval_deadline(deps),
         channel=version.channel,
     ))
-    ref = notify("approval card", lambda: deps.chat.approval_requested(approval, version))
+    ref, error = try_chat("approval card", lambda: deps.chat.approval_requested(approval, version))
     if ref:
         channel, ts = ref  # type: ignore[misc]
         approval = deps.store.set_approval_message(approval.id, channel=channel, ts=ts)
+    elif error is not None:
+        # Approvers were told directly; the requester's answer names the request either way.
+        _, version = mutate_version(deps.store, version.job, version.number,
+                                    lambda v: v.model_copy(update={"card_error": error}))
     return version, approval
 
 
@@ -68,14 +72,7 @@ def decide(
     approval = _record(deps, approval, decision, by=user, note=note)
     version = deps.store.get_version(approval.job, approval.version)
     if approve and version.status is Status.QUEUED:
-        ref = notify("card", lambda: deps.chat.version_created(version))
-        if ref:
-            channel, ts = ref  # type: ignore[misc]
-            _, version = mutate_version(
-                deps.store, version.job, version.number,
-                lambda v: v.model_copy(update={"channel": channel, "message_ts": ts}),
-            )
-        version = launch_version(deps, version)
+        version = launch_then_post(deps, version)
     return approval, version
 
 
@@ -118,7 +115,7 @@ def _record(deps: Deps, approval: Approval, decision: Decision, *, by: str, note
     )
     notify("approval decided", lambda: deps.chat.approval_decided(decided, version))
     if version.status is not before.status and target is Status.REJECTED:
-        notify("rejected", lambda: deps.chat.version_changed(version, before.status))
+        tell_change(deps.store, deps.chat, before, version, "rejected")
     return decided
 
 

@@ -44,6 +44,15 @@ class Policy:
                 hint="Use one of: " + ", ".join(f"<#{c}>" for c in self.channels) + ".",
             )
 
+    def check_slack_channel(self, channel: str | None) -> None:
+        """Every request from Slack (command, button, form, options) comes from a channel on
+        the allow-list, when there is one; a request that names no channel is refused."""
+        if self.channels and channel not in self.channels:
+            raise NotAllowed(
+                "trainbot doesn't take requests from here.",
+                hint="Use one of: " + ", ".join(f"<#{c}>" for c in self.channels) + ".",
+            )
+
     def check_launch(self, user: str, pool: ResourcePool) -> None:
         if pool.allowed_launchers and not (
             self._in(user, pool.allowed_launchers) or self.is_admin(user)

@@ -24,6 +24,9 @@ class NullChat:
     def version_changed(self, version, previous):  # type: ignore[no-untyped-def]
         return None
 
+    def announce(self, version):  # type: ignore[no-untyped-def]
+        return None
+
     def progress(self, version):  # type: ignore[no-untyped-def]
         return None
 

@@ -24,7 +24,7 @@ from bot.domain.algorithm import Algorithm
 from bot.domain.job import validate_job_name
 from bot.domain.naming import backend_job_name
 from bot.services.context import Deps
-from bot.services.versions import mutate_version, notify
+from bot.services.versions import mutate_version, notify, tell_change, try_chat
 
 __all__ = [
     "LaunchRequest",
@@ -32,6 +32,7 @@ __all__ = [
     "build_spec",
     "dispatch_queued",
     "launch_version",
+    "post_card",
     "record_launch_failure",
     "rerun",
     "start_job",
@@ -194,18 +195,38 @@ def _launch_or_request(
         from bot.services.approvals import request_approval  # import cycle: approvals launches
 
         return request_approval(deps, version, pool, rerun=rerun)
-    ref = notify("card", lambda: deps.chat.version_created(version))
-    if ref:
-        version = _remember_card(deps, version, ref)  # type: ignore[arg-type]
-    return launch_version(deps, version), None
+    return launch_then_post(deps, version), None
 
 
-def _remember_card(deps: Deps, version: JobVersion, ref: tuple[str, str]) -> JobVersion:
-    channel, ts = ref
+def launch_then_post(deps: Deps, version: JobVersion) -> JobVersion:
+    """Launch a QUEUED version, then post its card. The launch never waits on the chat: a
+    slow or refusing Slack delays the card, never the training job."""
+    # A launch that fails raises, and its failure is announced in the channel instead.
+    return post_card(deps, launch_version(deps, version))
+
+
+def post_card(deps: Deps, version: JobVersion) -> JobVersion:
+    """Post the version's card and remember where; a card that couldn't be posted leaves
+    its reason (the chat's error code) on the version for the hint users get.
+
+    Events may have moved the version while the card was on its way: if the stored state
+    differs from the one the card shows, the card is brought up to date at once.
+    """
+    ref, error = try_chat("card", lambda: deps.chat.version_created(version))
+    if ref is None and error is None:
+        return version  # no channel: nothing to post
+    if error is not None:
+        _, saved = mutate_version(deps.store, version.job, version.number,
+                                  lambda v: v.model_copy(update={"card_error": error}))
+        return saved
+    channel, ts = ref  # type: ignore[misc]
     _, saved = mutate_version(
         deps.store, version.job, version.number,
-        lambda v: v.model_copy(update={"channel": channel, "message_ts": ts}),
+        lambda v: v.model_copy(update={"channel": channel, "message_ts": ts,
+                                       "card_error": None}),
     )
+    if saved.status is not version.status:
+        notify("card", lambda: deps.chat.version_changed(saved, version.status))
     return saved
 
 
@@ -264,7 +285,7 @@ def record_launch_failure(deps: Deps, version: JobVersion, reason: str) -> JobVe
             update={"failure_reason": reason}) if not v.status.terminal else v,
     )
     if failed.status is Status.FAILED and before.status is not Status.FAILED:
-        notify("launch failure", lambda: deps.chat.version_changed(failed, before.status))
+        failed = tell_change(deps.store, deps.chat, before, failed, "launch failure")
     return failed
 
 
@@ -310,7 +331,7 @@ def stop_version(deps: Deps, *, user: str, job: str, number: int | None = None) 
         except BackendError as exc:
             raise BackendError(f"Couldn't stop {after.label}: {exc.message}") from exc
     if after.status is not before.status:
-        notify("stop", lambda: deps.chat.version_changed(after, before.status))
+        after = tell_change(deps.store, deps.chat, before, after, "stop")
     return after
 
 

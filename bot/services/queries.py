@@ -60,9 +60,7 @@ def status_overview(deps: Deps, *, stuck_after: timedelta) -> StatusOverview:
             if pool is not None and pool.total_gpus:
                 out.gpus_in_use += pool.total_gpus
                 out.gpus_by_pool[pool.id] = out.gpus_by_pool.get(pool.id, 0) + pool.total_gpus
-            last = (v.progress.updated_at if v.progress and v.progress.updated_at else None) or (
-                v.updated_at)
-            if now - last > stuck_after:
+            if now - v.last_sign_of_life > stuck_after:
                 out.stuck.append(v)
     out.failed_recent = sorted(
         (v for v in deps.store.list_ended_since(now - timedelta(hours=24))

@@ -10,6 +10,8 @@ For every active version it compares what trainbot stored with what the backend 
   ``/train status`` uses);
 - approval requests past their deadline are expired, so their cards say so without anyone
   clicking;
+- what the channel must hear but Slack didn't take (a version's outbox: the end-of-run
+  announcement) is delivered again, until Slack takes it;
 - launches that were lost (a version claimed a backend name the backend never heard of, or a
   queued version nobody launched) are failed or dispatched once ``grace`` has passed — the
   grace keeps the reconciler out of launches still in flight.
@@ -35,6 +37,7 @@ from bot.services import approvals
 from bot.services.context import Deps
 from bot.services.launching import dispatch_queued, record_launch_failure
 from bot.services.state_changes import record_state_change, refresh_progress
+from bot.services.versions import deliver_outbox
 
 __all__ = ["ReconcileSummary", "reconcile"]
 
@@ -54,6 +57,7 @@ class ReconcileSummary:
     expired: list[str] = field(default_factory=list)
     dispatched: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -84,6 +88,15 @@ def reconcile(
         except Exception:
             log.exception("dispatching queued versions of pool %s failed", pool)
             summary.errors.append(f"pool {pool}")
+    for version in deps.store.list_undelivered():
+        try:
+            after = deliver_outbox(deps.store, deps.chat, version)
+        except Exception:
+            log.exception("delivering the outbox of %s failed", version.label)
+            summary.errors.append(version.label)
+            continue
+        if not after.outbox:
+            summary.delivered.append(version.label)
     return summary
 
 
@@ -116,15 +129,8 @@ def _reconcile_version(
         if refreshed is not current:
             summary.refreshed.append(current.label)
         current = refreshed
-    if not current.status.terminal and now - _last_sign_of_life(current) > stuck_after:
+    if not current.status.terminal and now - current.last_sign_of_life > stuck_after:
         summary.stuck.append(f"{current.label}: {current.status.value}")
-
-
-def _last_sign_of_life(version: JobVersion) -> datetime:
-    """The newest progress report, else the last state change (``/train status``'s rule)."""
-    progress = version.progress
-    return (progress.updated_at if progress and progress.updated_at else None) or (
-        version.updated_at)
 
 
 def _expire_if_due(

@@ -10,9 +10,10 @@ import json
 import logging
 
 from bot.domain import JobVersion, Status, TrainingJobStateChange
+from bot.domain.events import INTERRUPTED
 from bot.services.context import Deps
 from bot.services.launching import dispatch_queued
-from bot.services.versions import mutate_version, notify
+from bot.services.versions import mutate_version, notify, tell_change
 
 __all__ = ["record_state_change", "refresh_progress"]
 
@@ -42,10 +43,21 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
         message = detail.failure_reason or detail.secondary_status or ""
         moved = v.transition(target, at=at, message=message)
         updates: dict[str, object] = {}
+        # A newer event that doesn't move the state still says what the backend is doing
+        # (a spot job's Interrupted → Starting → Training while it stays TRAINING); an
+        # older one says nothing new.
+        current = moved is not v or target == v.status or at >= v.updated_at
         if detail.secondary_status and moved.secondary_status != detail.secondary_status and (
-            moved is not v or target == v.status
+            current
         ):
             updates["secondary_status"] = detail.secondary_status
+            if moved is v:
+                updates["updated_at"] = max(at, v.updated_at)  # a sign of life, not a stall
+        interruptions = max(detail.spot_interruptions, v.spot_interruptions)
+        if "secondary_status" in updates and detail.secondary_status == INTERRUPTED:
+            interruptions = max(interruptions, v.spot_interruptions + 1)
+        if interruptions != v.spot_interruptions:
+            updates["spot_interruptions"] = interruptions
         if moved.status.terminal:
             updates.update(_terminal_fields(deps, moved, event, results))
         elif detail.final_metrics and moved.status == target:
@@ -55,8 +67,10 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
         return moved.model_copy(update=updates) if updates else moved
 
     before, after = mutate_version(deps.store, found.job, found.number, apply)
+    if after.secondary_status != before.secondary_status and after.status is before.status:
+        notify("card", lambda: deps.chat.progress(after))
     if after.status is not before.status:
-        notify("state change", lambda: deps.chat.version_changed(after, before.status))
+        after = tell_change(deps.store, deps.chat, before, after, "state change")
         if after.status.terminal:
             pool = deps.catalog.pools.get(after.spec.pool)
             if pool is not None and pool.max_concurrent is not None:

@@ -1,14 +1,16 @@
-"""Small helpers every use case shares: read-modify-write with retry, safe chat calls."""
+"""Small helpers every use case shares: read-modify-write with retry, safe chat calls, and
+the outbox that keeps what the channel must hear until the chat took it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from bot.domain import JobVersion, StaleWrite
-from bot.ports import JobStore
+from bot.domain import ChatUndelivered, JobVersion, StaleWrite
+from bot.domain.job import ANNOUNCE
+from bot.ports import Chat, JobStore
 
-__all__ = ["mutate_version", "notify"]
+__all__ = ["deliver_outbox", "mutate_version", "notify", "tell_change", "try_chat"]
 
 log = logging.getLogger("trainbot")
 MAX_ATTEMPTS = 20
@@ -41,3 +43,44 @@ def notify(what: str, call: Callable[[], object]) -> object | None:
     except Exception:
         log.exception("chat notification failed: %s", what)
         return None
+
+
+def try_chat(what: str, call: Callable[[], object]) -> tuple[object | None, str | None]:
+    """Run a chat call; return ``(result, None)``, or ``(None, code)`` when the chat didn't
+    take it (``code`` is the chat's error code, ``internal_error`` for a crash)."""
+    try:
+        return call(), None
+    except ChatUndelivered as exc:
+        log.warning("chat didn't take the %s: %s", what, exc.code)
+        return None, exc.code
+    except Exception:
+        log.exception("chat notification failed: %s", what)
+        return None, "internal_error"
+
+
+def tell_change(store: JobStore, chat: Chat, before: JobVersion, after: JobVersion,
+                what: str) -> JobVersion:
+    """Tell the chat about a stored change: the card and its thread (best effort), then
+    whatever the change put in the outbox (kept, for the reconcile, if undelivered)."""
+    if after.status is not before.status:
+        notify(what, lambda: chat.version_changed(after, before.status))
+    return deliver_outbox(store, chat, after)
+
+
+def deliver_outbox(store: JobStore, chat: Chat, version: JobVersion) -> JobVersion:
+    """Deliver the version's outbox; clear what was delivered. Safe to call again."""
+    if not version.outbox:
+        return version
+    delivered = []
+    for notice in version.outbox:
+        if notice == ANNOUNCE and version.status.terminal:
+            _, error = try_chat(f"announcement of {version.label}", lambda: chat.announce(version))
+            if error is not None:
+                break  # kept; the next reconcile tries again
+        delivered.append(notice)
+    if not delivered:
+        return version
+    _, after = mutate_version(store, version.job, version.number, lambda v: v.model_copy(
+        update={"outbox": [n for n in v.outbox if n not in delivered]}))
+    return after
+

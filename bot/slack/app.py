@@ -13,6 +13,8 @@ ack) first runs, and the dependencies (settings, store, backend, catalog) come f
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +23,31 @@ from slack_bolt.authorization import AuthorizeResult
 
 from bot.commands import parse
 from bot.domain import InvalidInput
+from bot.slack import options
 from bot.slack.blocks import fallback_text, render_blocks
+from bot.slack.loading import loading_view
 from bot.views.help import help_doc
+from bot.views.mrkdwn import esc, esc_keep_mentions
 
 if TYPE_CHECKING:
     from bot.services.context import Deps
 
-__all__ = ["BUTTONS", "MODALS", "build_app"]
+__all__ = ["BUTTONS", "MODALS", "MODAL_BUTTONS", "build_app"]
+
+log = logging.getLogger("trainbot.slack")
 
 # Buttons whose work runs lazily: each ``action_id`` names its function in interactions.
 BUTTONS = (
     "show_lineage", "show_logs", "show_eval", "stop_version", "approve_request",
-    "reject_request", "rerun_version", "save_preset", "start_preset", "delete_preset",
+    "delete_preset",
 )
+# Buttons that open a modal: the ack opens a "loading" modal while the trigger is fresh.
+MODAL_BUTTONS = {
+    "reject_request": "Reject request", "rerun_version": "Rerun", "save_preset": "Save as preset",
+}
+# One "Start" button per preset in a list, each with its own action_id (``start_preset:NAME``;
+# Slack refuses two equal action_ids in one block).
+START_PRESET = re.compile(r"^start_preset(:.*)?$")
 # Modal ``callback_id`` → whether a lazy ``<id>_submit`` follows its ``<id>_ack``.
 MODALS = {
     "start_choose": False,  # answers with the next view
@@ -68,18 +82,21 @@ def build_app(
         raise_error_for_unhandled_request=False,
     )
 
-    def ack_command(ack: Callable[..., None], command: dict) -> None:
+    def ack_command(ack: Callable[..., None], command: dict, client: Any) -> None:
         text = command.get("text", "")
         try:
-            cmd = parse(text)
+            cmd = parse(text, from_slack=True)
         except InvalidInput as exc:
-            ack(response_type="ephemeral", text=exc.user_text())
+            ack(response_type="ephemeral", text=esc_keep_mentions(exc.user_text()))
             return
         if cmd.name == "help":
             doc = help_doc(cmd.topic)
             ack(response_type="ephemeral", text=fallback_text(doc), blocks=render_blocks(doc))
             return
-        ack(response_type="ephemeral", text=f":hourglass: `/train {text[:200]}` …")
+        if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+            _open_loading(client, command.get("trigger_id"), "Start training")
+        shown = esc(text[:200]).replace("`", "'")
+        ack(response_type="ephemeral", text=f":hourglass: `/train {shown}` …")
 
     def run_command(command: dict, respond: Callable[..., Any], client: Any) -> None:
         from bot.slack import interactions
@@ -93,7 +110,11 @@ def build_app(
     app.command("/train")(ack=ack_command, lazy=[run_command])
     for action_id in BUTTONS:
         app.action(action_id)(ack=_ack, lazy=[_button(action_id, deps)])
+    for action_id, title in MODAL_BUTTONS.items():
+        app.action(action_id)(ack=_ack_opening(title), lazy=[_button(action_id, deps)])
+    app.action(START_PRESET)(ack=_ack, lazy=[_button("start_preset", deps)])
     app.action("open_tensorboard")(_ack)  # a URL button: Slack opens the link itself
+    app.options(options.ACTION_ID)(_suggest(deps))
     for callback_id, has_submit in MODALS.items():
         ack = _modal_ack(callback_id, deps)
         if has_submit:
@@ -107,9 +128,39 @@ def _ack(ack: Callable[..., None]) -> None:
     ack()
 
 
+def _suggest(deps: Callable[[], Deps]) -> Callable[..., None]:
+    """Options for a modal's ``external_select`` (menus over 100 entries). They travel in
+    the ack itself, so this listener has no lazy half."""
+
+    def suggest(ack: Callable[..., None], body: dict) -> None:
+        from bot.slack import interactions
+
+        ack(**interactions.suggest_options(deps, body))
+
+    return suggest
+
+
+def _open_loading(client: Any, trigger_id: str | None, title: str) -> None:
+    """Open the modal at once, while the trigger is fresh; the lazy half fills it in."""
+    if not trigger_id:
+        return
+    try:
+        client.views_open(trigger_id=trigger_id, view=loading_view(title, trigger_id))
+    except Exception as exc:  # the lazy half finds no modal and tells the user why
+        log.warning("could not open the %r modal: %s", title, exc)
+
+
+def _ack_opening(title: str) -> Callable[..., None]:
+    def ack_opening(ack: Callable[..., None], body: dict, client: Any) -> None:
+        ack()
+        _open_loading(client, body.get("trigger_id"), title)
+
+    return ack_opening
+
+
 def _answered_in_ack(command: dict) -> bool:
     try:
-        return parse(command.get("text", "")).name == "help"
+        return parse(command.get("text", ""), from_slack=True).name == "help"
     except InvalidInput:
         return True
 

@@ -8,9 +8,11 @@ truncated with a note — a post must never fail for being too long.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.views.doc import Button, Doc
+from bot.views.mrkdwn import code_block
 
 __all__ = ["MAX_BLOCKS", "fallback_text", "render_blocks"]
 
@@ -24,8 +26,15 @@ TRUNCATED = "… (truncated — use the CLI or `--json` for the full output)"
 Block = dict[str, Any]
 
 
+# What a cut may leave dangling at the end of mrkdwn: half an entity (``&am``) or an
+# unclosed control sequence (``<https://…``). Either would show as broken markup.
+_DANGLING = re.compile(r"(&[a-z]{0,3}|<[^>]*)$")
+
+
 def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    if len(text) <= n:
+        return text
+    return _DANGLING.sub("", text[: n - 1]) + "…"
 
 
 def _mrkdwn(text: str, n: int = MAX_TEXT) -> dict[str, str]:
@@ -65,9 +74,14 @@ def _section_blocks(
             out.append({"type": "section", "fields": [
                 _mrkdwn(f"*{k}*\n{v}", MAX_FIELD) for k, v in fields[i:i + MAX_FIELDS]]})
     if code:
-        # Keep the tail of long output (logs): the end is what people need.
-        body = code if len(code) <= MAX_TEXT - 8 else "…" + code[-(MAX_TEXT - 9):]
-        out.append({"type": "section", "text": _mrkdwn(f"```{body}```")})
+        # Keep the tail of long output (logs): the end is what people need. Escaping can
+        # make the text longer, so cut the tail to fit after escaping.
+        body = code_block(code)
+        keep = len(code)
+        while len(body) > MAX_TEXT:
+            keep -= len(body) - MAX_TEXT + 1
+            body = code_block("…" + code[-keep:])
+        out.append({"type": "section", "text": _mrkdwn(body)})
     return out
 
 

@@ -37,3 +37,10 @@ class Directory:
 
     def is_member(self, user: str, group: str) -> bool:
         return user in self.members(group)
+
+    def expand(self, ids: list[str]) -> list[str]:
+        """User ids, with user groups (``S…``) replaced by their members; order kept."""
+        out: list[str] = []
+        for i in ids:
+            out.extend(sorted(self.members(i)) if i.startswith("S") else [i])
+        return list(dict.fromkeys(out))

@@ -20,15 +20,20 @@ from typing import Any
 
 from bot.commands import parse
 from bot.dispatch import Actor, execute
-from bot.domain import InvalidInput, NotFound, TrainbotError
+from bot.domain import ChatUndelivered, InvalidInput, JobVersion, NotFound, TrainbotError
+from bot.domain.approval import Approval
 from bot.domain.preset import PRESET_NAME
 from bot.error_text import user_text
 from bot.services import approvals, launching, presets, queries
 from bot.services.context import Deps
-from bot.slack import forms
+from bot.slack import forms, options
 from bot.slack.blocks import fallback_text, render_blocks
+from bot.slack.hints import card_hint
+from bot.slack.loading import external_id, message_view
+from bot.slack.notifier import slack_call
 from bot.views import presenters
 from bot.views.doc import Doc
+from bot.views.mrkdwn import code, esc, esc_keep_mentions
 
 __all__ = ["DepsSource", "open_start_modal", "run_command"]
 
@@ -52,29 +57,91 @@ def _actor(body: dict) -> Actor:
                  request_key=f"{team}:{trigger}" if trigger else None)
 
 
+def _reply(respond: Respond, text: str, blocks: list[dict] | None = None) -> None:
+    """Answer through the ``response_url``. Bolt's ``respond`` doesn't raise when Slack refuses
+    the body, so look at the answer: a refused one is logged, and the user still hears — in
+    plain text — rather than seeing only the hourglass."""
+    kwargs: dict[str, Any] = {"response_type": "ephemeral", "replace_original": False,
+                              "text": text}
+    if blocks:
+        kwargs["blocks"] = blocks
+    resp = respond(**kwargs)
+    status = getattr(resp, "status_code", 200)
+    if status == 200:
+        return
+    log.warning("Slack refused an answer (HTTP %s): %s", status,
+                str(getattr(resp, "body", ""))[:300])
+    if blocks:
+        respond(response_type="ephemeral", replace_original=False,
+                text=text + "\n(Slack refused the formatted answer; the log has the details.)")
+
+
 def _say(respond: Respond, doc: Doc) -> None:
-    respond(response_type="ephemeral", replace_original=False, text=fallback_text(doc),
-            blocks=render_blocks(doc))
+    _reply(respond, fallback_text(doc), render_blocks(doc))
 
 
 def _fail(respond: Respond, exc: Exception) -> None:
-    respond(response_type="ephemeral", replace_original=False,
-            text=":warning: " + user_text(exc, log=log))
+    _reply(respond, ":warning: " + esc_keep_mentions(user_text(exc, log=log)))
 
 
 def _guard(work: Callable[[Deps, dict, Respond, Any], None]
            ) -> Callable[[DepsSource, dict, Respond, Any], None]:
     """Every lazy listener ends in a message to the user — never a silent drop, even when
-    the dependencies themselves can't be built."""
+    the dependencies themselves can't be built. Every button is held to the channel
+    allow-list."""
 
     def run(deps: DepsSource, body: dict, respond: Respond, client: Any) -> None:
         try:
-            work(deps(), body, respond, client)
+            built = deps()
+            built.policy.check_slack_channel(_actor(body).channel)
+            work(built, body, respond, client)
         except Exception as exc:
             _fail(respond, exc)
 
     run.__name__ = work.__name__
     return run
+
+
+def _modal_guard(title: str) -> Callable[[Callable[[Deps, dict, Respond, Any], dict]],
+                                         Callable[[DepsSource, dict, Respond, Any], None]]:
+    """For buttons whose ack opened a loading modal: ``work`` returns the view to show in
+    it; a refusal or error replaces the loading view with a message saying so."""
+
+    def wrap(work: Callable[[Deps, dict, Respond, Any], dict]
+             ) -> Callable[[DepsSource, dict, Respond, Any], None]:
+        def run(deps: DepsSource, body: dict, respond: Respond, client: Any) -> None:
+            try:
+                built = deps()
+                built.policy.check_slack_channel(_actor(body).channel)
+                view = work(built, body, respond, client)
+            except Exception as exc:
+                text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
+                if not _fill_modal(client, body["trigger_id"], message_view(title, text)):
+                    _fail(respond, exc)
+                return
+            if not _fill_modal(client, body["trigger_id"], view):
+                _reply(respond, _EXPIRED)
+
+        run.__name__ = work.__name__
+        return run
+
+    return wrap
+
+
+_EXPIRED = (":warning: Slack's window for opening the form passed before trainbot could open "
+            "it (`expired_trigger_id`) — click again (or run the command again).")
+
+
+def _fill_modal(client: Any, trigger_id: str, view: dict) -> bool:
+    """Put ``view`` into the loading modal the ack opened; False when there is none (Slack
+    refused to open it: the trigger had expired)."""
+    try:
+        slack_call(client.views_update, external_id=external_id(trigger_id), view=view)
+    except ChatUndelivered as exc:
+        if exc.code in ("not_found", "expired_trigger_id"):
+            return False
+        raise
+    return True
 
 
 # -- /train ----------------------------------------------------------------------------------
@@ -88,7 +155,7 @@ def _request_key(command: dict) -> str | None:
 
 def run_command(deps_source: DepsSource, command: dict, respond: Respond, client: Any) -> None:
     try:
-        cmd = parse(command.get("text", ""))
+        cmd = parse(command.get("text", ""), from_slack=True)
     except InvalidInput:
         return  # already answered in the ack
     if cmd.name == "help":
@@ -97,20 +164,17 @@ def run_command(deps_source: DepsSource, command: dict, respond: Respond, client
                   request_key=_request_key(command), interactive=True)
     try:
         deps = deps_source()
-        deps.policy.check_channel(actor.channel)
+        deps.policy.check_slack_channel(actor.channel)
         if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
-            open_start_modal(deps, client, command["trigger_id"], actor)
+            if not open_start_modal(deps, client, command["trigger_id"], actor):
+                _reply(respond, _EXPIRED)
             return
         reply = execute(deps, cmd, actor, stuck_after=deps.stuck_after)
     except Exception as exc:
         _fail(respond, exc)
         return
     if reply.public and reply.version is not None:
-        where = "" if reply.version.message_ts else " (no channel card: the bot isn't in " \
-            "this channel — `/invite @trainbot`)"
-        verb = "is waiting for approval" if reply.approval else "is launching"
-        respond(response_type="ephemeral", replace_original=False,
-                text=f":rocket: {reply.version.label} {verb}.{where}")
+        _reply(respond, launched_text(reply.version, reply.approval))
         return
     _say(respond, reply.doc)
     if cmd.name == "eval" and reply.version is not None:
@@ -119,10 +183,32 @@ def run_command(deps_source: DepsSource, command: dict, respond: Respond, client
             post(reply.version, channel=actor.channel)
 
 
-def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> None:
+def launched_text(version: JobVersion, approval: Approval | None, *,
+                  preset: str | None = None) -> str:
+    """What the requester hears: the version, the request id when it waits for approval, and
+    — when the card isn't in the channel — why, from Slack's own answer."""
+    label = esc(version.label)
+    if preset:
+        label += f" (preset {code(preset)})"
+    if approval is not None:
+        text = (f":hourglass_flowing_sand: {label} is waiting for approval "
+                f"(request {code(approval.id)}).")
+        if not approval.message_ts and version.card_error:
+            text += (f" The request card couldn't be posted: "
+                     f"{card_hint(version.card_error, ref=version.label)}; approvers were "
+                     f"sent it directly. An approver can run `/train approve {esc(approval.id)}`.")
+        return text
+    text = f":rocket: {label} is launching."
+    if not version.message_ts and version.card_error:
+        text += f" No card in the channel: {card_hint(version.card_error, ref=version.label)}."
+    return text
+
+
+def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> bool:
+    """Fill the start form into the loading modal the ack opened; False if there is none."""
     view = forms.start_choice_view(deps.catalog, presets.list_presets(deps),
                                    {"channel": actor.channel})
-    client.views_open(trigger_id=trigger_id, view=view)
+    return _fill_modal(client, trigger_id, view)
 
 
 # -- buttons (one function per action_id) ----------------------------------------------------
@@ -153,7 +239,7 @@ def show_eval(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
 def stop_version(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
     job, number = _ref(body)
     v = launching.stop_version(deps, user=body["user"]["id"], job=job, number=number)
-    _say(respond, Doc(title=f"{v.status.emoji} {v.label}: {v.status.value.lower()}."))
+    _say(respond, Doc(title=f"{v.status.emoji} {esc(v.label)}: {v.status.value.lower()}."))
 
 
 @_guard
@@ -161,53 +247,62 @@ def approve_request(deps: Deps, body: dict, respond: Respond, client: Any) -> No
     approval_id = body["actions"][0]["value"]
     _, v = approvals.decide(deps, approval_id=approval_id, user=body["user"]["id"],
                             approve=True)
-    _say(respond, Doc(title=f":white_check_mark: Approved — {v.label} is "
+    _say(respond, Doc(title=f":white_check_mark: Approved — {esc(v.label)} is "
                             f"{v.status.value.lower()}."))
 
 
-@_guard
-def reject_request(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+@_modal_guard("Reject request")
+def reject_request(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
     approval_id = body["actions"][0]["value"]
     approvals.check_can_decide(deps, approval_id=approval_id, user=body["user"]["id"])
-    client.views_open(trigger_id=body["trigger_id"],
-                      view=forms.reason_view(approval_id, {"channel": _actor(body).channel}))
+    return forms.reason_view(approval_id, {"channel": _actor(body).channel})
 
 
-@_guard
-def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+@_modal_guard("Rerun")
+def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
     job, number = _ref(body)
     v = deps.store.get_version(job, number)
     algorithm = deps.catalog.algorithm(v.spec.algorithm)
     meta = {"job": job, "version": number, "channel": _actor(body).channel}
-    view = forms.hyperparameter_view(
+    return forms.hyperparameter_view(
         algorithm, dict(v.spec.hyperparameters), meta, callback_id="rerun_form",
-        title=f"Rerun {job} v{number}"[:24], pools=list(deps.catalog.pools), pool=v.spec.pool)
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+        title=forms.rerun_title(job, number), pools=list(deps.catalog.pools), pool=v.spec.pool)
 
 
-@_guard
-def save_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
+@_modal_guard("Save as preset")
+def save_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
     job, number = _ref(body)
     deps.store.get_version(job, number)
-    client.views_open(trigger_id=body["trigger_id"], view=forms.save_preset_view(
-        {"job": job, "version": number, "channel": _actor(body).channel}))
+    return forms.save_preset_view(
+        {"job": job, "version": number, "channel": _actor(body).channel})
 
 
 @_guard
 def start_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
     actor = _actor(body)
-    deps.policy.check_channel(actor.channel)
     req = launching.LaunchRequest(user=actor.user, preset=body["actions"][0]["value"],
                                   channel=actor.channel, request_key=actor.request_key)
     v, approval = launching.start_job(deps, req)
-    state = "is waiting for approval" if approval else "is launching"
-    _say(respond, Doc(title=f":rocket: {v.label} {state} (preset `{v.spec.preset}`)."))
+    _reply(respond, launched_text(v, approval, preset=v.spec.preset))
 
 
 @_guard
 def delete_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
     p = presets.delete_preset(deps, user=body["user"]["id"], name=body["actions"][0]["value"])
-    _say(respond, Doc(title=f":wastebasket: Preset *{p.name}* deleted."))
+    _say(respond, Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."))
+
+
+def suggest_options(deps_source: DepsSource, body: dict) -> dict:
+    """The options of an ``external_select``, for the channel the form was opened from; no
+    options (rather than an error the menu can't show) anywhere the allow-list forbids."""
+    try:
+        deps = deps_source()
+        deps.policy.check_slack_channel(_meta(body).get("channel"))
+        return options.options_for_request(deps.catalog, lambda: presets.list_presets(deps),
+                                           body)
+    except Exception as exc:
+        user_text(exc, log=log)  # logged with an id; a menu can only show nothing
+        return {"options": []}
 
 
 # -- modals: ``<callback_id>_ack`` answers the submission, ``<callback_id>_submit`` acts -----
@@ -221,22 +316,31 @@ def _meta(body: dict) -> dict:
 
 
 def _notify_user(client: Any, user: str, channel: str | None, text: str) -> None:
-    """A view submission has no response_url: tell the user ephemerally in the channel."""
+    """A view submission has no response_url: tell the user ephemerally in the channel, or
+    — when Slack won't take that (``not_in_channel``, ``channel_not_found``, …) — in a DM.
+    Someone who hears nothing submits again."""
     if channel:
-        client.chat_postEphemeral(channel=channel, user=user, text=text[:3000])
-    else:
-        client.chat_postMessage(channel=user, text=text[:3000])
+        try:
+            slack_call(client.chat_postEphemeral, channel=channel, user=user, text=text)
+            return
+        except ChatUndelivered:
+            pass  # logged; the DM below
+    slack_call(client.chat_postMessage, channel=user, text=text)
 
 
 def _tell(client: Any, body: dict, work: Callable[[], str | None]) -> None:
     """Run a submission's work and tell its user how it went, whatever happens. ``work``
-    answers ``None`` for a form its ack already refused: nothing more to say."""
+    answers ``None`` for a form its ack already refused: nothing more to say. Forms are held
+    to the channel allow-list like commands (a form that names no channel is refused)."""
     try:
         text = work()
     except Exception as exc:
-        text = ":warning: " + user_text(exc, log=log)
+        text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
     if text is not None:
-        _notify_user(client, body["user"]["id"], _meta(body).get("channel"), text)
+        try:
+            _notify_user(client, body["user"]["id"], _meta(body).get("channel"), text)
+        except ChatUndelivered:
+            log.error("could not tell %s how their form went: %s", body["user"]["id"], text)
 
 
 def start_choose_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -> None:
@@ -300,10 +404,7 @@ rerun_form_ack = start_form_ack
 
 def _launched(launch: Callable[[], tuple[Any, Any]]) -> str:
     v, approval = launch()
-    if approval:
-        return f":hourglass_flowing_sand: {v.label} is waiting for approval " \
-            f"(request `{approval.id}`)."
-    return f":rocket: {v.label} launched."
+    return launched_text(v, approval)
 
 
 def start_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
@@ -312,6 +413,7 @@ def start_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
         if _form_errors(deps, body):
             return None
         meta, values = _meta(body), forms.read_values(body["view"])
+        deps.policy.check_slack_channel(meta.get("channel"))
         algorithm = deps.catalog.algorithm(meta["algorithm"])
         params, _ = forms.validate_form(algorithm, values)
         req = launching.LaunchRequest(
@@ -331,6 +433,7 @@ def rerun_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
         if _form_errors(deps, body):
             return None
         meta, values = _meta(body), forms.read_values(body["view"])
+        deps.policy.check_slack_channel(meta.get("channel"))
         base = deps.store.get_version(meta["job"], meta["version"])
         algorithm = deps.catalog.algorithm(base.spec.algorithm)
         params, _ = forms.validate_form(algorithm, values)
@@ -359,9 +462,11 @@ def reject_reason_submit(deps_source: DepsSource, body: dict, client: Any) -> No
         return
 
     def work() -> str:
-        _, v = approvals.decide(deps_source(), approval_id=_meta(body)["approval"],
+        deps = deps_source()
+        deps.policy.check_slack_channel(_meta(body).get("channel"))
+        _, v = approvals.decide(deps, approval_id=_meta(body)["approval"],
                                 user=body["user"]["id"], approve=False, note=_reason(body))
-        return f":no_entry_sign: Rejected — {v.label} will not run."
+        return f":no_entry_sign: Rejected — {esc(v.label)} will not run."
 
     _tell(client, body, work)
 
@@ -387,9 +492,11 @@ def save_preset_submit(deps_source: DepsSource, body: dict, client: Any) -> None
         if _preset_errors(deps, body):
             return None
         meta, values = _meta(body), forms.read_values(body["view"])
+        deps.policy.check_slack_channel(meta.get("channel"))
         p = presets.save_preset(deps, user=body["user"]["id"], name=values.get("name", ""),
                                 description=values.get("description"),
                                 from_job=meta["job"], from_version=meta["version"])
-        return f":bookmark: Saved preset *{p.name}* — `/train start --preset {p.name}`."
+        return (f":bookmark: Saved preset *{esc(p.name)}* — "
+                f"`/train start --preset {esc(p.name)}`.")
 
     _tell(client, body, work)

@@ -1,7 +1,10 @@
 """The Chat port over Slack's Web API: version cards, threads, announcements, approvals.
 
 Cards are updated in place (``chat.update``); each transition is also a reply in the card's
-thread; completion and failure are broadcast to the channel with the requester mentioned.
+thread; the end of a run is announced in the channel with the requester mentioned. The card
+update, the thread reply and the announcement are independent: one failing never skips
+another, and the announcement — what the channel must hear — raises when Slack didn't take
+it, so the caller keeps it in the version's outbox for the reconcile to deliver later.
 Progress refreshes are coalesced so a card is edited at most every ``progress_interval_s``
 and a channel at most once a second (Slack's ~1 message/s/channel guidance).
 """
@@ -14,14 +17,38 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.domain import Approval, JobVersion, Status
+from bot.domain import Approval, ChatUndelivered, JobVersion, Status
 from bot.ports import Links
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
+from bot.views.mrkdwn import code_block, esc, link, mention
 
-__all__ = ["SlackChat"]
+__all__ = ["SlackChat", "slack_call"]
 
 log = logging.getLogger("trainbot.slack")
+
+
+def slack_call(method: Callable[..., Any], **kwargs: Any) -> Any:
+    """Call a Web API method; a refusal or an unreachable Slack is :class:`ChatUndelivered`
+    with Slack's error code (``ratelimited`` for 429 after the client's own retries)."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        return method(**kwargs)
+    except SlackApiError as exc:
+        status = getattr(exc.response, "status_code", 200)
+        code = (exc.response.get("error") if hasattr(exc.response, "get") else None) or (
+            "ratelimited" if status == 429 else f"http_{status}")
+        detail = ""
+        if hasattr(exc.response, "get"):
+            messages = (exc.response.get("response_metadata") or {}).get("messages") or []
+            detail = "; ".join(str(m) for m in messages[:3])
+        log.warning("Slack refused %s: %s %s", getattr(method, "__name__", "call"), code, detail)
+        raise ChatUndelivered(code) from exc
+    except (OSError, TimeoutError) as exc:  # URLError is an OSError
+        log.warning("Slack unreachable for %s: %s", getattr(method, "__name__", "call"),
+                    type(exc).__name__)
+        raise ChatUndelivered("connection_error") from exc
 
 
 class SlackChat:
@@ -34,8 +61,11 @@ class SlackChat:
         progress_interval_s: float = 5.0,
         chart: Callable[[JobVersion], bytes | None] | None = None,
         pools: dict | None = None,
+        approvers: Callable[[], list[str]] | None = None,
     ) -> None:
         self.client = client
+        # Who to tell directly when an approval card can't be posted (user ids).
+        self.approvers = approvers or (lambda: [])
         self.links = links or (lambda v: Links())
         self.algorithms = algorithms or {}
         self.pools = pools or {}
@@ -56,22 +86,23 @@ class SlackChat:
         if not version.channel:
             return None
         text, blocks = self._card(version)
-        resp = self.client.chat_postMessage(channel=version.channel, text=text, blocks=blocks)
+        resp = slack_call(self.client.chat_postMessage, channel=version.channel, text=text,
+                          blocks=blocks)
         return resp["channel"], resp["ts"]
 
     def version_changed(self, version: JobVersion, previous: Status) -> None:
         if not (version.channel and version.message_ts):
-            return
+            return  # no card (yet): the announcement, if any, goes to the channel itself
+        # Independent on purpose: a card that can't be edited must not silence the thread.
         try:
             self._update_card(version)
         except Exception:
-            # The card is a convenience; the thread reply and the announcement are how people
-            # hear about the change, so a card that can't be edited must not silence them.
             log.exception("could not update the card of %s", version.label)
-        self.client.chat_postMessage(
-            channel=version.channel, thread_ts=version.message_ts, text=self._transition(version))
-        if version.status.terminal:
-            self._announce(version)
+        try:
+            slack_call(self.client.chat_postMessage, channel=version.channel,
+                       thread_ts=version.message_ts, text=self._transition(version))
+        except Exception:
+            log.exception("could not reply in the thread of %s", version.label)
 
     def progress(self, version: JobVersion) -> None:
         if not (version.channel and version.message_ts) or version.status.terminal:
@@ -88,37 +119,48 @@ class SlackChat:
 
     def _update_card(self, version: JobVersion) -> None:
         text, blocks = self._card(version)
-        self.client.chat_update(channel=version.channel, ts=version.message_ts, text=text,
-                                blocks=blocks)
+        slack_call(self.client.chat_update, channel=version.channel, ts=version.message_ts,
+                   text=text, blocks=blocks)
 
     def _transition(self, v: JobVersion) -> str:
         last = v.history[-1] if v.history else None
-        note = f" — {last.message}" if last and last.message else ""
+        note = f" — {esc(last.message[:2500])}" if last and last.message else ""
         at = f" at {last.at:%H:%M:%S} UTC" if last else ""
-        return f"{v.status.emoji} {v.label} is now *{v.status.value}*{at}{note}"[:3000]
+        return f"{v.status.emoji} {esc(v.label)} is now *{v.status.value}*{at}{note}"
 
-    def _announce(self, v: JobVersion) -> None:
-        who = f"<@{v.requested_by}>"
+    def announce(self, version: JobVersion) -> None:
+        v = version
+        if not v.channel:
+            return
+        who = mention(v.requested_by)
         if v.status is Status.COMPLETED:
             algo = self.algorithms.get(v.spec.algorithm)
             metric = algo.objective.metric if algo else None
             value = v.metrics.get(metric) if metric else None
-            headline = f" {metric}={value:.4g}" if value is not None else ""
+            headline = f" {esc(metric)}={value:.4g}" if value is not None else ""
             tb = self.links(v).tensorboard
-            text = f":white_check_mark: {who} *{v.label}* completed.{headline}" + (
-                f" <{tb}|TensorBoard>" if tb else "")
+            text = f":white_check_mark: {who} *{esc(v.label)}* completed.{headline}" + (
+                f" {link(tb, 'TensorBoard')}" if tb else "")
         elif v.status is Status.FAILED:
             tail = "\n".join(v.log_tail[-8:])
-            text = f":x: {who} *{v.label}* failed: {v.failure_reason or 'unknown reason'}" + (
-                f"\n```{tail[-1500:]}```" if tail else "")
+            reason = esc((v.failure_reason or "unknown reason")[:1000])
+            text = f":x: {who} *{esc(v.label)}* failed: {reason}" + (
+                f"\n{code_block(tail[-1500:])}" if tail else "")
         elif v.status is Status.STOPPED:
-            text = f":black_square_for_stop: {who} *{v.label}* stopped."
+            text = f":black_square_for_stop: {who} *{esc(v.label)}* stopped."
         else:
-            text = f":no_entry_sign: {who} *{v.label}* was not run: {v.failure_reason or ''}"
-        self.client.chat_postMessage(channel=v.channel, thread_ts=v.message_ts, text=text[:3000],
-                                     reply_broadcast=True)
-        if v.status is Status.COMPLETED and self.chart is not None:
-            self._upload_chart(v)
+            reason = esc((v.failure_reason or "")[:1000])
+            text = f":no_entry_sign: {who} *{esc(v.label)}* was not run: {reason}"
+        if v.message_ts:
+            slack_call(self.client.chat_postMessage, channel=v.channel, thread_ts=v.message_ts,
+                       text=text, reply_broadcast=True)
+        else:
+            slack_call(self.client.chat_postMessage, channel=v.channel, text=text)
+        if v.status is Status.COMPLETED and self.chart is not None and v.message_ts:
+            try:
+                self._upload_chart(v)
+            except Exception:  # a picture is a convenience; the announcement went out
+                log.exception("could not upload the chart of %s", v.label)
 
     def _upload_chart(self, v: JobVersion) -> None:
         try:
@@ -159,13 +201,33 @@ class SlackChat:
         pool = self.pools.get(approval.pool)
         cost = version.estimated_cost_usd if pool is not None else None
         doc = presenters.approval_doc(approval, version, estimated_cost=cost)
-        resp = self.client.chat_postMessage(channel=version.channel, text=fallback_text(doc),
-                                            blocks=render_blocks(doc))
+        try:
+            resp = slack_call(self.client.chat_postMessage, channel=version.channel,
+                              text=fallback_text(doc), blocks=render_blocks(doc))
+        except ChatUndelivered:
+            self._tell_approvers(approval, version)
+            raise
         return resp["channel"], resp["ts"]
+
+    def _tell_approvers(self, approval: Approval, version: JobVersion) -> None:
+        """The card didn't reach the channel: each approver hears of the request in a DM
+        (without buttons — the decision is taken where the allow-list lets it be taken)."""
+        text = (f":raising_hand: {mention(approval.requested_by)} asks to run "
+                f"*{esc(version.label)}* on `{esc(approval.pool)}` ({esc(approval.reason)}). "
+                f"The request card couldn't be posted in the channel, so: "
+                f"`/train approve {esc(approval.id)}` or "
+                f"`/train reject {esc(approval.id)} --reason …`.")
+        for user in dict.fromkeys(self.approvers()):
+            if user == approval.requested_by:
+                continue
+            try:
+                slack_call(self.client.chat_postMessage, channel=user, text=text)
+            except ChatUndelivered:
+                continue  # logged; the requester's answer names the request anyway
 
     def approval_decided(self, approval: Approval, version: JobVersion) -> None:
         if not (approval.channel and approval.message_ts):
             return
         doc = presenters.approval_doc(approval, version)
-        self.client.chat_update(channel=approval.channel, ts=approval.message_ts,
-                                text=fallback_text(doc), blocks=render_blocks(doc))
+        slack_call(self.client.chat_update, channel=approval.channel, ts=approval.message_ts,
+                   text=fallback_text(doc), blocks=render_blocks(doc))

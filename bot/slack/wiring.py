@@ -43,16 +43,15 @@ class SlackBot:
 def web_client(token: str, api_url: str) -> Any:
     """A WebClient that retries 429 (honouring Retry-After), 5xx and connection errors."""
     from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import (
-        ConnectionErrorRetryHandler,
-        RateLimitErrorRetryHandler,
-        ServerErrorRetryHandler,
-    )
+    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+
+    from bot.slack.deadline import BoundedRateLimitRetryHandler, BoundedServerErrorRetryHandler
 
     client = WebClient(token=token, base_url=api_url, timeout=15)
+    # Bounded by the invocation's deadline on Lambda (bot.slack.deadline).
     client.retry_handlers.extend([
-        RateLimitErrorRetryHandler(max_retry_count=3),
-        ServerErrorRetryHandler(max_retry_count=2),
+        BoundedRateLimitRetryHandler(max_retry_count=3),
+        BoundedServerErrorRetryHandler(max_retry_count=2),
     ])
     if not any(isinstance(h, ConnectionErrorRetryHandler) for h in client.retry_handlers):
         client.retry_handlers.append(ConnectionErrorRetryHandler())
@@ -88,6 +87,7 @@ def build_slack_bot(settings: Settings | Callable[[], Settings], slack: SlackSet
         chat.links = lambda v: links(deps, v)
         chat.algorithms = deps.catalog.algorithms
         chat.pools = deps.catalog.pools
+        chat.approvers = lambda: directory.expand(deps.policy.approvers + deps.policy.admins)
         if with_charts:
             from bot.slack.charts import chart_for
 

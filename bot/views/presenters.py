@@ -10,8 +10,10 @@ from bot.ports import Links
 from bot.services.queries import StatusOverview, VersionDiff
 from bot.views.doc import Button, Doc
 from bot.views.help import help_doc
+from bot.views.mrkdwn import code, esc, link, mention
 
 __all__ = [
+    "START_PRESET",
     "algorithms_doc",
     "approval_doc",
     "card_buttons",
@@ -29,32 +31,36 @@ __all__ = [
 ]
 
 KEY_PARAMS = 8
+# Each "Start" button of a preset list has its own action_id (Slack refuses two equal ones in
+# one block); the app listens for the prefix.
+START_PRESET = "start_preset"
 
 
 def algorithms_doc(catalog: Catalog, algo_id: str | None = None) -> Doc:
     if algo_id:
         a = catalog.algorithm(algo_id)
-        doc = Doc(title=f"{a.title} (`{a.id}` {a.version})")
-        doc.add(a.description or " ", fields=[
-            ("Framework", f"{a.framework} {a.framework_version}"),
-            ("Objective", f"{a.objective.goal} {a.objective.metric}"
+        doc = Doc(title=f"{esc(a.title)} ({code(a.id)} {esc(a.version)})")
+        doc.add(esc(a.description) or " ", fields=[
+            ("Framework", esc(f"{a.framework} {a.framework_version}")),
+            ("Objective", esc(f"{a.objective.goal} {a.objective.metric}")
              + (f" (defaults reach {a.quality_target})" if a.quality_target is not None else "")),
-            ("Pools", ", ".join(a.supported_pools)),
+            ("Pools", esc(", ".join(a.supported_pools))),
             ("Spot / checkpoints", f"{_yes(a.supports_spot)} / {_yes(a.supports_checkpoints)}"),
         ])
         doc.add("*Parameters*\n" + "\n".join(
-            f"• `{h.name}` = `{h.default}` — {h.describe_range()}"
-            + (f". {h.help}" if h.help else "")
+            f"• {code(h.name)} = {code(h.default)} — {esc(h.describe_range())}"
+            + (f". {esc(h.help)}" if h.help else "")
             for h in a.hyperparameters))
         if a.channels:
             doc.add("*Data channels*\n" + "\n".join(
-                f"• `{c.name}`{' (required)' if c.required else ''}: "
-                f"{c.description or ''} default `{c.default or 'none'}`" for c in a.channels))
+                f"• {code(c.name)}{' (required)' if c.required else ''}: "
+                f"{esc(c.description or '')} default {code(c.default or 'none')}"
+                for c in a.channels))
         return doc
     doc = Doc(title="Preset algorithms")
     for a in catalog.algorithms.values():
-        doc.add(f"*{a.id}* — {a.title}\n{_clip(a.description, 200)}",
-                fields=[("Objective", a.objective.metric), ("Framework", a.framework)])
+        doc.add(f"*{esc(a.id)}* — {esc(a.title)}\n{esc(_clip(a.description, 200))}",
+                fields=[("Objective", esc(a.objective.metric)), ("Framework", esc(a.framework))])
     doc.context.append("`/train algorithms ID` shows the parameters; "
                        "`/train start ID key=value` trains.")
     return doc
@@ -63,12 +69,12 @@ def algorithms_doc(catalog: Catalog, algo_id: str | None = None) -> Doc:
 def pools_doc(catalog: Catalog) -> Doc:
     doc = Doc(title="Resource pools")
     for p in catalog.pools.values():
-        hw = f"{p.instance_count}× {p.instance_type}" + (f", {p.total_gpus} GPU" if p.gpu_count
+        hw = f"{p.instance_count}× {esc(p.instance_type)}" + (f", {p.total_gpus} GPU" if p.gpu_count
                                                           else ", CPU")
         notes = [n for n, on in (("spot", p.spot_allowed), ("approval", p.requires_approval)) if on]
         if p.max_concurrent:
             notes.append(f"max {p.max_concurrent} at once")
-        doc.add(f"*{p.id}* — {p.description}", fields=[
+        doc.add(f"*{esc(p.id)}* — {esc(p.description)}", fields=[
             ("Hardware", hw), ("Price", f"${p.hourly_price_usd * p.instance_count:.2f}/h"),
             ("Notes", ", ".join(notes) or "—"),
         ])
@@ -80,41 +86,45 @@ def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | No
     """The version card: updated in place on every change."""
     v = version
     parent = f" (from v{v.parent})" if v.parent else ""
-    title = f"{v.status.emoji} *{v.job} v{v.number}*{parent} — {v.status.value.replace('_', ' ')}"
+    title = (f"{v.status.emoji} *{esc(v.job)} v{v.number}*{parent} — "
+             f"{v.status.value.replace('_', ' ')}")
     doc = Doc(title=title)
-    who = f"<@{v.requested_by}>" + (f", approved by <@{v.approved_by}>" if v.approved_by else "")
+    who = mention(v.requested_by) + (
+        f", approved by {mention(v.approved_by)}" if v.approved_by else "")
     fields = [
-        ("Algorithm", f"`{v.spec.algorithm}` {v.spec.algorithm_version}"),
-        ("Pool", f"`{v.spec.pool}`" + (" (spot)" if v.spec.spot else "")),
+        ("Algorithm", f"{code(v.spec.algorithm)} {esc(v.spec.algorithm_version)}"),
+        ("Pool", code(v.spec.pool) + (" (spot)" if v.spec.spot else "")),
         ("Requested by", who),
         ("Cost", _cost(v)),
     ]
     if v.spec.preset:
-        fields.append(("Preset", f"`{v.spec.preset}`"))
+        fields.append(("Preset", code(v.spec.preset)))
     if v.spec.data:
-        fields.append(("Data", ", ".join(f"{k}=`{u}`" for k, u in v.spec.data.items())))
+        fields.append(("Data", _data(v.spec.data)))
     timing = _timing(v, now)
     if timing:
         fields.append(("Time", timing))
     if v.compute_note:
-        fields.append(("Compute", v.compute_note))
+        fields.append(("Compute", esc(v.compute_note)))
     doc.add(_params(v), fields=fields)
     if v.progress and not v.status.terminal:
         doc.add(_progress(v))
+    if v.spot_interruptions:
+        doc.add(_spot(v))
     if v.metrics:
         objective = algorithm.objective.metric if algorithm else None
         doc.add("*Metrics*  " + "  ".join(
-            (f"*{k}={_num(x)}*" if k == objective else f"{k}={_num(x)}")
+            (f"*{esc(k)}={_num(x)}*" if k == objective else f"{esc(k)}={_num(x)}")
             for k, x in sorted(v.metrics.items())))
     if v.status is Status.FAILED or v.status is Status.REJECTED:
-        doc.add(f":warning: *Reason:* {_clip(v.failure_reason or 'unknown', 500)}")
+        doc.add(f":warning: *Reason:* {esc(_clip(v.failure_reason or 'unknown', 500))}")
         if v.log_tail and v.status is Status.FAILED:
             doc.add(code="\n".join(v.log_tail[-10:]))
     doc.buttons.extend(card_buttons(v, links))
     if v.secondary_status and not v.status.terminal:
-        doc.context.append(f"backend: {v.secondary_status}")
+        doc.context.append(f"backend: {esc(v.secondary_status)}")
     if v.backend_job_name:
-        doc.context.append(f"training job `{v.backend_job_name}`")
+        doc.context.append(f"training job {code(v.backend_job_name)}")
     return doc
 
 
@@ -138,19 +148,22 @@ def card_buttons(v: JobVersion, links: Links) -> list[Button]:
 
 
 def versions_doc(job: str, versions: list[JobVersion]) -> Doc:
-    doc = Doc(title=f"Versions of *{job}*")
+    doc = Doc(title=f"Versions of *{esc(job)}*")
     for v in versions:
-        metric = ", ".join(f"{k}={_num(x)}" for k, x in sorted(v.metrics.items())[:2]) or "—"
+        metric = esc(", ".join(f"{k}={_num(x)}" for k, x in sorted(v.metrics.items())[:2])
+                     or "—")
         parent = f" ← v{v.parent}" if v.parent else ""
-        doc.add(f"{v.status.emoji} *v{v.number}*{parent} {v.status.value} · `{v.spec.pool}` · "
-                f"{metric} · <@{v.requested_by}> · {v.created_at:%Y-%m-%d %H:%M}")
+        doc.add(f"{v.status.emoji} *v{v.number}*{parent} {v.status.value} · "
+                f"{code(v.spec.pool)} · {metric} · {mention(v.requested_by)} · "
+                f"{v.created_at:%Y-%m-%d %H:%M}")
     return doc
 
 
 def diff_doc(d: VersionDiff) -> Doc:
-    doc = Doc(title=f"*{d.b.job}*: v{d.a.number} → v{d.b.number}")
+    doc = Doc(title=f"*{esc(d.b.job)}*: v{d.a.number} → v{d.b.number}")
     if d.changes:
-        doc.add("*Changes*", fields=[(k, f"`{a}` → `{b}`") for k, (a, b) in d.changes.items()])
+        doc.add("*Changes*", fields=[(esc(k), f"{code(a)} → {code(b)}")
+                                     for k, (a, b) in d.changes.items()])
     else:
         doc.add("Same parameters, data and pool.")
     if d.metrics:
@@ -158,26 +171,25 @@ def diff_doc(d: VersionDiff) -> Doc:
         for m in d.metrics:
             arrow = {True: " :arrow_up: better", False: " :arrow_down: worse", None: ""}[m.better]
             delta = f" ({m.b - m.a:+.4g})" if m.a is not None and m.b is not None else ""
-            rows.append((m.name, f"{_num(m.a)} → {_num(m.b)}{delta}{arrow}"))
+            rows.append((esc(m.name), f"{_num(m.a)} → {_num(m.b)}{delta}{arrow}"))
         doc.add("*Metrics*", fields=rows)
     return doc
 
 
 def lineage_doc(lin: Lineage) -> Doc:
-    doc = Doc(title=f"Lineage of *{lin.job} v{lin.version}*")
+    doc = Doc(title=f"Lineage of *{esc(lin.job)} v{lin.version}*")
     icons = {"data": ":floppy_disk:", "algorithm": ":brain:", "preset": ":bookmark:",
              "version": ":package:", "approval": ":ballot_box_with_check:", "model": ":gift:"}
     steps = []
     for n in lin.nodes:
-        label = f"<{n.link}|{n.label}>" if n.link and n.link.startswith("http") else n.label
-        steps.append(f"{icons.get(n.kind, '•')} *{n.kind}* {label}"
-                     + (f" — {n.detail}" if n.detail else ""))
+        steps.append(f"{icons.get(n.kind, '•')} *{esc(n.kind)}* {link(n.link, n.label)}"
+                     + (f" — {esc(n.detail)}" if n.detail else ""))
     doc.add("\n      ↓\n".join(steps))
     return doc
 
 
 def eval_doc(v: JobVersion) -> Doc:
-    doc = Doc(title=f"Evaluation of *{v.label}*")
+    doc = Doc(title=f"Evaluation of *{esc(v.label)}*")
     ev = v.evaluation
     if not ev:
         doc.add("No evaluation yet" + ("" if v.status.terminal else " — the version is still "
@@ -185,10 +197,10 @@ def eval_doc(v: JobVersion) -> Doc:
         return doc
     objective = ev.get("objective") or {}
     if objective:
-        doc.add(f"*{objective.get('metric')}* = *{_num(objective.get('value'))}*")
+        doc.add(f"*{esc(objective.get('metric'))}* = *{esc(_num(objective.get('value')))}*")
     metrics = ev.get("metrics") or {}
     if metrics:
-        doc.add(fields=[(k, _num(x)) for k, x in list(metrics.items())[:10]])
+        doc.add(fields=[(esc(k), esc(_num(x))) for k, x in list(metrics.items())[:10]])
     per_class = ev.get("per_class") or []
     if isinstance(per_class, dict):  # {"class": {...}} as some scripts write it
         per_class = [{"class": k, **(v if isinstance(v, dict) else {})}
@@ -205,7 +217,7 @@ def eval_doc(v: JobVersion) -> Doc:
 
 
 def logs_doc(v: JobVersion, lines: list[str]) -> Doc:
-    doc = Doc(title=f"Logs of *{v.label}* (last {len(lines)} lines)")
+    doc = Doc(title=f"Logs of *{esc(v.label)}* (last {len(lines)} lines)")
     doc.add(code="\n".join(lines) or "(no output yet)")
     return doc
 
@@ -216,7 +228,8 @@ def status_doc(o: StatusOverview, *, stuck_after: timedelta) -> Doc:
                     ("Awaiting approval", str(len(o.awaiting))),
                     ("Failed (24 h)", str(len(o.failed_recent))), ("Stuck", str(len(o.stuck))),
                     ("GPUs in use", str(o.gpus_in_use) + (
-                        " (" + ", ".join(f"{k}: {n}" for k, n in o.gpus_by_pool.items()) + ")"
+                        " (" + esc(", ".join(f"{k}: {n}" for k, n in o.gpus_by_pool.items()))
+                        + ")"
                         if o.gpus_by_pool else ""))])
     stuck = {(v.job, v.number) for v in o.stuck}
 
@@ -224,8 +237,8 @@ def status_doc(o: StatusOverview, *, stuck_after: timedelta) -> Doc:
         age = _age(o.now - v.created_at)
         flag = " :warning: *stuck*" if (v.job, v.number) in stuck else ""
         prog = f" · {_progress(v)}" if v.progress else ""
-        return (f"{v.status.emoji} *{v.label}* `{v.spec.pool}` · {v.status.value} · {age}"
-                f"{prog} · <@{v.requested_by}>{flag}")
+        return (f"{v.status.emoji} *{esc(v.label)}* {code(v.spec.pool)} · {v.status.value} · "
+                f"{age}{prog} · {mention(v.requested_by)}{flag}")
 
     for heading, items in (("Running", o.running), ("Queued", o.queued),
                            ("Awaiting approval", o.awaiting)):
@@ -234,7 +247,7 @@ def status_doc(o: StatusOverview, *, stuck_after: timedelta) -> Doc:
                     + (f"\n… {len(items) - 15} more" if len(items) > 15 else ""))
     if o.failed_recent:
         doc.add("*Failed in the last 24 h*\n" + "\n".join(
-            f":x: *{v.label}* — {_clip(v.failure_reason or 'unknown', 150)}"
+            f":x: *{esc(v.label)}* — {esc(_clip(v.failure_reason or 'unknown', 150))}"
             for v in o.failed_recent[:10]))
     if not (o.running or o.queued or o.awaiting or o.failed_recent):
         doc.add("Nothing running, queued or failed. :zzz:")
@@ -247,37 +260,38 @@ def presets_doc(presets: list[Preset]) -> Doc:
     if not presets:
         doc.add("No presets yet. Save one with `/train preset save NAME --from JOB vN`.")
     for p in presets:
-        doc.add(f"*{p.name}* — {p.description or 'no description'}",
-                fields=[("Algorithm", f"`{p.spec.algorithm}`"), ("Pool", f"`{p.spec.pool}`"),
+        doc.add(f"*{esc(p.name)}* — {esc(p.description or 'no description')}",
+                fields=[("Algorithm", code(p.spec.algorithm)), ("Pool", code(p.spec.pool)),
                         ("Parameters", _kv(p.spec.hyperparameters, 4) or "defaults")])
         doc.buttons.append(Button(
-            f"Start {p.name}", "start_preset", p.name, style="primary",
-            confirm=f"Start a new job from preset {p.name} on {p.spec.pool}?"))
+            f"Start {p.name}", f"{START_PRESET}:{p.name}", p.name, style="primary",
+            confirm=f"Start a new job from preset {esc(p.name)} on {esc(p.spec.pool)}?"))
     return doc
 
 
 def preset_doc(p: Preset) -> Doc:
-    doc = Doc(title=f"Preset *{p.name}*")
-    doc.add(p.description or " ", fields=[
-        ("Algorithm", f"`{p.spec.algorithm}` {p.spec.algorithm_version}"),
-        ("Pool", f"`{p.spec.pool}`"), ("Owner", f"<@{p.owner}>"),
-        ("Data", ", ".join(f"{k}=`{u}`" for k, u in p.spec.data.items()) or "algorithm default"),
+    doc = Doc(title=f"Preset *{esc(p.name)}*")
+    doc.add(esc(p.description or "") or " ", fields=[
+        ("Algorithm", f"{code(p.spec.algorithm)} {esc(p.spec.algorithm_version)}"),
+        ("Pool", code(p.spec.pool)), ("Owner", mention(p.owner)),
+        ("Data", _data(p.spec.data) or "algorithm default"),
         ("Created", f"{p.created_at:%Y-%m-%d %H:%M}"),
     ])
     doc.add("*Parameters* " + (_kv(p.spec.hyperparameters, 50) or "defaults"))
-    doc.buttons.append(Button("Start", "start_preset", p.name, style="primary",
-                              confirm=f"Start a new job from preset {p.name}?"))
+    doc.buttons.append(Button("Start", f"{START_PRESET}:{p.name}", p.name, style="primary",
+                              confirm=f"Start a new job from preset {esc(p.name)}?"))
     doc.buttons.append(Button("Delete", "delete_preset", p.name, style="danger",
-                              confirm=f"Delete preset {p.name}? This can't be undone."))
+                              confirm=f"Delete preset {esc(p.name)}? This can't be undone."))
     return doc
 
 
 def approval_doc(a: Approval, v: JobVersion, *, estimated_cost: float | None = None) -> Doc:
     base = f" (rerun of v{a.base_version})" if a.base_version else ""
-    doc = Doc(title=f":raising_hand: <@{a.requested_by}> asks to run *{a.job} v{a.version}*{base}")
-    changes = ", ".join(f"`{k}`={v_!r}" for k, v_ in a.overrides.items()) or "no changes"
-    doc.add(f"Why approval: {a.reason}", fields=[
-        ("Changes", changes), ("Pool", f"`{a.pool}`"),
+    doc = Doc(title=f":raising_hand: {mention(a.requested_by)} asks to run "
+                    f"*{esc(a.job)} v{a.version}*{base}")
+    changes = ", ".join(f"{code(k)}={code(v_)}" for k, v_ in a.overrides.items()) or "no changes"
+    doc.add(f"Why approval: {esc(a.reason)}", fields=[
+        ("Changes", changes), ("Pool", code(a.pool)),
         ("Estimated cost", f"≤ ${estimated_cost:.2f}" if estimated_cost is not None else "—"),
         ("Expires", f"{a.expires_at:%Y-%m-%d %H:%M} UTC"),
     ])
@@ -285,10 +299,10 @@ def approval_doc(a: Approval, v: JobVersion, *, estimated_cost: float | None = N
         doc.buttons.append(Button("Approve", "approve_request", a.id, style="primary"))
         doc.buttons.append(Button("Reject", "reject_request", a.id, style="danger"))
     else:
-        note = f" — {a.decision_note}" if a.decision_note else ""
-        doc.context.append(f"{a.decision} by <@{a.decided_by}> at "
+        note = f" — {esc(a.decision_note)}" if a.decision_note else ""
+        doc.context.append(f"{a.decision} by {mention(a.decided_by)} at "
                            f"{a.decided_at:%Y-%m-%d %H:%M} UTC{note}" if a.decided_at else "")
-    doc.context.append(f"request `{a.id}`")
+    doc.context.append(f"request {code(a.id)}")
     return doc
 
 
@@ -296,9 +310,13 @@ def _params(v: JobVersion) -> str:
     return "*Parameters* " + (_kv(v.spec.hyperparameters, KEY_PARAMS) or "defaults")
 
 
+def _data(data: dict[str, str]) -> str:
+    return ", ".join(f"{esc(k)}={code(u)}" for k, u in data.items())
+
+
 def _kv(d: dict, n: int) -> str:
     items = list(d.items())
-    text = "  ".join(f"`{k}={x}`" for k, x in items[:n])
+    text = "  ".join(code(f"{k}={x}") for k, x in items[:n])
     return text + (f"  … +{len(items) - n}" if len(items) > n else "")
 
 
@@ -311,8 +329,18 @@ def _progress(v: JobVersion) -> str:
         pct = p.percent or 0.0
         bar = "█" * int(pct / 10) + "░" * (10 - int(pct / 10))
         parts.append(f"{bar} {int(p.current)}/{int(p.total)} ({pct:.0f}%)")
-    parts.extend(f"{k}={_num(x)}" for k, x in list(p.metrics.items())[:3])
+    parts.extend(esc(f"{k}={_num(x)}") for k, x in list(p.metrics.items())[:3])
     return " ".join(parts)
+
+
+def _spot(v: JobVersion) -> str:
+    """Managed spot: an interruption is weathered, not a stop."""
+    n = v.spot_interruptions
+    if v.status.terminal or v.secondary_status == "Training":
+        return f":recycle: resumed after {n} spot interruption{'s' if n > 1 else ''}"
+    epoch = (f"checkpoint epoch {int(v.progress.current)}"
+             if v.progress and v.progress.current is not None else "the last checkpoint")
+    return f":recycle: spot interruption {n} — resuming from {epoch}"
 
 
 def _timing(v: JobVersion, now: datetime | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.views.doc import Doc
+from bot.views.mrkdwn import unesc
 
 __all__ = ["render_text"]
 
@@ -18,7 +19,7 @@ _EMOJI = {
     "black_square_for_stop": "■", "no_entry_sign": "🚫", "warning": "⚠", "floppy_disk": "💾",
     "brain": "🧠", "bookmark": "🔖", "package": "📦", "ballot_box_with_check": "☑", "gift": "🎁",
     "satellite": "📡", "zzz": "💤", "arrow_up": "↑", "arrow_down": "↓", "wastebasket": "🗑",
-    "raising_hand": "🙋",
+    "raising_hand": "🙋", "recycle": "♻",
 }
 _SHORTCODE = re.compile(r":([a-z_]+):")
 
@@ -27,7 +28,7 @@ def plain(text: str) -> str:
     text = _LINK.sub(r"\2 (\1)", text)
     text = _MENTION.sub(r"@\1", text)
     text = _SHORTCODE.sub(lambda m: _EMOJI.get(m.group(1), m.group(0)), text)
-    return text.replace("*", "")
+    return unesc(text.replace("*", ""))
 
 
 def render_text(doc: Doc) -> str:

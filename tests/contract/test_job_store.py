@@ -350,6 +350,26 @@ def test_list_active_drops_a_version_once_it_is_terminal(store: JobStore) -> Non
     assert store.list_active() == []
 
 
+def test_list_undelivered_holds_ended_versions_with_an_outbox(store: JobStore) -> None:
+    v1 = start(store, channel="C1")
+    training = store.save_version(v1.model_copy(update={"channel": "C1"}).transition(
+        Status.TRAINING, at=T0))
+    assert training.outbox == []
+    assert store.list_undelivered() == []
+    done = store.save_version(training.transition(Status.COMPLETED, at=T0))
+    assert done.outbox == ["announce"]  # the end of a run with a channel is to be announced
+    store.add_version(draft(status=Status.TRAINING, at=T0 + timedelta(minutes=1),
+                            outbox=["announce"]))  # not ended: the reconcile's other list
+
+    assert store.list_undelivered() == [done]
+    assert [v.number for v in store.list_active()] == [2]
+
+    delivered = store.save_version(done.model_copy(update={"outbox": []}))
+
+    assert store.list_undelivered() == []
+    assert store.get_version("demo", 1) == delivered
+
+
 def test_list_ended_since_includes_the_boundary_and_nothing_earlier(store: JobStore) -> None:
     # Relative to the real clock: DynamoDB's ended index is bucketed by day up to today.
     now = datetime.now(UTC)

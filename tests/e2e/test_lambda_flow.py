@@ -396,3 +396,46 @@ def test_a_missing_parameter_names_the_variable_not_a_value(
         runtime.load_slack_settings()
     assert "SLACK_BOT_TOKEN_PARAM" in str(err.value) and "/trainbot/e2e/nope" in str(err.value)
     assert SECRET not in str(err.value)
+
+
+def _spot_event(name: str, status: str, secondary: str, transitions: list[str],
+                at_ms: int) -> dict[str, Any]:
+    """The captured in-progress event, moved through a managed-spot interruption."""
+    event = state_change_event(name, "sagemaker_training_job_state_change_in_progress")
+    event["id"] = str(uuid.uuid4())
+    event["detail"].update(TrainingJobStatus=status, SecondaryStatus=secondary,
+                           LastModifiedTime=at_ms, SecondaryStatusTransitions=[
+                               {"Status": s, "StartTime": at_ms - 1000 * (len(transitions) - i),
+                                "StatusMessage": ""} for i, s in enumerate(transitions)])
+    if status == "Completed":
+        completed = state_change_event(name)["detail"]
+        event["detail"].update({k: completed[k] for k in (
+            "FinalMetricDataList", "ModelArtifacts", "BillableTimeInSeconds",
+            "TrainingTimeInSeconds", "TrainingEndTime") if k in completed})
+    return event
+
+
+def test_a_spot_interruption_through_job_events_is_never_a_stop(stack: Stack) -> None:
+    stack.start("start image-classification --pool gpu-1 --spot --name spotty")
+    version = stack.version("spotty")
+    name = version.backend_job_name or ""
+    assert version.spec.spot
+    steps = [("InProgress", "Starting"), ("InProgress", "Training"),
+             ("InProgress", "Interrupted"), ("InProgress", "Starting"),
+             ("InProgress", "Training"), ("Completed", "Completed")]
+    seen: list[str] = []
+    shown = []
+    start_ms = int(time.time() * 1000)
+    for i, (status, secondary) in enumerate(steps):
+        seen.append(secondary)
+        event = _spot_event(name, status, secondary, list(seen), start_ms + 1000 * i)
+        job_events.handler(event, FakeContext("trainbot-e2e-jobEvents"))
+        shown.append(stack.version("spotty"))
+    assert [v.status for v in shown] == [
+        Status.STARTING, Status.TRAINING, Status.TRAINING, Status.TRAINING, Status.TRAINING,
+        Status.COMPLETED]
+    assert shown[2].secondary_status == "Interrupted" and shown[2].spot_interruptions == 1
+    cards = json.dumps(_card_updates(stack.slack, version.message_ts or ""))
+    assert "STOPPING" not in cards and "spot interruption 1" in cards
+    thread = json.dumps([r.params for r in stack.slack.requests_for("chat.postMessage")])
+    assert "STOPPING" not in thread

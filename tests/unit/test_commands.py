@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.commands import COMMANDS, parse, parse_duration
+from bot.commands import COMMANDS, parse, parse_duration, unescape_slack
 from bot.domain import InvalidInput
 
 
@@ -50,6 +52,64 @@ def test_bad_input_names_problem_and_usage(text: str, needle: str) -> None:
     assert needle in err.value.user_text()
 
 
+@pytest.mark.parametrize("dash", ["—", "–"])
+def test_autocorrected_dash_before_an_option_is_two_hyphens(dash: str) -> None:
+    cmd = parse(f"start toy lr=0.1 {dash}pool gpu-1 {dash}spot {dash}name=exp-1 {dash}DATA "
+                "train=s3://bkt/x")
+    assert (cmd.pool, cmd.spot, cmd.job_name, cmd.data) == ("gpu-1", True, "exp-1",
+                                                             {"train": "s3://bkt/x"})
+    assert parse(f"rerun exp1 v2 {dash}pool=gpu-4").pool == "gpu-4"
+
+
+def test_a_dash_in_a_value_is_left_alone() -> None:
+    cmd = parse("preset save p1 --from exp1 --description —fast")
+    assert cmd.description == "—fast"
+    assert parse("reject abcd1234 --reason 'too big — use gpu-1'").reason == "too big — use gpu-1"
+    assert parse("start toy note=—x").params == {"note": "—x"}
+
+
+def test_an_autocorrected_option_in_a_value_place_means_the_value_is_missing() -> None:
+    with pytest.raises(InvalidInput, match="needs a value"):
+        parse("start toy --name —pool gpu-1")
+
+
+def test_an_autocorrected_unknown_option_is_named() -> None:
+    with pytest.raises(InvalidInput, match="`--gpu` is not an option"):
+        parse("start toy —gpu")
+
+
+@pytest.mark.parametrize(("escaped", "text"), [
+    ("a&lt;b&amp;c&gt;d", "a<b&c>d"),
+    ("&amp;lt;", "&lt;"),  # someone typed "&lt;"
+    ("&amp;amp;", "&amp;"),
+    ("no entities", "no entities"),
+])
+def test_unescape_slack(escaped: str, text: str) -> None:
+    assert unescape_slack(escaped) == text
+
+
+def _as_slack_sends(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_slack_text_is_unescaped_once() -> None:
+    sent = _as_slack_sends("start toy note=a<b&c>d --name 'x &amp; y'")
+    assert sent == "start toy note=a&lt;b&amp;c&gt;d --name 'x &amp;amp; y'"
+    cmd = parse(sent, from_slack=True)
+    assert (cmd.params, cmd.job_name) == ({"note": "a<b&c>d"}, "x &amp; y")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab&<>;lgtmp# ", min_size=1, max_size=30))
+def test_any_value_survives_slack_escaping(value: str) -> None:
+    cmd = parse(_as_slack_sends(f"start toy note={shlex.quote(value)}"), from_slack=True)
+    assert cmd.params == {"note": value}
+
+
+def test_cli_text_is_taken_as_typed() -> None:
+    assert parse("start toy note=a&amp;b").params == {"note": "a&amp;b"}
+
+
 def test_duration() -> None:
     assert parse_duration("90") == 90 and parse_duration("45m") == 2700
 
@@ -58,11 +118,13 @@ def test_duration() -> None:
 @given(st.one_of(
     st.text(max_size=200),
     st.lists(st.one_of(st.sampled_from([*COMMANDS, "--pool", "--data", "--from", "v1", "x=1",
-                                         "--preset", "save", "list", "'", '"', "--", "=", "v0"]),
+                                         "--preset", "save", "list", "'", '"', "--", "=", "v0",
+                                         "—pool", "–", "&amp;", "&lt;"]),
                        st.text(max_size=10)), max_size=8).map(" ".join),
 ))
 def test_parser_raises_only_its_own_error(text: str) -> None:
-    try:
-        parse(text)
-    except InvalidInput as exc:
-        assert exc.user_text()
+    for from_slack in (False, True):
+        try:
+            parse(text, from_slack=from_slack)
+        except InvalidInput as exc:
+            assert exc.user_text()

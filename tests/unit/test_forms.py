@@ -1,7 +1,114 @@
 from __future__ import annotations
 
-from bot.slack import forms
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Option, OptionGroup
+from slack_sdk.models.views import View
+
+from bot.catalog import Catalog, load_pools
+from bot.domain import Algorithm, JobSpec, Preset, ResourcePool
+from bot.slack import forms, options
 from tests.unit.conftest import ALGO
+
+LONG_WORDS = "Gradient boosted decision trees with early stopping and class weights " * 3
+LONG_CHOICE = "x" * 200  # too long to be an option value
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _algo(i: int, **hp_overrides: Any) -> Algorithm:
+    return ALGO.model_copy(update={"id": f"algo-{i}", "title": f"{i} {LONG_WORDS}",
+                                   **hp_overrides})
+
+
+def _preset(i: int) -> Preset:
+    spec = JobSpec(algorithm="toy", algorithm_version="1.0.0", pool="local-cpu")
+    return Preset(name=f"preset-{i}", scope="T1", spec=spec, owner="U1", created_at=T0,
+                  updated_at=T0)
+
+
+def _pools(n: int) -> dict[str, ResourcePool]:
+    return {f"pool-{i}": ResourcePool(id=f"pool-{i}", instance_type="ml.g5.xlarge " * 10)
+            for i in range(n)}
+
+
+MANY_CHOICES = Algorithm.model_validate({
+    **ALGO.model_dump(), "id": "wide", "title": LONG_WORDS,
+    "hyperparameters": [
+        {"name": "arch", "type": "choice", "choices": [f"arch-{i}" for i in range(250)],
+         "default": "arch-0", "help": LONG_WORDS * 20},
+        {"name": "tiny_lr", "type": "float", "default": 1e-6, "min": 1e-12, "max": 1e21},
+        {"name": "mode", "type": "choice", "choices": ["fast", LONG_CHOICE],
+         "default": LONG_CHOICE},
+    ],
+})
+
+
+def _walk(node: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in ``node``."""
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                found.append(v)
+            found += _walk(v, key)
+    elif isinstance(node, list):
+        for v in node:
+            found += _walk(v, key)
+    return found
+
+
+def _slack_valid(view: dict) -> None:
+    """What real Slack checks: slack_sdk validates the view and its blocks and elements
+    (``to_dict`` recurses), but keeps option objects as dicts, so those are checked here."""
+    View(**view).validate_json()
+    View(**view).to_dict()
+    for opts in _walk(view, "options"):
+        assert len(opts) <= 100
+        for o in opts:
+            Option(**o).validate_json()
+    for groups in _walk(view, "option_groups"):
+        assert sum(len(g["options"]) for g in groups) <= 100
+        for g in groups:
+            OptionGroup(**g).validate_json()
+    for initial in _walk(view, "initial_option"):
+        Option(**initial).validate_json()
+    for placeholder in _walk(view, "placeholder"):
+        assert len(placeholder["text"]) <= 150
+    json.loads(view["private_metadata"])
+
+
+def _big_catalog() -> Catalog:
+    algorithms = {a.id: a for a in (_algo(i) for i in range(150))}
+    return Catalog(algorithms={**algorithms, "wide": MANY_CHOICES}, pools=_pools(120))
+
+
+def _every_view(catalog: Catalog, presets: list[Preset]) -> list[dict]:
+    pools = list(catalog.pools)
+    return [
+        forms.start_choice_view(catalog, presets, {"channel": "C1"}),
+        *(forms.hyperparameter_view(a, a.defaults(), {"channel": "C1"}, callback_id="start_form",
+                                    title="Start training", pools=pools, pool=pools[-1])
+          for a in (ALGO, MANY_CHOICES)),
+        forms.hyperparameter_view(MANY_CHOICES, {}, {"job": "j", "version": 1},
+                                  callback_id="rerun_form",
+                                  title=forms.rerun_title("tabular-classification-exp", 12)),
+        forms.reason_view("abcd1234", {"channel": "C1"}),
+        forms.save_preset_view({"job": "j", "version": 1}),
+    ]
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_every_view_passes_slack_sdk_validation(size: str) -> None:
+    if size == "small":
+        catalog, presets = Catalog(algorithms={"toy": ALGO}, pools=load_pools()), [_preset(1)]
+    else:
+        catalog, presets = _big_catalog(), [_preset(i) for i in range(130)]
+    for view in _every_view(catalog, presets):
+        _slack_valid(view)
 
 
 def test_form_has_one_typed_input_per_hyperparameter() -> None:
@@ -15,6 +122,133 @@ def test_form_has_one_typed_input_per_hyperparameter() -> None:
     assert by_id["hp:amp"]["element"]["initial_option"]["value"] == "true"
     assert by_id["pool"]["element"]["initial_option"]["value"] == "gpu-1"
     assert "[1, 100]" in by_id["hp:epochs"]["hint"]["text"]
+
+
+def test_option_text_is_clipped_to_75_at_a_word_boundary() -> None:
+    catalog = Catalog(algorithms={"a": _algo(1)}, pools=load_pools())
+    view = forms.start_choice_view(catalog, [], {})
+    (opt,) = view["blocks"][0]["element"]["option_groups"][0]["options"]
+    text = opt["text"]["text"]
+    assert len(text) <= 75 and text.endswith("…")
+    assert LONG_WORDS.startswith(text[2:-1] + " ")  # whole words only
+    assert opt["value"] == "algo:algo-1"
+
+
+def test_a_choice_too_long_for_an_option_value_maps_back_exactly() -> None:
+    view = forms.hyperparameter_view(MANY_CHOICES, MANY_CHOICES.defaults(), {},
+                                     callback_id="start_form", title="Start")
+    el = next(b for b in view["blocks"] if b.get("block_id") == "hp:mode")["element"]
+    assert all(len(o["value"]) <= 150 for o in el["options"])
+    chosen = el["initial_option"]["value"]
+    assert chosen != LONG_CHOICE[:150]
+    state = {"state": {"values": {"hp:mode": {"value": {"selected_option": {"value": chosen}}}}}}
+    params, errors = forms.validate_form(MANY_CHOICES, forms.read_values(state))
+    assert (params, errors) == ({"mode": LONG_CHOICE}, {})
+
+
+def test_modal_title_is_cut_between_words() -> None:
+    view = forms.hyperparameter_view(ALGO, {}, {}, callback_id="rerun_form",
+                                     title="Rerun tabular-classification v2")
+    assert view["title"]["text"] == "Rerun tabular…"
+
+
+@pytest.mark.parametrize(("job", "number", "title"), [
+    ("digits", 2, "Rerun digits v2"),
+    ("tabular-classification", 2, "Rerun tabular… v2"),
+    ("tabular-classification-exp", 12, "Rerun tabular… v12"),
+    ("abcdefghijklmnopqrstuvwxyz", 3, "Rerun abcdefghijklmn… v3"),
+])
+def test_rerun_title_keeps_the_version_and_whole_words(job: str, number: int,
+                                                       title: str) -> None:
+    assert forms.rerun_title(job, number) == title
+    assert len(title) <= 24
+
+
+def test_more_than_100_choices_use_an_external_select_with_the_current_value() -> None:
+    view = forms.hyperparameter_view(MANY_CHOICES, {"arch": "arch-199"}, {"channel": "C1"},
+                                     callback_id="start_form", title="Start")
+    el = next(b for b in view["blocks"] if b.get("block_id") == "hp:arch")["element"]
+    assert el["type"] == "external_select" and el["action_id"] == options.ACTION_ID
+    assert el["min_query_length"] == 0
+    assert el["initial_option"]["value"] == "arch-199"
+    assert json.loads(view["private_metadata"]) == {"channel": "C1", "algorithm": "wide"}
+
+
+def test_more_than_100_pools_use_an_external_select() -> None:
+    pools = list(_pools(101))
+    view = forms.hyperparameter_view(ALGO, {}, {}, callback_id="start_form", title="Start",
+                                     pools=pools, pool="pool-100")
+    el = next(b for b in view["blocks"] if b.get("block_id") == "pool")["element"]
+    assert el["type"] == "external_select" and el["initial_option"]["value"] == "pool-100"
+    start = forms.start_choice_view(Catalog(algorithms={"toy": ALGO}, pools=_pools(101)), [], {})
+    assert start["blocks"][1]["element"]["type"] == "external_select"
+
+
+def test_more_than_100_algorithms_and_presets_use_an_external_select() -> None:
+    catalog = Catalog(algorithms={a.id: a for a in (_algo(i) for i in range(60))},
+                      pools=load_pools())
+    fits = forms.start_choice_view(catalog, [_preset(i) for i in range(40)], {})
+    assert fits["blocks"][0]["element"]["type"] == "static_select"
+    over = forms.start_choice_view(catalog, [_preset(i) for i in range(41)], {})
+    assert over["blocks"][0]["element"]["type"] == "external_select"
+    assert over["blocks"][0]["element"]["action_id"] == options.ACTION_ID
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (1e-6, "0.000001"),
+    (1e-12, "0.000000000001"),
+    (1e21, "1000000000000000000000"),
+    (0.1 + 0.2, "0.3"),
+    (2.5e-7, "0.00000025"),
+    (-1e-6, "-0.000001"),
+    (10.0, "10"),
+    (0.0, "0"),
+    (7, "7"),
+    (10**22, "10000000000000000000000"),
+    ("0.01", "0.01"),
+])
+def test_plain_number_never_uses_exponent_notation(value: float, text: str) -> None:
+    assert forms.plain_number(value) == text
+
+
+def test_plain_number_refuses_what_is_not_a_finite_number() -> None:
+    for bad in (float("inf"), float("nan"), True):
+        with pytest.raises(ValueError):
+            forms.plain_number(bad)
+
+
+def test_number_input_bounds_are_plain_decimals() -> None:
+    view = forms.hyperparameter_view(MANY_CHOICES, {}, {}, callback_id="start_form",
+                                     title="Start")
+    el = next(b for b in view["blocks"] if b.get("block_id") == "hp:tiny_lr")["element"]
+    assert (el["min_value"], el["max_value"], el["initial_value"]) == (
+        "0.000000000001", "1000000000000000000000", "0.000001")
+    assert not any(re.search(r"[eE]", el[k]) for k in ("min_value", "max_value"))
+
+
+def test_integer_bounds_are_integers() -> None:
+    view = forms.hyperparameter_view(ALGO, {"epochs": 7.0}, {}, callback_id="start_form",
+                                     title="Start")
+    el = next(b for b in view["blocks"] if b.get("block_id") == "hp:epochs")["element"]
+    assert (el["min_value"], el["max_value"], el["initial_value"]) == ("1", "100", "7")
+
+
+def test_hyperparameters_past_the_block_limit_are_named_not_dropped() -> None:
+    hps = [{"name": f"p{i}", "type": "int", "default": 1} for i in range(120)]
+    algo = Algorithm.model_validate({**ALGO.model_dump(), "hyperparameters": hps})
+    view = forms.hyperparameter_view(algo, {}, {}, callback_id="start_form", title="Start",
+                                     pools=["gpu-1"])
+    assert len(view["blocks"]) == 100
+    note = view["blocks"][-1]["elements"][0]["text"]
+    assert note.startswith("23 more hyperparameters") and "`p97`, `p98`" in note
+    assert note.endswith("`p119`")
+    _slack_valid(view)
+
+
+def test_algorithm_title_is_escaped_in_mrkdwn() -> None:
+    algo = ALGO.model_copy(update={"title": "A <!channel> & B"})
+    view = forms.hyperparameter_view(algo, {}, {}, callback_id="start_form", title="Start")
+    assert "&lt;!channel&gt; &amp; B" in view["blocks"][0]["text"]["text"]
 
 
 def test_invalid_values_become_inline_errors() -> None:
