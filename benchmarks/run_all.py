@@ -44,7 +44,9 @@ class Bench:
 
 BENCHMARKS = (
     Bench("cold ack", "bench_cold_ack.py", 150),
+    Bench("cold start", "bench_cold_start.py", 120),
     Bench("warm ack", "bench_warm_ack.py", 120),
+    Bench("burst", "bench_burst.py", 180),
     Bench("event handling", "bench_event_handling.py", 180),
     Bench("access patterns", "bench_access_patterns.py", 300, ("--budget-s", "200")),
     Bench("lambda bundle", "bench_bundle.py", 240),

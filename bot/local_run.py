@@ -79,7 +79,9 @@ def _serve(slack: SlackSettings, port: int) -> int:
     from bot.slack.http_server import BoltHTTPServer
     from bot.slack.wiring import build_slack_bot
 
-    bot = build_slack_bot(load_settings(), slack, process_before_response=False)
+    # The ack runs in the HTTP worker and only the lazy half in Bolt's executor: a burst of
+    # commands never leaves an ack queued behind earlier commands' work (Slack waits 3 s).
+    bot = build_slack_bot(load_settings(), slack)
     server = BoltHTTPServer(bot.app, port=port)
     print(f"trainbot: serving {server.url} (Web API: {slack.api_url})", file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
@@ -101,7 +103,7 @@ def _run_local(port: int, slack_port: int) -> int:
     with LocalSlack(port=slack_port) as workspace:
         slack = SlackSettings(signing_secret=secret, bot_token="xoxb-local",
                               api_url=workspace.api_url)
-        bot = build_slack_bot(settings, slack, process_before_response=False)
+        bot = build_slack_bot(settings, slack)  # acks in the HTTP worker, as in _serve
         with BoltHTTPServer(bot.app, port=port) as server:
             print(
                 f"trainbot is running on this machine (store {settings.db_path}).\n"

@@ -146,7 +146,10 @@ def slack_handler() -> SlackRequestHandler:
     """Bolt's Lambda adapter over :func:`slack_bot`, with correlation ids for the logs."""
     from slack_bolt.adapter.aws_lambda import SlackRequestHandler
 
+    from bot.slack.request_guard import withhold_bodies
+
     bot = slack_bot(with_charts=False)
+    withhold_bodies(bot.app)  # Bolt logs the body of a request that fails verification
     bot.app.middleware(_correlate)
     handler = SlackRequestHandler(bot.app)
     # Made on the first re-invocation — inside that ack (on a cold start ~0.05-0.1 s; the

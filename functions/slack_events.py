@@ -15,6 +15,7 @@ needs them, and a cold ack can't afford pydantic and the domain (see ``benchmark
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import Any
 
@@ -22,7 +23,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from bot.slack.deadline import set_deadline
-from bot.slack.request_guard import UNAUTHORIZED_BODY, bad_timestamp
+from bot.slack.request_guard import (
+    BAD_REQUEST_BODY,
+    UNAUTHORIZED_BODY,
+    bad_timestamp,
+    malformed_body,
+)
 from functions import runtime
 from functions.observability import logger, metrics
 
@@ -34,8 +40,12 @@ __all__ = ["handler"]
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """An API Gateway event (or Bolt's lazy re-invocation of it) → Bolt's HTTP response."""
-    if bad_timestamp(event.get("headers") or {}):
+    headers = event.get("headers") or {}
+    if bad_timestamp(headers):
         return {"statusCode": 401, "body": UNAUTHORIZED_BODY,
+                "headers": {"content-type": "application/json"}}
+    if _malformed(event, headers):
+        return {"statusCode": 400, "body": BAD_REQUEST_BODY,
                 "headers": {"content-type": "application/json"}}
     # Slack's retries must end before this invocation does (bot.slack.deadline).
     set_deadline(context.get_remaining_time_in_millis() / 1000.0)
@@ -43,6 +53,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return runtime.slack_handler().handle(event, context)
     finally:
         set_deadline(None)
+
+
+def _malformed(event: dict[str, Any], headers: dict[str, Any]) -> bool:
+    """A body Bolt can't parse (it would raise, and API Gateway answer 500)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return True
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    return malformed_body(body, content_type) is not None
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
