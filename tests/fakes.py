@@ -212,7 +212,7 @@ class FakeCompute:
         return ["line 1", "line 2"][-lines:]
 
     def links(self, version: JobVersion) -> Links:
-        return Links(tensorboard=f"http://tb/{version.backend_job_name}",
+        return Links(tensorboard=f"http://127.0.0.1:6006/#scalars&regexInput={version.backend_job_name}",
                      console=f"http://console/{version.backend_job_name}")
 
 

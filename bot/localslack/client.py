@@ -32,8 +32,8 @@ from bot.localslack.signing import (
 if TYPE_CHECKING:
     from bot.localslack.server import LocalSlack
 
-__all__ = ["Button", "ButtonNumbers", "build_view_values", "render_message", "render_view",
-           "run_client"]
+__all__ = ["Button", "ButtonNumbers", "build_view_values", "render_message", "render_refusal",
+           "render_view", "run_client"]
 
 HISTORY_SHOWN = 10
 RULE = "──"
@@ -291,6 +291,17 @@ def render_view(view: dict[str, Any], button_numbers: ButtonNumbers | None = Non
     return "\n".join(lines)
 
 
+def render_refusal(refusal: dict[str, Any]) -> str:
+    """An error the stand-in answered the bot (an entry of ``/_local/state``'s ``refusals``):
+    ``! Slack refused chat.postMessage: invalid_blocks — <message> [json-pointer:…]``, one
+    line per further message. A Slack user never sees these; the developer should."""
+    head = f"! Slack refused {refusal.get('method')}: {refusal.get('error')}"
+    messages = refusal.get("messages") or []
+    if not messages:
+        return head
+    return "\n".join([f"{head} — {messages[0]}", *(f"    {m}" for m in messages[1:])])
+
+
 # ----------------------------------------------------------------- modal values
 _VALUE_TYPES = ("plain_text_input", "number_input", "email_text_input", "url_text_input")
 _ONE_OPTION = ("static_select", "external_select", "radio_buttons")
@@ -404,6 +415,7 @@ class _Session:
         self.seen: dict[tuple[str, ...], str] = {}
         self.numbers: dict[tuple[str, str], int] = {}
         self.buttons = ButtonNumbers()
+        self.refusals_shown = 0
         self.stopped = threading.Event()
 
     # -- output
@@ -453,6 +465,7 @@ class _Session:
             if first:
                 self.show_history()
             self.show_changes(quiet=first)
+            self.show_refusals()
 
     def channel_messages(self, channel: str | None = None) -> list[dict[str, Any]]:
         channels = (self.state or {}).get("channels", {})
@@ -489,6 +502,13 @@ class _Session:
                 self.diff(("e", msg["ts"]), msg, quiet or user not in self.identities,
                           lambda m=msg: self.render(m))
         self.show_views(quiet)
+
+    def show_refusals(self) -> None:
+        """Every refusal not shown yet, those from before this client started included."""
+        for refusal in (self.state or {}).get("refusals", []):
+            if refusal.get("n", 0) > self.refusals_shown:
+                self.refusals_shown = refusal["n"]
+                self.emit(render_refusal(refusal))
 
     def show_deleted(self, quiet: bool) -> None:
         present = {("m", self.channel_id, m["ts"]) for m in self.channel_messages()}

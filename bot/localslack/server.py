@@ -19,7 +19,12 @@ terminal client and tests (all under ``/_local/``):
 - ``POST /_local/view_response`` applies a ``view_submission`` ack (close, update, push,
   clear or errors) to the modal stack.
 
-Standard library only; every public method is thread-safe.
+It is strict, always: every ``blocks``, ``text`` and ``view`` goes through
+:class:`~bot.localslack.strict.StrictRules` and an invalid one is refused the way Slack refuses
+it (``invalid_blocks`` with JSON pointers, ``invalid_arguments``, ``msg_too_long``); a
+``trigger_id`` from :meth:`LocalSlack.new_interaction` opens one view within ``trigger_ttl_s``.
+Every error answered (refusals and injected faults alike) is in :meth:`LocalSlack.refusals`
+and under ``refusals`` in ``/_local/state``. Every public method is thread-safe.
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.localslack.faults import Faults
 from bot.localslack.signing import API_APP_ID, TEAM_DOMAIN, TEAM_ID, new_trigger_id
+from bot.localslack.strict import DEFAULT_LINK_HOSTS, Refusal, StrictRules
 
 __all__ = [
     "BOT_ID",
@@ -80,22 +87,17 @@ class _ApiError(Exception):
 @dataclass(frozen=True)
 class RecordedRequest:
     """One call the stand-in received: ``method`` is the Web API method name, or
-    ``_local.upload`` / ``_local.response`` for file uploads and response_url posts."""
+    ``_local.upload`` / ``_local.response`` / ``_local.view_response`` for file uploads,
+    response_url posts and view_submission acks. ``error`` is the code of a failed call;
+    ``messages`` say why and where when the strict checks refused it."""
 
     method: str
     params: dict[str, Any]
     time: float
     status: int
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Fault:
-    method: str
-    status: int
-    retry_after: int | None
-    error: str | None
-    times: int
+    error: str | None = None
+    messages: tuple[str, ...] = ()
 
 
 def _decode_json_fields(params: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +164,9 @@ class _Workspace:
         self.files: dict[str, dict[str, Any]] = {}
         self.file_bytes: dict[str, bytes] = {}
         self.responses: dict[str, dict[str, Any]] = {}
-        self.triggers: dict[str, str] = {}  # trigger_id -> user
+        self.triggers: dict[str, dict[str, Any]] = {}  # id -> {"user", "issued", "used"}
+        self.absent: set[tuple[str, str]] = set()  # (channel, user) not in the channel
+        self.refusals: list[dict[str, Any]] = []
         self._last_ts = 0
         self._ids = itertools.count(1)
         self.channel(DEFAULT_CHANNEL, "trainbot-local")
@@ -337,8 +341,8 @@ class _Workspace:
         if params.get("view_id") in self.views:
             return self.views[params["view_id"]]
         external = params.get("external_id")
-        for record in self.views.values():
-            if external and record["view"].get("external_id") == external:
+        for record in reversed(list(self.views.values())):
+            if external and record["open"] and record["view"].get("external_id") == external:
                 return record
         raise _ApiError("not_found")
 
@@ -409,15 +413,19 @@ class _Workspace:
                 for r in self.views.values() if r["open"]
             ],
             "files": copy.deepcopy(list(self.files.values())),
+            "refusals": copy.deepcopy(self.refusals),
         }
 
 
 class _Methods:
     """Web API methods: each takes the request's params and returns the reply minus ``ok``."""
 
-    def __init__(self, ws: _Workspace, bot_token: str) -> None:
+    def __init__(self, ws: _Workspace, bot_token: str, rules: StrictRules,
+                 trigger_ttl_s: float) -> None:
         self.ws = ws
         self.bot_token = bot_token
+        self.rules = rules
+        self.trigger_ttl_s = trigger_ttl_s
 
     def call(self, method: str, params: dict[str, Any], authorization: str) -> dict[str, Any]:
         token = authorization.removeprefix("Bearer ").strip() or str(params.get("token", ""))
@@ -439,12 +447,14 @@ class _Methods:
 
     def chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "channel")
+        self.rules.check_message(params)
         message = self.ws.post(params["channel"], params)
         return {"channel": params["channel"], "ts": message["ts"],
                 "message": self.ws.public(message)}
 
     def chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "channel", "ts")
+        self.rules.check_message(params)
         message = self.ws.edit(params["channel"], params["ts"], params)
         return {"channel": params["channel"], "ts": message["ts"], "text": message["text"],
                 "message": self.ws.public(message)}
@@ -456,8 +466,10 @@ class _Methods:
 
     def chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "channel", "user")
-        if not _USER_ID.fullmatch(str(params["user"])):
+        if (not _USER_ID.fullmatch(str(params["user"]))
+                or (params["channel"], params["user"]) in self.ws.absent):
             raise _ApiError("user_not_in_channel")
+        self.rules.check_message(params)
         message = self.ws.ephemeral(params["channel"], params["user"], params,
                                     "chat.postEphemeral")
         return {"message_ts": message["ts"]}
@@ -474,13 +486,34 @@ class _Methods:
     # --------------------------------------------------------------------- views
     def views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "trigger_id")
+        self.rules.check_view(params.get("view"))
         view = self.ws.make_view(params.get("view"))
-        self.ws.open_view(view, self.ws.triggers.get(params["trigger_id"]))
+        external = view["external_id"]
+        if external and any(r["open"] and r["view"]["external_id"] == external
+                            for r in self.ws.views.values()):
+            raise _ApiError("duplicate_external_id")
+        self.ws.open_view(view, self._exchange(params["trigger_id"]))
         return {"view": copy.deepcopy(view)}
+
+    def _exchange(self, trigger_id: str) -> str:
+        """The user a trigger was issued for; a trigger opens one view, within the TTL.
+
+        https://docs.slack.dev/reference/methods/views.open#errors
+        """
+        trigger = self.ws.triggers.get(trigger_id)
+        if trigger is None:
+            raise _ApiError("invalid_trigger_id")
+        if trigger["used"]:
+            raise _ApiError("exchanged_trigger_id")
+        if time.monotonic() - trigger["issued"] > self.trigger_ttl_s:
+            raise _ApiError("expired_trigger_id")
+        trigger["used"] = True
+        return trigger["user"]
 
     def views_push(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "trigger_id")
-        user = self.ws.triggers.get(params["trigger_id"])
+        self.rules.check_view(params.get("view"))
+        user = self._exchange(params["trigger_id"])
         below = self.ws.top_view_of(user)
         if below is None:
             raise _ApiError("not_found")
@@ -490,6 +523,7 @@ class _Methods:
         return {"view": copy.deepcopy(view)}
 
     def views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.rules.check_view(params.get("view"))
         record = self.ws.view_record(params)
         old = record["view"]
         if params.get("hash") and params["hash"] != old["hash"]:
@@ -673,6 +707,12 @@ class LocalSlack:
 
     Use it as a context manager: ``with LocalSlack() as slack:`` then
     ``WebClient(token="xoxb-local", base_url=slack.api_url)``.
+
+    Its checks cannot be turned off; two allow-lists may be widened: ``link_hosts`` (hosts a
+    link may point to, ``"*.example.com"`` for subdomains; default
+    :data:`~bot.localslack.strict.DEFAULT_LINK_HOSTS`, and ``host`` always) and
+    ``special_mentions`` (which of ``here``, ``channel``, ``everyone`` may be used; none by
+    default). ``trigger_ttl_s`` is how long a trigger_id opens a view (Slack: 3 s).
     """
 
     def __init__(
@@ -684,6 +724,9 @@ class LocalSlack:
         users: dict[str, str] | None = None,
         usergroups: dict[str, list[str]] | None = None,
         channels: dict[str, str] | None = None,
+        link_hosts: Iterable[str] | None = None,
+        special_mentions: Iterable[str] = (),
+        trigger_ttl_s: float = 3.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -691,9 +734,11 @@ class LocalSlack:
         self._ws = _Workspace(DEFAULT_USERS if users is None else users, usergroups or {})
         for channel_id, name in (channels or {}).items():
             self._ws.channel(channel_id, name)
-        self._methods = _Methods(self._ws, bot_token)
+        hosts = frozenset(DEFAULT_LINK_HOSTS if link_hosts is None else link_hosts) | {host}
+        self._rules = StrictRules(link_hosts=hosts, special_mentions=frozenset(special_mentions))
+        self._methods = _Methods(self._ws, bot_token, self._rules, trigger_ttl_s)
         self._requests: list[RecordedRequest] = []
-        self._faults: list[_Fault] = []
+        self._faults = Faults()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -761,29 +806,48 @@ class LocalSlack:
         error: str | None = None,
         times: int = 1,
     ) -> None:
-        """Make the next ``times`` calls of ``method`` (``"*"``: any) fail.
+        """Make the next ``times`` calls of ``method`` (``"*"``: any Web API method) fail.
 
         Without ``status`` and ``error`` the answer is HTTP 429 with ``Retry-After``;
         ``status=500`` (or 503 …) answers a server error; ``error="..."`` alone answers
-        HTTP 200 ``{"ok": false, "error": error}``.
+        HTTP 200 ``{"ok": false, "error": error}`` (``not_in_channel``, ``channel_not_found``,
+        ``is_archived``, ``token_revoked``, ``expired_trigger_id``, ``user_not_in_channel`` …).
+        ``method="_local.response"`` fails response_url posts: ``error`` alone answers HTTP 404
+        with that text (``expired_url``, ``used_url``), as Slack's response_url does.
         """
-        code = status if status is not None else (200 if error else 429)
         with self._ws.lock:
-            self._faults.append(_Fault(method, code, retry_after, error, times))
-
-    def _take_fault(self, method: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.method in (method, "*"):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
+            self._faults.add(method, status=status, retry_after=retry_after, error=error,
+                             times=times)
 
     def _record(self, method: str, params: dict[str, Any], status: int,
-                headers: dict[str, str]) -> None:
+                headers: dict[str, str], error: str | None = None,
+                messages: tuple[str, ...] = ()) -> None:
+        """Keep the request; an error answered is also a refusal, logged and in the state."""
+        now = time.time()
         with self._ws.lock:
-            self._requests.append(RecordedRequest(method, params, time.time(), status, headers))
+            self._requests.append(RecordedRequest(method, params, now, status, headers,
+                                                  error, messages))
+            if error is None:
+                return
+            self._ws.refusals.append({"n": len(self._ws.refusals) + 1, "method": method,
+                                      "status": status, "error": error,
+                                      "messages": list(messages), "time": now})
+            self._ws.changed()
+        # The error and its pointers only: a body can hold user data.
+        _log.log(logging.WARNING if messages else logging.INFO,
+                 "localslack: Slack refused %s: %s%s", method, error,
+                 (" — " + "; ".join(messages)) if messages else "")
+
+    def refusals(self) -> list[dict[str, Any]]:
+        """Every error answered, oldest first: ``{n, method, status, error, messages, time}``
+        (strict-check refusals carry ``messages`` with JSON pointers)."""
+        return self._read(lambda: copy.deepcopy(self._ws.refusals))
+
+    def leave(self, channel: str, user: str) -> None:
+        """``user`` is no longer in ``channel``: ephemerals to them there answer
+        ``user_not_in_channel``, as Slack does."""
+        with self._ws.lock:
+            self._ws.absent.add((channel, user))
 
     # --------------------------------------------------------- tests: state
     def _read(self, fn: Callable[[], T]) -> T:
@@ -839,38 +903,35 @@ class LocalSlack:
 
     def new_interaction(self, channel: str, user: str, message_ts: str | None = None,
                         *, thread_ts: str | None = None) -> dict[str, str]:
-        """Issue a ``trigger_id`` and a ``response_url`` for a command or click by ``user``."""
+        """Issue a ``trigger_id`` (it opens one view within ``trigger_ttl_s``) and a
+        ``response_url`` for a command or click by ``user``."""
         with self._ws.lock:
             token = secrets.token_urlsafe(12)
             self._ws.responses[token] = {"channel": channel, "user": user, "uses": 0,
                                          "message_ts": message_ts, "thread_ts": thread_ts}
             trigger_id = new_trigger_id()
-            self._ws.triggers[trigger_id] = user
+            self._ws.triggers[trigger_id] = {"user": user, "issued": time.monotonic(),
+                                             "used": False}
         return {"trigger_id": trigger_id, "response_url": f"{self.url}/_local/response/{token}"}
 
     # ------------------------------------------------------------ HTTP: Web API
     def _api(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> _Reply:
         with self._ws.lock:
-            fault = self._take_fault(method)
+            fault = self._faults.take(method)
         if fault is not None:
-            self._record(method, params, fault.status, headers)
-            return self._fault_reply(fault)
+            answer = fault.api_reply()
+            self._record(method, params, fault.status, headers, answer[1]["error"])
+            return answer
+        messages: tuple[str, ...] = ()
         try:
             reply: dict[str, Any] = {"ok": True, **self._methods.call(
                 method, params, headers.get("Authorization", ""))}
         except _ApiError as exc:
             reply = {"ok": False, "error": exc.error}
-        self._record(method, params, 200, headers)
+        except Refusal as exc:
+            reply, messages = exc.reply(), tuple(exc.messages)
+        self._record(method, params, 200, headers, reply.get("error"), messages)
         return 200, reply, {}
-
-    @staticmethod
-    def _fault_reply(fault: _Fault) -> _Reply:
-        if fault.status == 429:
-            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return 429, {"ok": False, "error": fault.error or "ratelimited"}, headers
-        if fault.status >= 500:
-            return fault.status, {"ok": False, "error": fault.error or "internal_error"}, {}
-        return fault.status, {"ok": False, "error": fault.error or "fatal_error"}, {}
 
     # ------------------------------------------------------------ HTTP: /_local
     def _local(self, path: str, query: str, body: bytes) -> _Reply:
@@ -923,7 +984,8 @@ class LocalSlack:
                 record.update(uploaded=True, size=len(body))
                 self._ws.changed()
         status = 200 if record is not None else 404
-        self._record("_local.upload", {"file_id": file_id, "length": len(body)}, status, {})
+        self._record("_local.upload", {"file_id": file_id, "length": len(body)}, status, {},
+                     None if record else "invalid_upload_url")
         return (200, f"OK - {len(body)}", {}) if record else (404, "invalid_upload_url", {})
 
     def _respond(self, token: str, body: dict[str, Any], *, ack: bool) -> _Reply:
@@ -931,20 +993,37 @@ class LocalSlack:
 
         https://api.slack.com/interactivity/handling#message_responses
         """
-        self._record("_local.response", dict(body, token=token), 200, {})
+        with self._ws.lock:
+            fault = self._faults.take("_local.response")
+        headers: dict[str, str] = {}
+        if fault is not None:
+            (status, answer, headers), messages = fault.response_url_reply(), ()
+        else:
+            status, answer, messages = self._response_answer(token, body, ack=ack)
+        error = None if status == 200 else answer
+        self._record("_local.response", dict(body, token=token), status, {}, error, messages)
+        return status, answer, headers
+
+    def _response_answer(self, token: str, body: dict[str, Any],
+                         *, ack: bool) -> tuple[int, str, tuple[str, ...]]:
+        """Status, text body and strict-check messages of a ``response_url`` post."""
         with self._ws.lock:
             target = self._ws.responses.get(token)
             if target is None:
-                return 404, "invalid_token", {}
+                return 404, "invalid_token", ()
+            if not ack and target["uses"] >= RESPONSE_URL_USES:
+                return 404, "used_url", ()
+            try:
+                self._rules.check_message(_decode_json_fields(dict(body)))
+            except Refusal as exc:
+                return 400, exc.error, tuple(exc.messages)
             if not ack:
-                if target["uses"] >= RESPONSE_URL_USES:
-                    return 404, "used_url", {}
                 target["uses"] += 1
             try:
                 self._apply_response(target, body)
             except _ApiError as exc:
-                return 400, exc.error, {}
-        return 200, "ok", {}
+                return 400, exc.error, ()
+        return 200, "ok", ()
 
     def _apply_response(self, target: dict[str, Any], body: dict[str, Any]) -> None:
         ws, original = self._ws, target.get("message_ts")
@@ -978,6 +1057,13 @@ class LocalSlack:
         https://api.slack.com/surfaces/modals#interactions
         """
         action = (response or {}).get("response_action")
+        if action in ("update", "push"):
+            try:
+                self._rules.check_view(response.get("view"))
+            except Refusal as exc:
+                self._record("_local.view_response", {"view_id": view_id, **response}, 400, {},
+                             exc.error, tuple(exc.messages))
+                return 400, exc.reply(), {}
         ws = self._ws
         with ws.lock:
             record = ws.views.get(view_id)

@@ -115,7 +115,7 @@ def _record(deps: Deps, approval: Approval, decision: Decision, *, by: str, note
     )
     notify("approval decided", lambda: deps.chat.approval_decided(decided, version))
     if version.status is not before.status and target is Status.REJECTED:
-        tell_change(deps.store, deps.chat, before, version, "rejected")
+        tell_change(deps, before, version, "rejected")
     return decided
 
 

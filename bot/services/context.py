@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -10,7 +13,7 @@ from bot.catalog import Catalog
 from bot.ports import Chat, Clock, Compute, JobStore
 from bot.services.authz import Policy
 
-__all__ = ["Deps", "NullChat"]
+__all__ = ["CardsInFlight", "Deps", "NullChat"]
 
 log = logging.getLogger("trainbot")
 
@@ -37,6 +40,35 @@ class NullChat:
         return None
 
 
+class CardsInFlight:
+    """Versions whose card this process is posting right now.
+
+    A version is launched before its card is posted, so a run that ends at once (a local
+    job of a second) can end while the card is on its way; its announcement then waits for
+    the card, to go into the card's thread, instead of landing in the channel on its own.
+    Process-local on purpose: only a launch in this process can race its own card (on AWS,
+    SageMaker's events come minutes later, through another invocation).
+    """
+
+    def __init__(self) -> None:
+        self._keys: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def posting(self, job: str, number: int) -> Iterator[None]:
+        with self._lock:
+            self._keys.add((job, number))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._keys.discard((job, number))
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._keys
+
+
 @dataclass
 class Deps:
     store: JobStore
@@ -49,3 +81,4 @@ class Deps:
     scope: str = "local"
     # A running version silent for longer than this is reported as stuck.
     stuck_after: timedelta = timedelta(minutes=30)
+    cards_in_flight: CardsInFlight = field(default_factory=CardsInFlight)

@@ -24,7 +24,13 @@ from bot.domain.algorithm import Algorithm
 from bot.domain.job import validate_job_name
 from bot.domain.naming import backend_job_name
 from bot.services.context import Deps
-from bot.services.versions import mutate_version, notify, tell_change, try_chat
+from bot.services.versions import (
+    deliver_outbox,
+    mutate_version,
+    notify,
+    tell_change,
+    try_chat,
+)
 
 __all__ = [
     "LaunchRequest",
@@ -202,16 +208,19 @@ def launch_then_post(deps: Deps, version: JobVersion) -> JobVersion:
     """Launch a QUEUED version, then post its card. The launch never waits on the chat: a
     slow or refusing Slack delays the card, never the training job."""
     # A launch that fails raises, and its failure is announced in the channel instead.
-    return post_card(deps, launch_version(deps, version))
+    with deps.cards_in_flight.posting(version.job, version.number):
+        launched = launch_version(deps, version)
+        post_card(deps, launched)
+    # What happened while the card was on its way: the card and its thread say it now.
+    current = deps.store.get_version(version.job, version.number)
+    if current.status is not launched.status and current.message_ts:
+        notify("card", lambda: deps.chat.version_changed(current, launched.status))
+    return deliver_outbox(deps, current)
 
 
 def post_card(deps: Deps, version: JobVersion) -> JobVersion:
     """Post the version's card and remember where; a card that couldn't be posted leaves
-    its reason (the chat's error code) on the version for the hint users get.
-
-    Events may have moved the version while the card was on its way: if the stored state
-    differs from the one the card shows, the card is brought up to date at once.
-    """
+    its reason (the chat's error code) on the version for the hint users get."""
     ref, error = try_chat("card", lambda: deps.chat.version_created(version))
     if ref is None and error is None:
         return version  # no channel: nothing to post
@@ -225,8 +234,6 @@ def post_card(deps: Deps, version: JobVersion) -> JobVersion:
         lambda v: v.model_copy(update={"channel": channel, "message_ts": ts,
                                        "card_error": None}),
     )
-    if saved.status is not version.status:
-        notify("card", lambda: deps.chat.version_changed(saved, version.status))
     return saved
 
 
@@ -285,7 +292,7 @@ def record_launch_failure(deps: Deps, version: JobVersion, reason: str) -> JobVe
             update={"failure_reason": reason}) if not v.status.terminal else v,
     )
     if failed.status is Status.FAILED and before.status is not Status.FAILED:
-        failed = tell_change(deps.store, deps.chat, before, failed, "launch failure")
+        failed = tell_change(deps, before, failed, "launch failure")
     return failed
 
 
@@ -331,7 +338,7 @@ def stop_version(deps: Deps, *, user: str, job: str, number: int | None = None) 
         except BackendError as exc:
             raise BackendError(f"Couldn't stop {after.label}: {exc.message}") from exc
     if after.status is not before.status:
-        after = tell_change(deps.store, deps.chat, before, after, "stop")
+        after = tell_change(deps, before, after, "stop")
     return after
 
 

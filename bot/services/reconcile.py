@@ -90,7 +90,7 @@ def reconcile(
             summary.errors.append(f"pool {pool}")
     for version in deps.store.list_undelivered():
         try:
-            after = deliver_outbox(deps.store, deps.chat, version)
+            after = deliver_outbox(deps, version)
         except Exception:
             log.exception("delivering the outbox of %s failed", version.label)
             summary.errors.append(version.label)

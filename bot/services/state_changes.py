@@ -70,7 +70,7 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
     if after.secondary_status != before.secondary_status and after.status is before.status:
         notify("card", lambda: deps.chat.progress(after))
     if after.status is not before.status:
-        after = tell_change(deps.store, deps.chat, before, after, "state change")
+        after = tell_change(deps, before, after, "state change")
         if after.status.terminal:
             pool = deps.catalog.pools.get(after.spec.pool)
             if pool is not None and pool.max_concurrent is not None:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from bot.domain import ChatUndelivered, JobVersion, StaleWrite
 from bot.domain.job import ANNOUNCE
-from bot.ports import Chat, JobStore
+from bot.ports import JobStore
+from bot.services.context import Deps
 
 __all__ = ["deliver_outbox", "mutate_version", "notify", "tell_change", "try_chat"]
 
@@ -40,6 +41,9 @@ def notify(what: str, call: Callable[[], object]) -> object | None:
     """Run a chat call; a chat failure must never undo or block a stored change."""
     try:
         return call()
+    except ChatUndelivered as exc:
+        log.warning("chat didn't take the %s: %s", what, exc.code)
+        return None
     except Exception:
         log.exception("chat notification failed: %s", what)
         return None
@@ -58,17 +62,19 @@ def try_chat(what: str, call: Callable[[], object]) -> tuple[object | None, str 
         return None, "internal_error"
 
 
-def tell_change(store: JobStore, chat: Chat, before: JobVersion, after: JobVersion,
-                what: str) -> JobVersion:
+def tell_change(deps: Deps, before: JobVersion, after: JobVersion, what: str) -> JobVersion:
     """Tell the chat about a stored change: the card and its thread (best effort), then
     whatever the change put in the outbox (kept, for the reconcile, if undelivered)."""
     if after.status is not before.status:
-        notify(what, lambda: chat.version_changed(after, before.status))
-    return deliver_outbox(store, chat, after)
+        notify(what, lambda: deps.chat.version_changed(after, before.status))
+    if (after.job, after.number) in deps.cards_in_flight:
+        return after  # the card's poster delivers it, into the card's thread
+    return deliver_outbox(deps, after)
 
 
-def deliver_outbox(store: JobStore, chat: Chat, version: JobVersion) -> JobVersion:
+def deliver_outbox(deps: Deps, version: JobVersion) -> JobVersion:
     """Deliver the version's outbox; clear what was delivered. Safe to call again."""
+    store, chat = deps.store, deps.chat
     if not version.outbox:
         return version
     delivered = []

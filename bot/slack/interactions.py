@@ -188,9 +188,9 @@ def launched_text(version: JobVersion, approval: Approval | None, *,
     """What the requester hears: the version, the request id when it waits for approval, and
     — when the card isn't in the channel — why, from Slack's own answer."""
     label = esc(version.label)
-    if preset:
-        label += f" (preset {code(preset)})"
+    source = f" (preset {code(preset)})" if preset else ""
     if approval is not None:
+        label += source
         text = (f":hourglass_flowing_sand: {label} is waiting for approval "
                 f"(request {code(approval.id)}).")
         if not approval.message_ts and version.card_error:
@@ -198,7 +198,7 @@ def launched_text(version: JobVersion, approval: Approval | None, *,
                      f"{card_hint(version.card_error, ref=version.label)}; approvers were "
                      f"sent it directly. An approver can run `/train approve {esc(approval.id)}`.")
         return text
-    text = f":rocket: {label} is launching."
+    text = f":rocket: {label} is launching{source}."
     if not version.message_ts and version.card_error:
         text += f" No card in the channel: {card_hint(version.card_error, ref=version.label)}."
     return text

@@ -96,11 +96,15 @@ class SlackChat:
         # Independent on purpose: a card that can't be edited must not silence the thread.
         try:
             self._update_card(version)
+        except ChatUndelivered:
+            pass  # logged with Slack's reason by slack_call
         except Exception:
             log.exception("could not update the card of %s", version.label)
         try:
             slack_call(self.client.chat_postMessage, channel=version.channel,
                        thread_ts=version.message_ts, text=self._transition(version))
+        except ChatUndelivered:
+            pass
         except Exception:
             log.exception("could not reply in the thread of %s", version.label)
 

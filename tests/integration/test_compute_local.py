@@ -269,10 +269,11 @@ def test_run_folder_follows_the_sagemaker_layout(
 
     # SageMaker delivers every hyperparameter as a JSON-encoded string.
     assert seen["hyperparameters_json"] == {"epochs": "3", "sleep_s": "0.01",
-                                            "optimizer": '"sgd"', "augment": "false"}
+                                            "optimizer": '"sgd"', "augment": "false",
+                                            "note": '"-"'}
     env = seen["env"]
     assert json.loads(env["SM_HPS"]) == {"epochs": 3, "sleep_s": 0.01, "optimizer": "sgd",
-                                         "augment": False}
+                                         "augment": False, "note": "-"}
     assert env["SM_MODEL_DIR"] == str(root / "model")
     assert env["SM_OUTPUT_DATA_DIR"] == str(root / "output" / "data")
     assert env["SM_CHECKPOINT_DIR"] == str(root / "checkpoints")

@@ -201,17 +201,18 @@ def test_injected_error_answers_ok_false(slack: LocalSlack, client: WebClient) -
     slack.fail_next("views.open", error="expired_trigger_id")
 
     with pytest.raises(SlackApiError) as failure:
-        client.views_open(trigger_id="1.2.3", view=MODAL)
+        client.views_open(trigger_id=_trigger(slack), view=MODAL)
 
     assert failure.value.response.status_code == 200
     assert failure.value.response["error"] == "expired_trigger_id"
 
 
 def test_views_open_update_and_push(slack: LocalSlack, client: WebClient) -> None:
-    opened = client.views_open(trigger_id="1.2.3", view=MODAL)["view"]
+    opened = client.views_open(trigger_id=_trigger(slack), view=MODAL)["view"]
     client.views_update(view_id=opened["id"], hash=opened["hash"],
                         view=dict(MODAL, callback_id="start2"))
-    pushed = client.views_push(trigger_id="1.2.4", view=dict(MODAL, callback_id="detail"))["view"]
+    pushed = client.views_push(trigger_id=_trigger(slack),
+                               view=dict(MODAL, callback_id="detail"))["view"]
 
     assert opened["id"].startswith("V")
     assert [v["callback_id"] for v in slack.views()] == ["start2", "detail"]
@@ -438,6 +439,10 @@ def test_client_rejects_unknown_commands_without_calling_the_bot(bot: _FakeBot,
 
     assert bot.received == []
     assert "unknown command" in out and "no button [9]" in out
+
+
+def _trigger(slack: LocalSlack, user: str = "U0LOCAL1") -> str:
+    return slack.new_interaction(CHANNEL, user)["trigger_id"]
 
 
 def _post_json(url: str, payload: dict[str, Any]) -> int:

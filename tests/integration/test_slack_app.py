@@ -48,9 +48,12 @@ def test_bad_input_gets_an_ephemeral_with_usage(h: Harness) -> None:
 
 
 def test_start_posts_a_card_that_updates_through_completed(h: Harness) -> None:
-    status, _ = h.command("start quick-metrics epochs=3 --name exp1")
+    # sleep_s: the run lasts past the card's post (the launch comes first), so the thread
+    # shows TRAINING too.
+    status, _ = h.command("start quick-metrics epochs=3 sleep_s=1.5 --name exp1")
     assert status == 200
-    v = h.wait_status("exp1", "COMPLETED")
+    h.wait_status("exp1", "COMPLETED")
+    v = h.wait(lambda: h.version("exp1") if h.version("exp1").message_ts else None)
     card = h.wait(lambda: next((m for m in h.cards() if m["ts"] == v.message_ts
                                 and "COMPLETED" in json.dumps(m.get("blocks", []))
                                 and "completed." in json.dumps(m.get("replies", []))), None))
@@ -69,7 +72,8 @@ def test_start_posts_a_card_that_updates_through_completed(h: Harness) -> None:
 
 def test_failure_is_announced_with_reason(h: Harness) -> None:
     h.command("start crasher --name boom")
-    v = h.wait_status("boom", "FAILED")
+    h.wait_status("boom", "FAILED")
+    v = h.wait(lambda: h.version("boom") if h.version("boom").message_ts else None)
     assert v.failure_reason
     card = h.wait(lambda: next((m for m in h.cards() if m["ts"] == v.message_ts
                                 and any("failed" in r.get("text", "") for r in m.get("replies", []))),
@@ -85,6 +89,7 @@ def test_retried_delivery_starts_nothing_new(h: Harness) -> None:
         assert h.post(body, headers={"X-Slack-Retry-Num": str(n),
                                      "X-Slack-Retry-Reason": "http_timeout"})[0] == 200
     h.wait_status("once", "COMPLETED")
+    h.wait(lambda: h.version("once").message_ts)
     time.sleep(0.5)
     assert [v.number for v in h.bot.deps.store.list_versions("once")] == [1]
     cards = [m for m in h.cards() if "once v1" in json.dumps(m.get("blocks", []))]
@@ -115,7 +120,7 @@ def test_channel_restriction(tmp_path: Path) -> None:
     harness = Harness(tmp_path, algorithms=["quick-metrics"], channels=["C0OTHER"])
     try:
         harness.command("start quick-metrics --name nope")
-        harness.wait_ephemeral("doesn't take commands in this channel")
+        harness.wait_ephemeral("doesn't take requests from here")
     finally:
         harness.close()
     assert CHANNEL != "C0OTHER"
@@ -124,9 +129,9 @@ def test_channel_restriction(tmp_path: Path) -> None:
 def test_every_registered_button_and_modal_has_its_function() -> None:
     """``bot.slack.app`` names the work by string so the ack path needn't import it."""
     from bot.slack import interactions
-    from bot.slack.app import BUTTONS, MODALS
+    from bot.slack.app import BUTTONS, MODAL_BUTTONS, MODALS
 
-    for action_id in BUTTONS:
+    for action_id in (*BUTTONS, *MODAL_BUTTONS, "start_preset"):
         assert callable(getattr(interactions, action_id)), action_id
     for callback_id, has_submit in MODALS.items():
         assert callable(getattr(interactions, f"{callback_id}_ack")), callback_id

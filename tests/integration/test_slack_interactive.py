@@ -26,6 +26,8 @@ def h(tmp_path: Path) -> Iterator[Harness]:
 def _first_version(h: Harness, job: str = "exp") -> None:
     h.command(f"start quick-metrics epochs=2 --name {job}")
     h.wait_status(job, "COMPLETED")
+    # The launch comes before the card: a run this short may end before its card is up.
+    h.wait(lambda: h.version(job).message_ts and not h.version(job).outbox)
 
 
 def _request_rerun(h: Harness, job: str = "exp", params: str = "epochs=4") -> str:
