@@ -77,7 +77,10 @@ def slash_command_body(
     team_domain: str = TEAM_DOMAIN,
     api_app_id: str = API_APP_ID,
 ) -> str:
-    """The form-encoded body Slack posts for ``{command} {text}``."""
+    """The form-encoded body Slack posts for ``{command} {text}``, ``text`` as typed: Slack
+    sends it with ``&``, ``<`` and ``>`` escaped (https://api.slack.com/interactivity/
+    slash-commands#app_command_handling), and so does this."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return urlencode(
         {
             "token": VERIFICATION_TOKEN,

@@ -125,6 +125,7 @@ def test_a_card_slack_refused_gets_the_hint_for_that_refusal(slack: LocalSlack) 
 def h(tmp_path: Path) -> Iterator[Harness]:
     harness = Harness(tmp_path, algorithms=["quick-metrics"], approvers=[APPROVER])
     yield harness
+    _settle(harness)  # no thread of this test may still talk to Slack after it
     harness.close()
 
 
@@ -212,8 +213,8 @@ def test_hostile_text_never_reaches_the_channel_live(h: Harness) -> None:
     """Parameter values and preset descriptions with Slack control sequences, through the
     whole app: the strict local Slack refuses any unescaped `<!channel>` or foreign link, so
     this flow passing means every message and view was valid and escaped."""
-    # Slack escapes &, < and > in command text before sending it.
-    hostile = "&lt;!channel&gt; &lt;https://evil.example|x&gt; `tick` &amp;"
+    # Typed as is; the stand-in escapes &, < and > in command text as Slack does.
+    hostile = "<!channel> <https://evil.example|x> `tick` &"
     h.command(f'start quick-metrics epochs=2 note="{hostile}" --name exp')
     v1 = h.wait_status("exp", "COMPLETED")
     assert v1.spec.hyperparameters["note"] == "<!channel> <https://evil.example|x> `tick` &"
@@ -235,3 +236,15 @@ def test_hostile_text_never_reaches_the_channel_live(h: Harness) -> None:
         [r.params for r in h.slack.requests])
     assert "<!channel>" not in everything.replace("&lt;!channel&gt;", "")
     assert "<https://evil.example" not in everything
+
+
+def test_an_answer_slack_refused_is_logged_and_the_user_still_hears(
+    h: Harness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    h.command("preset list")
+    h.wait_ephemeral("No presets yet")
+    h.slack.fail_next("_local.response", status=400, error="invalid_blocks")
+    h.command("preset list")
+    text = h.wait_ephemeral("Slack refused the formatted answer")
+    assert "No presets yet" in text or "Presets" in text
+    assert "Slack refused an answer" in caplog.text
