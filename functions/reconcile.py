@@ -4,6 +4,9 @@ Describes every active version's training job, applies any state the events didn
 refreshes live progress on the cards, flags stuck versions and expires overdue approvals
 (:mod:`bot.services.reconcile`). Stuck versions are logged as warnings and counted, so an
 alarm on ``VersionsStuck`` pages whoever is on call.
+
+First it drains the Slack function's failure queue (:mod:`functions.lost_commands`): each
+command whose work never ran is reported to its user, who can run it again.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from bot.bootstrap import stuck_after
     from bot.services.reconcile import reconcile
 
-    deps = runtime.slack_bot(with_charts=runtime.charts_available()).deps
-    summary = reconcile(deps, stuck_after=stuck_after(runtime.settings()))
+    bot = runtime.slack_bot(with_charts=runtime.charts_available())
+    lost = _tell_lost_commands(bot.client, context)
+    summary = reconcile(bot.deps, stuck_after=stuck_after(runtime.settings()))
     for name, items in (("VersionsRepaired", summary.repaired),
                         ("VersionsStuck", summary.stuck),
                         ("LaunchesLost", summary.lost),
@@ -41,7 +45,30 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if summary.stuck:
         logger.warning("stuck versions", extra={"stuck": summary.stuck})
     logger.info("reconciled", extra=summary.as_dict())
-    return summary.as_dict()
+    return summary.as_dict() if lost is None else {**summary.as_dict(), "lost_commands": lost}
+
+
+def _tell_lost_commands(client: Any, context: LambdaContext) -> dict[str, Any] | None:
+    """Drain the failure queue (when this deployment has one); never fails the reconcile."""
+    from bot.aws import aws_client
+    from functions.lost_commands import drain, queue_url
+
+    url = queue_url()
+    if url is None:
+        return None
+    try:
+        drained = drain(aws_client("sqs"), url, client, logger=logger,
+                        time_left=lambda: context.get_remaining_time_in_millis() / 1000.0)
+    except Exception:
+        logger.exception("reading the lost-commands queue failed")
+        metrics.add_metric(name="LostCommandsUnread", unit=MetricUnit.Count, value=1)
+        return {"error": "the lost-commands queue could not be read"}
+    metrics.add_metric(name="LostCommandsReported", unit=MetricUnit.Count,
+                       value=len(drained.told))
+    metrics.add_metric(name="LostCommandsDropped", unit=MetricUnit.Count, value=drained.dropped)
+    if drained.told or drained.dropped or drained.kept:
+        logger.warning("lost commands", extra=drained.as_dict())
+    return drained.as_dict()
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

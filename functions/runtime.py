@@ -155,11 +155,22 @@ def slack_handler() -> SlackRequestHandler:
     # Made on the first re-invocation — inside that ack (on a cold start ~0.05-0.1 s; the
     # same time as in the init phase, which precedes the first ack anyway) — and never for
     # what the ack answers whole (help, malformed input).
+    # Each re-invocation is marked as this function's own (functions.lazy), so a late one is
+    # held to its signature but not to Slack's 5-minute window.
     from bot.aws import LazyClient
+    from functions.lazy import MarkedLazyListenerRunner
 
-    handler.app.listener_runner.lazy_listener_runner.lambda_client = LazyClient(
-        "lambda", lambda _service: lambda_client())
+    handler.app.listener_runner.lazy_listener_runner = MarkedLazyListenerRunner(
+        handler.logger, lambda_client=LazyClient("lambda", lambda _service: lambda_client()),
+        signing_secret=_signing_secret)
     return handler
+
+
+def _signing_secret() -> str:
+    secret = slack_settings().signing_secret
+    if secret is None:  # Bolt verified the request with it: unreachable in practice
+        raise RuntimeError("no Slack signing secret")
+    return secret.get_secret_value()
 
 
 def _correlate(context: Any, next_: Callable[[], Any]) -> Any:

@@ -29,7 +29,7 @@ from bot.slack.request_guard import (
     bad_timestamp,
     malformed_body,
 )
-from functions import runtime
+from functions import lazy, runtime
 from functions.observability import logger, metrics
 
 __all__ = ["handler"]
@@ -47,12 +47,33 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _malformed(event, headers):
         return {"statusCode": 400, "body": BAD_REQUEST_BODY,
                 "headers": {"content-type": "application/json"}}
+    lazy_run = lazy.is_marked(event)
+    if lazy_run:
+        _restamp(event)
     # Slack's retries must end before this invocation does (bot.slack.deadline).
     set_deadline(context.get_remaining_time_in_millis() / 1000.0)
     try:
-        return runtime.slack_handler().handle(event, context)
+        response = runtime.slack_handler().handle(event, context)
     finally:
         set_deadline(None)
+    if lazy_run and not 200 <= int(response.get("statusCode") or 500) < 300:
+        # Nobody reads an async invocation's answer: fail it, so Lambda retries and then
+        # sends it to the failure queue, where the reconcile tells its user.
+        logger.error("lazy re-invocation refused", extra={"status": response.get("statusCode")})
+        raise lazy.LazyRunRefused(int(response.get("statusCode") or 500))
+    return response
+
+
+def _restamp(event: dict[str, Any]) -> None:
+    """This function's own lazy re-invocation (functions.lazy): held to the original
+    signature over the body, not to Slack's 5-minute window, which Lambda's async delivery
+    may outlast. Bolt then verifies the re-signed request as usual."""
+    secret = runtime.slack_settings().signing_secret
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8")
+    if secret is None or not lazy.restamp(event, body, secret.get_secret_value()):
+        logger.warning("lazy re-invocation with a mark or signature that does not hold")
 
 
 def _malformed(event: dict[str, Any], headers: dict[str, Any]) -> bool:

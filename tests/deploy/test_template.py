@@ -13,6 +13,7 @@ from bot.adapters.dynamodb_schema import (
     idempotency_cloudformation_resource,
 )
 from bot.config import Settings, SlackSettings
+from functions.lost_commands import QUEUE_VARIABLE
 from functions.runtime import SECRET_PARAMS
 from functions.secrets import EXTENSION_PORT_VARIABLE
 from tests.deploy.conftest import STAGE, Packaged
@@ -119,7 +120,7 @@ def test_every_variable_is_one_the_bot_reads(packaged: Packaged) -> None:
                 assert name.removeprefix("TRAINBOT_").lower() in Settings.model_fields, name
             elif name.startswith("SLACK_"):
                 assert name in slack_vars, name
-            elif name != EXTENSION_PORT_VARIABLE:
+            elif name not in (EXTENSION_PORT_VARIABLE, QUEUE_VARIABLE):
                 assert name.startswith("POWERTOOLS_"), name
         plain = {k: v for k, v in env.items() if isinstance(v, str) and k.startswith("TRAINBOT_")}
         settings = Settings(**{k.removeprefix("TRAINBOT_").lower(): v for k, v in plain.items()})
@@ -234,3 +235,40 @@ def test_functions_read_secrets_through_the_extension_layer(packaged: Packaged) 
         assert any(":layer:AWS-Parameters-and-Secrets-Lambda-Extension:" in str(layer)
                    for layer in layers), (fn, layers)
         assert props["Environment"]["Variables"][EXTENSION_PORT_VARIABLE] == "2773"
+
+
+# -- lost commands ---------------------------------------------------------------------------
+
+def test_lazy_reinvocations_that_never_run_go_to_the_lost_commands_queue(
+        packaged: Packaged) -> None:
+    [config] = [r["Properties"] for r in packaged.resources.values()
+                if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    assert config["FunctionName"] == {"Ref": "SlackEventsLambdaFunction"}
+    assert config["MaximumEventAgeInSeconds"] == 1800  # response_url's lifetime
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["LostCommandsQueue", "Arn"]}}}
+    queue = packaged.resources["LostCommandsQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 1209600
+    assert queue["VisibilityTimeout"] > packaged.resources[
+        "ReconcileLambdaFunction"]["Properties"]["Timeout"]
+    env = packaged.resources["ReconcileLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert env[QUEUE_VARIABLE] == {"Ref": "LostCommandsQueue"}
+    for fn in ("SlackEvents", "JobEvents"):
+        props = packaged.resources[f"{fn}LambdaFunction"]["Properties"]
+        assert QUEUE_VARIABLE not in props["Environment"]["Variables"]
+
+
+def test_only_the_slack_function_sends_and_only_the_reconcile_reads_lost_commands(
+        packaged: Packaged) -> None:
+    queue = {"Fn::GetAtt": ["LostCommandsQueue", "Arn"]}
+    granted: dict[str, set[str]] = {}
+    for role in ROLES:
+        for statement in _role_statements(packaged, role):
+            actions = {a for a in _listed(statement["Action"]) if a.startswith("sqs:")}
+            if actions:
+                assert _listed(statement["Resource"]) == [queue], (role, statement)
+                granted.setdefault(role, set()).update(actions)
+    assert granted == {"SlackEventsRole": {"sqs:SendMessage"},
+                       "ReconcileRole": {"sqs:ReceiveMessage", "sqs:DeleteMessage"}}

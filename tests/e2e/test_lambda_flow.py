@@ -27,12 +27,13 @@ from bot.adapters.algorithm_catalog import CATALOG_KEY, PublishedAlgorithm, Publ
 from bot.adapters.dynamodb_schema import ensure_tables
 from bot.adapters.store_dynamodb import DynamoStore
 from bot.bootstrap import aws_client
-from bot.domain import ConfigError, JobVersion, Status
+from bot.domain import ConfigError, JobVersion, NotFound, Status
 from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
 from bot.localslack.signing import block_actions_body, slash_command_body
-from functions import job_events, local_invoke, reconcile, runtime, slack_events
+from functions import job_events, lazy, local_invoke, reconcile, runtime, slack_events
 from functions.local_extension import LocalSecretsExtension
 from functions.local_invoke import LocalContext
+from functions.lost_commands import QUEUE_VARIABLE
 from functions.observability import logger
 from functions.secrets import EXTENSION_PORT_VARIABLE
 
@@ -439,3 +440,160 @@ def test_a_spot_interruption_through_job_events_is_never_a_stop(stack: Stack) ->
     assert "STOPPING" not in cards and "spot interruption 1" in cards
     thread = json.dumps([r.params for r in stack.slack.requests_for("chat.postMessage")])
     assert "STOPPING" not in thread
+
+
+# -- lost commands: a late lazy run still runs; one that never ran is reported ------------------
+
+SLACK_WINDOW = 300
+
+
+def _ack_in_the_past(stack: Stack, monkeypatch: pytest.MonkeyPatch, text: str,
+                     seconds_ago: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``text`` signed and acked ``seconds_ago`` (Bolt's clock moved back for the ack only);
+    returns the ack and the lazy re-invocation's payload, not yet delivered."""
+    then = int(time.time()) - seconds_ago
+    body = stack.command_body(text)
+    with monkeypatch.context() as past:
+        past.setattr("slack_sdk.signature.time", lambda: float(then))
+        ack = slack_events.handler(api_gateway_event(body, timestamp=then),
+                                   FakeContext("trainbot-e2e-slackEvents"))
+    [call] = stack.lazy.calls
+    stack.lazy.calls.clear()
+    return ack, json.loads(call["Payload"])
+
+
+def test_a_lazy_run_delivered_after_slacks_window_still_runs(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda's async delivery (throttling, retries) may outlast Slack's 5 minutes: the
+    re-invocation is the function's own, so only its signature counts, not its age."""
+    ack, payload = _ack_in_the_past(
+        stack, monkeypatch, "start image-classification --pool gpu-1 --name late", 600)
+    assert ack["statusCode"] == 200 and ":hourglass:" in ack["body"]
+    assert lazy.MARK in payload  # a top-level key: no HTTP request can set one
+    assert int(payload["headers"]["x-slack-request-timestamp"]) < time.time() - SLACK_WINDOW
+
+    result = slack_events.handler(payload, FakeContext("trainbot-e2e-slackEvents"))
+    assert result["statusCode"] == 200
+    version = stack.version("late")
+    assert version.status is Status.QUEUED and version.backend_job_name
+
+
+def test_the_same_old_request_through_api_gateway_is_refused(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replaying the late request over HTTP — with the lazy headers, even a header named like
+    the mark — is held to Slack's window as before: 401, and nothing runs."""
+    _, payload = _ack_in_the_past(
+        stack, monkeypatch, "start image-classification --pool gpu-1 --name replay", 600)
+    context = FakeContext("trainbot-e2e-slackEvents")
+    replay = api_gateway_event(payload["body"], timestamp=int(
+        payload["headers"]["x-slack-request-timestamp"]))
+    replay["headers"] = {**payload["headers"], lazy.MARK.lower(): json.dumps(payload[lazy.MARK])}
+    assert slack_events.handler(replay, context)["statusCode"] == 401
+    plain = api_gateway_event(payload["body"], timestamp=int(
+        payload["headers"]["x-slack-request-timestamp"]))
+    assert slack_events.handler(plain, context)["statusCode"] == 401
+    assert stack.lazy.calls == []
+    with pytest.raises(NotFound):
+        stack.version("replay")
+
+
+@pytest.mark.parametrize("tamper", ["forged mark", "changed body"])
+def test_a_marked_event_that_does_not_hold_is_refused_and_fails_the_invocation(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch, tamper: str) -> None:
+    """Without the signing secret a direct invoker can't mark an event or change its body;
+    the invocation fails, so Lambda retries and then queues it as lost."""
+    _, payload = _ack_in_the_past(
+        stack, monkeypatch, "start image-classification --pool gpu-1 --name forged", 600)
+    if tamper == "forged mark":
+        payload[lazy.MARK]["mac"] = "0" * 64
+    else:
+        payload["body"] = payload["body"].replace("forged", "forgee")
+    with pytest.raises(lazy.LazyRunRefused) as refused:
+        slack_events.handler(payload, FakeContext("trainbot-e2e-slackEvents"))
+    assert refused.value.status == 401
+    with pytest.raises(NotFound):
+        stack.version("forged")
+
+
+def _destination_record(payload: dict[str, Any], condition: str) -> dict[str, Any]:
+    """What Lambda sends to an SQS on-failure destination for an async invocation."""
+    return {
+        "version": "1.0", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()), "condition": condition,
+            "functionArn": FakeContext("trainbot-e2e-slackEvents").invoked_function_arn
+            + ":$LATEST",
+            "approximateInvokeCount": 3 if condition == "RetriesExhausted" else 0},
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "the lazy re-invocation was answered 401",
+                            "errorType": "LazyRunRefused"},
+    }
+
+
+def test_commands_that_never_ran_are_reported_to_their_users_by_the_reconcile(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = aws_client("sqs")
+    url = sqs.create_queue(QueueName="trainbot-e2e-lost-commands")["QueueUrl"]
+    monkeypatch.setenv(QUEUE_VARIABLE, url)
+
+    # A command whose lazy run waited past maximumEventAge (Lambda never ran it)…
+    _, command = _ack_in_the_past(
+        stack, monkeypatch, "start image-classification --pool gpu-1 --name lost", 900)
+    # …a button click whose every attempt failed, by a user no longer in the channel…
+    stack.start("start image-classification --pool gpu-4 --name big")
+    approval = stack.store().get_approval(stack.version("big").approval_id or "")
+    body = stack.press_body("approve_request", approval.id, user=APPROVER,
+                            message_ts=approval.message_ts or "")
+    slack_events.handler(api_gateway_event(body), FakeContext("trainbot-e2e-slackEvents"))
+    [click] = [json.loads(c["Payload"]) for c in stack.lazy.calls]
+    stack.lazy.calls.clear()
+    stack.slack.leave(DEFAULT_CHANNEL, APPROVER)
+    # …and a record with no Slack request in it.
+    for record in (_destination_record(command, "EventAgeExceeded"),
+                   _destination_record(click, "RetriesExhausted"),
+                   {"requestPayload": {"source": "elsewhere"}}):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+    summary = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
+    assert summary["lost_commands"]["told"] == [f"{USER} (ephemeral)", f"{APPROVER} (dm)"]
+    assert summary["lost_commands"]["dropped"] == 1
+
+    [told] = [e for e in stack.slack.ephemerals(USER) if "couldn't be run" in e["text"]]
+    assert told["text"].startswith(
+        "Your `/train start image-classification --pool gpu-1 --name lost` from <!date^")
+    assert "(trainbot was too busy to start it in time); run it again." in told["text"]
+    hhmm = time.strftime("%H:%M UTC", time.gmtime(int(command["headers"][
+        "x-slack-request-timestamp"])))
+    assert f"|{hhmm}>" in told["text"]
+    [dm] = [r.params for r in stack.slack.requests_for("chat.postMessage")
+            if r.params.get("channel") == APPROVER]
+    assert dm["text"].startswith("Your click on ")
+    assert "(trainbot failed while starting it); run it again." in dm["text"]
+    # Told once: the queue is empty, and the next pass says nothing more.
+    assert sqs.receive_message(QueueUrl=url).get("Messages") is None
+    again = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
+    assert again["lost_commands"] == {"told": [], "dropped": 0, "kept": 0}
+    with pytest.raises(NotFound):
+        stack.version("lost")
+
+
+def test_a_lost_command_stays_queued_while_slack_cannot_be_told(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = aws_client("sqs")
+    url = sqs.create_queue(QueueName="trainbot-e2e-lost-commands",
+                           Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+    monkeypatch.setenv(QUEUE_VARIABLE, url)
+    _, command = _ack_in_the_past(stack, monkeypatch, "status", 900)
+    sqs.send_message(QueueUrl=url,
+                     MessageBody=json.dumps(_destination_record(command, "EventAgeExceeded")))
+    stack.slack.fail_next("chat.postEphemeral", error="channel_not_found")
+    stack.slack.fail_next("chat.postMessage", error="account_inactive")
+
+    first = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
+    assert first["lost_commands"] == {"told": [], "dropped": 0, "kept": 1}
+    second = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
+    assert second["lost_commands"]["told"] == [f"{USER} (ephemeral)"]
+    [told] = [e for e in stack.slack.ephemerals(USER) if "couldn't be run" in e["text"]]
+    assert told["text"].startswith("Your `/train status` from ")
