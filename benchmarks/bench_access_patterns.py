@@ -210,6 +210,9 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
             item["latest_version"] = sd._n(job.latest_version)
             items.append(item)
         items += [sd._version_item(v) for v in versions]
+        # Launched versions have a pointer item keyed by their backend job name (written with
+        # the claim, read with a consistent GetItem by the event lookup).
+        items += [sd.backend_pointer_item(v) for v in versions if v.backend_job_name]
         for start in range(0, len(items), 25):
             batch = {TABLE: [{"PutRequest": {"Item": it}} for it in items[start:start + 25]]}
             while batch:

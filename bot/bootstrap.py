@@ -7,14 +7,16 @@ this module costs nothing on the Slack ack path.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.aws import LazyClient, aws_client, aws_region
 from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.ports import Chat, Compute, JobStore
+from bot.ports import Chat, Compute, DataGuard, JobStore
 from bot.services.authz import MembershipCheck, Policy
 from bot.services.context import Deps, NullChat
 
@@ -42,21 +44,48 @@ def build_store(settings: Settings) -> JobStore:
         return DynamoStore(settings.table, client=LazyClient("dynamodb"))
     from bot.adapters.store_sqlite import SqliteStore
 
+    private_home(settings.home)
+    private_file(settings.db_path)
     return SqliteStore(settings.db_path)
 
 
-def build_compute(settings: Settings, catalog: Catalog) -> Compute:
+def private_home(home: Path) -> None:
+    """Create ``TRAINBOT_HOME`` readable by its owner only (it holds data, logs, runs)."""
+    if not home.exists():
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.chmod(0o700)  # mkdir's mode is masked by the umask
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (if missing) as 0600 and tighten it if it is ours: SQLite creates its
+    WAL and journal files with the database file's mode, so they follow."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def build_compute(settings: Settings, catalog: Catalog, *,
+                  detach_tensorboard: bool = False) -> Compute:
     if settings.compute == "sagemaker":
         from bot.adapters.compute_sagemaker import SageMakerCompute
 
         return SageMakerCompute.from_settings(settings, catalog)
     from bot.adapters.compute_local import LocalCompute
+    from bot.adapters.local_data import LocalData
     from bot.adapters.tensorboard_local import LocalTensorBoard
 
-    tensorboard = LocalTensorBoard(settings.runs_dir, port=settings.tensorboard_port,
-                                   state_dir=settings.home)
+    # An explicit TRAINBOT_TENSORBOARD_PORT is kept to; the default 6006 falls back to the
+    # next free port, as TensorBoard does (6006 is often an ML engineer's own TensorBoard).
+    tensorboard = LocalTensorBoard(
+        settings.runs_dir, port=settings.tensorboard_port, state_dir=settings.home,
+        port_fallback="tensorboard_port" not in settings.model_fields_set,
+        detach=detach_tensorboard)
     return LocalCompute(settings.runs_dir, algorithms_root=settings.algorithms_dir,
-                        job_prefix=settings.job_prefix, tensorboard=tensorboard)
+                        job_prefix=settings.job_prefix, tensorboard=tensorboard,
+                        data=LocalData(settings.data_dirs))
 
 
 def build_deps(
@@ -67,7 +96,10 @@ def build_deps(
     store: JobStore | None = None,
     compute: Compute | None = None,
     recover: bool = True,
+    detach_tensorboard: bool = False,
 ) -> Deps:
+    """``detach_tensorboard``: a TensorBoard server this process starts outlives it (the
+    short-lived CLI); otherwise it is stopped when this process exits."""
     catalog = build_catalog(settings)
     policy = Policy(
         approvers=list(settings.approvers), admins=list(settings.admins),
@@ -79,7 +111,8 @@ def build_deps(
         policy.is_member = is_member
     deps = Deps(
         store=store or build_store(settings),
-        compute=compute or build_compute(settings, catalog),
+        compute=compute or build_compute(settings, catalog,
+                                         detach_tensorboard=detach_tensorboard),
         catalog=catalog,
         clock=SystemClock(),
         policy=policy,
@@ -87,9 +120,18 @@ def build_deps(
         job_prefix=settings.job_prefix,
         scope=settings.scope,
         stuck_after=stuck_after(settings),
+        local_data=_local_data(settings),
     )
     _wire_local_events(deps, recover=recover)
     return deps
+
+
+def _local_data(settings: Settings) -> DataGuard | None:
+    if settings.compute == "sagemaker":
+        return None
+    from bot.adapters.local_data import LocalData
+
+    return LocalData(settings.data_dirs)
 
 
 def _wire_local_events(deps: Deps, *, recover: bool) -> None:

@@ -6,6 +6,7 @@
     trainbot chat                terminal client for a running local bot
     trainbot admin init-store    create the DynamoDB table(s) if missing
     trainbot admin reconcile     one pass of the scheduled reconciler (missed events, expiry)
+    trainbot admin stop-tensorboard   stop the local TensorBoard server the CLI left running
     trainbot algorithms publish  package and publish the preset algorithms (AWS)
 """
 
@@ -16,6 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.domain import JobVersion, TrainbotError
 
@@ -28,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
-    _log_to_file()
+    log_file = _log_to_file()
     try:
         if args[:1] in (["run"], ["serve"], ["chat"]):
             from bot.local_run import main as run_main
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init_store()
         if args[:2] == ["admin", "reconcile"]:
             return _reconcile()
+        if args[:2] == ["admin", "stop-tensorboard"]:
+            return _stop_tensorboard()
         if args[:2] == ["algorithms", "publish"]:
             from bot.publish import main as publish_main
 
@@ -48,23 +52,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from bot.error_text import user_text
 
-        print(f"error: {user_text(exc, log=log)}", file=sys.stderr)
+        # The CLI's user runs it as themselves and can read the log: no "ask your admin".
+        print(f"error: {user_text(exc, log=log, log_path=log_file)}", file=sys.stderr)
         return 2 if isinstance(exc, TrainbotError) else 70
 
 
-def _log_to_file() -> None:
-    """Diagnostics (tracebacks under an error id) go to TRAINBOT_HOME/trainbot.log; the
-    terminal gets one readable line per problem."""
+def _log_to_file() -> Path | None:
+    """Diagnostics (tracebacks under an error id) go to TRAINBOT_HOME/trainbot.log (0600, in
+    a 0700 home); the terminal gets one readable line per problem. Returns the log's path,
+    or None when it can't be written (then errors go to stderr)."""
     import os
-    from pathlib import Path
+
+    from bot.bootstrap import private_file, private_home
 
     home = Path(os.environ.get("TRAINBOT_HOME") or Path.home() / ".trainbot")
+    path = home / "trainbot.log"
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        logging.basicConfig(filename=home / "trainbot.log", level=logging.INFO,
+        private_home(home)
+        private_file(path)
+        logging.basicConfig(filename=path, level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     except OSError:
         logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+        return None
+    return path
 
 
 def _command(args: list[str], *, as_json: bool) -> int:
@@ -82,8 +93,9 @@ def _command(args: list[str], *, as_json: bool) -> int:
         print("usage: trainbot start ALGORITHM [key=value …] (see `trainbot help start`)",
               file=sys.stderr)
         return 2
-    deps = build_deps(settings)
-    reply = execute(deps, cmd, Actor(user=settings.user, channel=None),
+    # This process ends with the command: a TensorBoard it starts stays for `trainbot tb`.
+    deps = build_deps(settings, detach_tensorboard=True)
+    reply = execute(deps, cmd, Actor(user=settings.user, channel=None, trusted=True),
                     stuck_after=stuck_after(settings))
     # A stop waits for the process to end: this short-lived process is what signals it.
     waits = cmd.wait or cmd.name == "stop"
@@ -154,8 +166,22 @@ def _reconcile() -> int:
     from bot.services.reconcile import reconcile
 
     settings = load_settings()
-    summary = reconcile(build_deps(settings), stuck_after=stuck_after(settings))
+    summary = reconcile(build_deps(settings, detach_tensorboard=True),
+                        stuck_after=stuck_after(settings))
     print(json.dumps(summary.as_dict(), indent=2, default=str))
+    return 0
+
+
+def _stop_tensorboard() -> int:
+    """Stop the TensorBoard server of this TRAINBOT_HOME (the one the CLI leaves running)."""
+    from bot.adapters.tensorboard_local import LocalTensorBoard
+    from bot.config import load_settings
+
+    settings = load_settings()
+    board = LocalTensorBoard(settings.runs_dir, state_dir=settings.home)
+    was_running = board.running()
+    board.stop()
+    print("TensorBoard stopped" if was_running else "no TensorBoard was running")
     return 0
 
 

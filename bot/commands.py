@@ -117,6 +117,11 @@ def parse(text: str, *, from_slack: bool = False) -> Command:
     return parser(_Words(verb, rest))
 
 
+# A run's ceiling: at least a minute, at most SageMaker's MaxRuntimeInSeconds limit (28 days).
+MIN_RUNTIME_S = 60
+MAX_RUNTIME_S = 28 * 86400
+
+
 def parse_duration(raw: str) -> int:
     """``90`` (seconds), ``45m``, ``2h``, ``1d`` → seconds."""
     m = _DURATION.match(raw.strip().lower())
@@ -124,6 +129,15 @@ def parse_duration(raw: str) -> int:
         raise InvalidInput(f"`{_clip(raw)}` is not a duration.", hint="Use e.g. 90s, 45m, 2h, 1d.")
     n, unit = int(m.group(1)), m.group(2) or "s"
     return n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def parse_max_runtime(raw: str) -> int:
+    """``--max-runtime``: a duration from 1 minute to 28 days (SageMaker's ceiling)."""
+    seconds = parse_duration(raw)
+    if not MIN_RUNTIME_S <= seconds <= MAX_RUNTIME_S:
+        raise InvalidInput(f"`--max-runtime {_clip(raw)}` is out of range.",
+                           hint="Use a duration from 1m to 28d, e.g. 30m, 4h or 2d.")
+    return seconds
 
 
 class _Words:
@@ -245,7 +259,7 @@ def _launch_options(w: _Words, options: dict[str, list[str]]) -> dict[str, objec
         "pool": w.one(options, "pool"),
         "data": data,
         "spot": True if "spot" in options else None,
-        "max_runtime_s": parse_duration(runtime) if runtime is not None else None,
+        "max_runtime_s": parse_max_runtime(runtime) if runtime is not None else None,
     }
 
 

@@ -52,7 +52,24 @@ class Settings(BaseSettings):
     approval_ttl_minutes: int = Field(default=24 * 60, ge=1)
     stuck_after_minutes: int = Field(default=30, ge=1)
     tensorboard_port: int = Field(default=6006, ge=0, le=65535)
+    # `trainbot run` / `serve`: how often the local reconcile pass runs (the scheduled Lambda's).
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
     job_prefix: str = Field(default="trainbot", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,15}$")
+    # Local compute: the folders data named from Slack may come from (colon-separated, like
+    # PATH); default $TRAINBOT_HOME/data. The CLI may read any file its OS user can.
+    data_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list,
+                                                       validate_default=True)
+
+    @field_validator("data_dirs", mode="before")
+    @classmethod
+    def _data_dirs(cls, v: object, info: object) -> object:
+        if isinstance(v, str):
+            v = [Path(p.strip()).expanduser() for p in v.split(":") if p.strip()]
+        if not v:  # unset or empty: the home's data folder (home is validated before this)
+            home = (getattr(info, "data", None) or {}).get("home")
+            return [Path(home) / "data"] if home is not None else v
+        return v
+
     # AWS mode
     sagemaker_role_arn: str | None = None
     bucket: str | None = None

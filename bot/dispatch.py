@@ -25,6 +25,8 @@ class Actor:
     channel: str | None = None
     request_key: str | None = None
     interactive: bool = False  # Slack: destructive commands answer with a confirm button
+    # The OS user at this machine's CLI: may name any local file that user can read.
+    trusted: bool = False
 
 
 @dataclass
@@ -57,7 +59,7 @@ def _request(c: Command, a: Actor) -> launching.LaunchRequest:
     return launching.LaunchRequest(
         user=a.user, algorithm=c.algorithm, preset=c.preset, params=dict(c.params), pool=c.pool,
         data=dict(c.data), job_name=c.job_name, spot=c.spot, max_runtime_s=c.max_runtime_s,
-        channel=a.channel, request_key=a.request_key,
+        channel=a.channel, request_key=a.request_key, trusted=a.trusted,
     )
 
 
@@ -148,9 +150,15 @@ def _logs(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
 
 def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     v = queries.get_version(deps, c.job or "", c.version)
-    url = queries.links(deps, v).tensorboard
+    found = queries.links(deps, v)
+    url = found.tensorboard
     if not url:
-        raise InvalidInput(f"{v.label} has no TensorBoard yet (it hasn't started).")
+        if not v.backend_job_name:
+            raise InvalidInput(f"{v.label} hasn't started yet, so it has no TensorBoard.")
+        if found.tensorboard_problem:
+            raise InvalidInput(f"No TensorBoard link for {v.label}: {found.tensorboard_problem}")
+        raise InvalidInput(f"{v.label} has no TensorBoard link: its run's TensorBoard output "
+                           "is no longer on this machine.")
     doc = Doc(title=f"TensorBoard for *{esc(v.label)}*: {link(url, 'open')}")
     doc.add(esc(url))
     return Reply(doc, version=v)

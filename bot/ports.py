@@ -6,7 +6,7 @@ same Protocols and pass the same contract suites.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -31,6 +31,7 @@ __all__ = [
     "Chat",
     "Clock",
     "Compute",
+    "DataGuard",
     "EventSink",
     "JobStore",
     "Launch",
@@ -81,7 +82,22 @@ class JobStore(Protocol):
         """
         ...
 
-    def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None: ...
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+        """Save ``version``, which names its backend job, as ``save_version`` does, in one
+        write with what makes that name findable by ``find_by_backend_name`` and, when
+        ``slots`` is given, one of the ``slots`` places of its pool (``pool_slot`` set).
+
+        Returns the saved version, or None when every place is held (nothing is written).
+        ``StaleWrite`` as ``save_version``; ``Conflict`` if another version has the name.
+        The place is given back by the ``save_version`` that moves the version to a terminal
+        state (``pool_slot`` cleared in that write), so it is given back once however many
+        times the end is reported.
+        """
+        ...
+
+    def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
+        """Strongly consistent: a name claimed by ``claim_launch`` is found at once."""
+        ...
 
     def list_active(self) -> list[JobVersion]:
         """Versions not in a terminal state (through an index, not a scan)."""
@@ -118,6 +134,16 @@ class JobStore(Protocol):
         """Record the decision if none was recorded yet; ``Conflict`` otherwise."""
         ...
 
+    def decide_approval_and_version(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime,
+        version: JobVersion, note: str = "",
+    ) -> tuple[Approval, JobVersion]:
+        """Record the decision and save ``version`` (the version it decides, moved on) in one
+        write: both or neither. ``Conflict`` if the approval was decided already;
+        ``StaleWrite`` if the version changed since it was read (compare-and-set on
+        ``revision``, as ``save_version``)."""
+        ...
+
     def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval: ...
 
 
@@ -134,6 +160,8 @@ class Links:
     tensorboard: str | None = None
     lineage: str | None = None
     logs: str | None = None
+    # Why there is no TensorBoard link when there isn't one (e.g. the server couldn't start).
+    tensorboard_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +239,16 @@ class Chat(Protocol):
         ...
 
     def approval_decided(self, approval: Approval, version: JobVersion) -> None: ...
+
+
+class DataGuard(Protocol):
+    """Which local files a request may name (local compute only)."""
+
+    def checked(self, data: Mapping[str, str], *, trusted: bool) -> dict[str, str]:
+        """``data`` with local paths checked and written as ``file:///…`` URIs; other URIs
+        as they are. ``InvalidInput`` naming the user's URI when one may not be read —
+        the same text for a refused and a missing path unless ``trusted`` (the OS user)."""
+        ...
 
 
 class Clock(Protocol):

@@ -83,13 +83,31 @@ class MemoryStore:
 
     def save_version(self, version):  # type: ignore[no-untyped-def]
         with self._lock:
-            current = self.get_version(version.job, version.number)
-            if current.revision != version.revision:
-                raise StaleWrite(f"{version.label} changed since it was read")
-            fixed = {k: getattr(current, k) for k in _IMMUTABLE}
-            stored = version.model_copy(update={**fixed, "revision": version.revision + 1})
-            self.versions[(version.job, version.number)] = stored
-            return stored
+            return self._save(version)
+
+    def _save(self, version):  # type: ignore[no-untyped-def]
+        current = self.get_version(version.job, version.number)
+        if current.revision != version.revision:
+            raise StaleWrite(f"{version.label} changed since it was read")
+        fixed = {k: getattr(current, k) for k in _IMMUTABLE}
+        ended = {"pool_slot": False} if version.status.terminal else {}
+        stored = version.model_copy(update={**fixed, **ended, "revision": version.revision + 1})
+        self.versions[(version.job, version.number)] = stored
+        return stored
+
+    def claim_launch(self, version, *, slots=None):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if any(v.backend_job_name == version.backend_job_name
+                   and (v.job, v.number) != (version.job, version.number)
+                   for v in self.versions.values()):
+                raise Conflict(f"backend name {version.backend_job_name} in use")
+            if slots is not None:
+                held = sum(1 for v in self.versions.values() if v.pool_slot
+                           and not v.status.terminal and v.spec.pool == version.spec.pool)
+                if held >= slots:
+                    return None
+                version = version.model_copy(update={"pool_slot": True})
+            return self._save(version)
 
     def find_by_backend_name(self, backend_job_name):  # type: ignore[no-untyped-def]
         return next((v for v in self.versions.values()
@@ -154,6 +172,19 @@ class MemoryStore:
                 "decision_note": note})
             self.approvals[approval_id] = decided
             return decided
+
+    def decide_approval_and_version(self, approval_id, decision, *, by, at, version, note=""):  # type: ignore[no-untyped-def]
+        with self._lock:
+            current = self.get_approval(approval_id)
+            if current.decision is not None:
+                raise Conflict(f"Request {approval_id} was already {current.decision} by "
+                               f"{current.decided_by}.")
+            saved = self._save(version)
+            decided = current.model_copy(update={
+                "decision": Decision(decision), "decided_by": by, "decided_at": at,
+                "decision_note": note})
+            self.approvals[approval_id] = decided
+            return decided, saved
 
     def set_approval_message(self, approval_id, *, channel, ts):  # type: ignore[no-untyped-def]
         with self._lock:

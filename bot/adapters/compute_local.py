@@ -6,6 +6,12 @@ Each version runs in ``runs_dir/<backend job name>/``, laid out like ``/opt/ml``
 A monitor thread per run reports state changes in the shape of SageMaker's EventBridge
 "Training Job State Change" event, so the same service code handles both backends.
 
+Data channels are read-only copies made at launch in ``inputs_dir/<backend job name>/<channel>``
+(see :mod:`bot.adapters.local_data`), outside ``runs_dir``: TensorBoard scans ``runs_dir``
+and follows links, and must never walk a run's inputs. A version requested from Slack may
+only read allow-listed folders; one from the CLI (no channel, no request key) anything the OS
+user can read. The copies are removed when the run ends.
+
 Processes outlive the bot. Each run starts in its own session behind a small ``sh`` wrapper that
 writes the script's exit status to ``<run>/exitcode``: a restarted bot cannot ``wait()`` for a
 process it did not start, but it can poll the pid (checked against its start time, so a reused
@@ -30,13 +36,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
+from bot.adapters.local_data import LocalData, local_path, remove_staged
 from bot.adapters.local_runs import (
     LogScan,
     RunDir,
@@ -58,6 +64,7 @@ from bot.domain import (
     Artifacts,
     BackendError,
     BackendRejected,
+    InvalidInput,
     JobVersion,
     Progress,
     ResourcePool,
@@ -97,6 +104,9 @@ exit "$rc"
 class LocalCompute:
     """The :class:`bot.ports.Compute` port over local subprocesses.
 
+    ``data`` decides which local files a version may read (default: ``<runs_dir's
+    parent>/data`` only, i.e. ``$TRAINBOT_HOME/data``); ``inputs_dir`` holds the runs' input
+    copies (default ``<runs_dir's parent>/inputs``) and must not be inside ``runs_dir``.
     ``sink`` receives every state change (it may be set after construction; events produced
     while it is None are dropped, the state file keeps the truth). ``on_progress(name)`` is
     called at most every ``progress_interval_s`` when a run prints new progress or metric lines.
@@ -119,10 +129,17 @@ class LocalCompute:
         on_progress: Callable[[str], None] | None = None,
         progress_interval_s: float = 2.0,
         gpu_names: Sequence[str] | None = None,
+        data: LocalData | None = None,
+        inputs_dir: Path | None = None,
     ) -> None:
         if not TRAINING_JOB_NAME.match(job_prefix) or len(job_prefix) > 16:
             raise ValueError(f"job_prefix {job_prefix!r} is not a valid training job name stem")
         self.runs_dir = Path(runs_dir)
+        self.data = data if data is not None else LocalData([self.runs_dir.parent / "data"])
+        self.inputs_dir = Path(inputs_dir) if inputs_dir is not None else (
+            self.runs_dir.parent / "inputs")
+        if self.inputs_dir.resolve().is_relative_to(self.runs_dir.resolve()):
+            raise ValueError("inputs_dir must not be inside runs_dir (TensorBoard scans it)")
         self.algorithms_root = Path(algorithms_root)
         self.sink = sink
         self.python = python
@@ -145,8 +162,9 @@ class LocalCompute:
         """Prepare the run folder and start the script; events follow from the monitor.
 
         Uses ``version.backend_job_name`` when the service has chosen it, else derives one.
-        Raises :class:`BackendRejected` for what can't run here (s3 data, missing files, a
-        GPU-only algorithm without a GPU) and :class:`BackendError` when the process can't start.
+        Raises :class:`BackendRejected` for what can't run here (s3 data, data this version
+        may not read or that is missing, a GPU-only algorithm without a GPU) and
+        :class:`BackendError` when the process can't start.
         """
         if self._closing.is_set():
             raise BackendError("Local compute is shutting down; try again in a moment.")
@@ -155,6 +173,9 @@ class LocalCompute:
         if not TRAINING_JOB_NAME.match(name):
             raise BackendRejected(f"`{name}` is not a valid training job name.")
         channels = _channel_sources(version, algorithm)
+        for channel, (uri, trusted) in channels.items():
+            with _data_refusal(channel):
+                self.data.resolve(uri, trusted=trusted)  # refused before anything is created
         plan = plan_processes(algorithm, pool, self._local_gpus(), _cpu_count())
         source = self.algorithms_root / algorithm.id
         if not (source / algorithm.entry_point).is_file():
@@ -170,6 +191,7 @@ class LocalCompute:
             proc = self._spawn(run, record)
         except BaseException:
             shutil.rmtree(run.root, ignore_errors=True)  # nothing half-created is left behind
+            remove_staged(self.inputs_dir / name)
             raise
         watched = self._watch_new(run, record, detail, proc)
         watched.released.set()
@@ -233,13 +255,15 @@ class LocalCompute:
         run = self._run_dir(version)
         if run is None:
             return Links()
-        board = None
+        board, problem = None, None
         if self.tensorboard is not None:
             try:
-                board = self.tensorboard.url_for(run.name)
+                board = self.tensorboard.url_for(run.name, events_dir=run.tensorboard_dir)
             except BackendError as exc:
                 log.warning("no TensorBoard link for %s: %s", run.name, exc.message)
-        return Links(tensorboard=board, logs=run.log_file.as_uri())
+                problem = exc.user_text()
+        return Links(tensorboard=board, logs=run.log_file.as_uri(),
+                     tensorboard_problem=problem)
 
     # -- restarts ---------------------------------------------------------------------------
 
@@ -294,7 +318,7 @@ class LocalCompute:
         algorithm: Algorithm,
         pool: ResourcePool,
         plan: ProcessPlan,
-        channels: dict[str, Path],
+        channels: dict[str, tuple[str, bool]],
         source: Path,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fill the run folder; return the launch record and the initial job detail."""
@@ -304,8 +328,18 @@ class LocalCompute:
             target = run.code_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        for channel, path in channels.items():
-            _link_channel(run, channel, path)
+        staged = self.inputs_dir / run.name
+        remove_staged(staged)  # a leftover of an earlier run of the same name
+        channel_dirs = {}
+        if channels:
+            self.inputs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            staged.mkdir(mode=0o700)
+        for channel, (uri, trusted) in channels.items():
+            channel_dirs[channel] = staged / channel
+            with _data_refusal(channel):
+                self.data.stage(uri, channel_dirs[channel], trusted=trusted)
+        if channel_dirs:
+            staged.chmod(0o500)  # no new channel appears beside the copies
         hps = dict(version.spec.hyperparameters)
         hp_strings = {k: json.dumps(v) for k, v in hps.items()}
         resource = {"current_host": HOST, "current_instance_type": pool.instance_type,
@@ -318,7 +352,7 @@ class LocalCompute:
         write_json(run.config_dir / "hyperparameters.json", hp_strings)
         write_json(run.config_dir / "resourceconfig.json", resource)
         write_json(run.config_dir / "inputdataconfig.json", data_config)
-        env = _sm_env(run, algorithm, plan, hps, channels, resource, data_config, run.name,
+        env = _sm_env(run, algorithm, plan, hps, channel_dirs, resource, data_config, run.name,
                       hide_gpus=bool(self._local_gpus()))
         record = {
             "name": run.name, "job": version.job, "version": version.number,
@@ -327,6 +361,8 @@ class LocalCompute:
             "env": env, "max_runtime_s": version.spec.max_runtime_s,
             "metrics": [[m.name, m.regex] for m in algorithm.metrics],
             "progress_regex": algorithm.progress_regex,
+            # Each channel's copy and the URI it came from: failure reasons name the URI.
+            "inputs": {str(d): channels[c][0] for c, d in channel_dirs.items()},
         }
         write_json(run.launch_file, record)
         now = _now_ms()
@@ -523,6 +559,8 @@ class LocalCompute:
                     "(killed outside trainbot?)")
             else:
                 why = _failure_reason(outcome.code, scan.error_line, scan.last_line, run.dir)
+            for staged, uri in sorted(run.inputs.items(), key=lambda kv: -len(kv[0])):
+                why = why.replace(staged, uri)  # the user's words, not our staging folder
             self._end(run, "Failed", "Failed", why, metrics, failure=why)
 
     def _end(self, run: _Run, status: str, secondary: str, message: str,
@@ -536,6 +574,9 @@ class LocalCompute:
             extra.update(TrainingTimeInSeconds=seconds, BillableTimeInSeconds=seconds)
         if failure is not None:
             extra["FailureReason"] = failure[:_FAILURE_REASON_MAX]
+        # The process group is gone: its input copies are of no more use (SageMaker too
+        # discards the instance's input volume).
+        remove_staged(self.inputs_dir / run.dir.name)
         self._advance(run, status, secondary, message, **extra)
 
     def _advance(self, run: _Run, status: str, secondary: str, message: str,
@@ -612,6 +653,7 @@ class _Run:
     log_partial: str = ""
     progress_pending: bool = False
     progress_called: float = float("-inf")
+    inputs: dict[str, str] = field(default_factory=dict)  # staged channel folder → its URI
 
     @classmethod
     def from_record(cls, run: RunDir, record: dict[str, Any], detail: dict[str, Any],
@@ -621,7 +663,7 @@ class _Run:
                       metrics=compile_metrics([tuple(m) for m in record.get("metrics", [])]),
                       progress=re.compile(regex) if regex else None,
                       max_runtime_s=int(record.get("max_runtime_s") or 0) or 10**9,
-                      adopted=adopted)
+                      adopted=adopted, inputs=dict(record.get("inputs") or {}))
         if adopted:  # only lines printed from now on are news
             watched.log_offset = _size(run.log_file)
         return watched
@@ -761,35 +803,42 @@ def detect_gpus() -> list[str]:
     return names
 
 
-def _channel_sources(version: JobVersion, algorithm: Algorithm) -> dict[str, Path]:
-    """Local paths of the version's data channels; ``builtin:`` ones are left out, so the
-    script falls back to its bundled data. A channel default is used only if it is a file."""
-    data = {c.name: c.default for c in algorithm.channels
+def _channel_sources(version: JobVersion, algorithm: Algorithm) -> dict[str, tuple[str, bool]]:
+    """The version's local data channels as ``(URI, trusted)``; ``builtin:`` ones are left
+    out, so the script falls back to its bundled data. A channel default is used only if it
+    is a file URI, and is trusted (the operator installed the algorithm)."""
+    data = {c.name: (c.default, True) for c in algorithm.channels
             if c.default and c.default.startswith("file://")}
-    data.update(version.spec.data)
-    out: dict[str, Path] = {}
-    for name, uri in data.items():
+    trusted = _from_cli(version)
+    data.update({name: (uri, trusted) for name, uri in version.spec.data.items()})
+    out: dict[str, tuple[str, bool]] = {}
+    for name, (uri, from_owner) in data.items():
         if uri.startswith("builtin:"):
             continue
         if uri.startswith("s3://"):
             raise BackendRejected(
                 f"Channel `{name}` reads {uri}: s3 data needs the sagemaker backend.",
                 hint="Locally, use a file:/// path or builtin: data.")
-        path = Path(unquote(urlparse(uri).path))
-        if not path.exists():
-            raise BackendRejected(f"Channel `{name}`: {path} does not exist on this machine.")
-        out[name] = path
+        if local_path(uri) is None:
+            raise BackendRejected(f"Channel `{name}`: `{uri}` isn't a local file or folder.")
+        out[name] = (uri, from_owner)
     return out
 
 
-def _link_channel(run: RunDir, name: str, source: Path) -> None:
-    # A channel is a directory (SageMaker copies an S3 prefix into it); link, don't copy.
-    target = run.data_dir / name
-    if source.is_dir():
-        target.symlink_to(source.resolve(), target_is_directory=True)
-    else:
-        target.mkdir()
-        (target / source.name).symlink_to(source.resolve())
+def _from_cli(version: JobVersion) -> bool:
+    """Whether the OS user asked for ``version`` through the CLI, which may then read any
+    file that user can. The CLI sets neither a channel nor a request key; Slack always sets
+    the key (the trigger or view id), so a Slack request without a channel is still Slack."""
+    return version.channel is None and version.request_key is None
+
+
+@contextlib.contextmanager
+def _data_refusal(channel: str) -> Iterator[None]:
+    # Same words as at request time (they name the URI the user gave), as the backend's no.
+    try:
+        yield
+    except InvalidInput as exc:
+        raise BackendRejected(f"Channel `{channel}`: {exc.message}", hint=exc.hint) from exc
 
 
 def _command(python: str, run: RunDir, algorithm: Algorithm, plan: ProcessPlan,
@@ -807,8 +856,9 @@ def _command(python: str, run: RunDir, algorithm: Algorithm, plan: ProcessPlan,
 def _sm_env(run: RunDir, algorithm: Algorithm, plan: ProcessPlan, hps: dict[str, Any],
             channels: dict[str, Path], resource: dict[str, Any], data_config: dict[str, Any],
             name: str, *, hide_gpus: bool) -> dict[str, str]:
-    """The SageMaker training toolkit's environment, pointing into the run folder."""
-    channel_dirs = {c: str(run.data_dir / c) for c in channels}
+    """The SageMaker training toolkit's environment, pointing into the run folder (and, for
+    the channels, at their read-only copies)."""
+    channel_dirs = {c: str(path) for c, path in channels.items()}
     cpus = _cpu_count()
     training_env = {
         "job_name": name, "current_host": HOST, "hosts": [HOST], "is_master": True,

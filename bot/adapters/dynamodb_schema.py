@@ -13,6 +13,9 @@ Single-table layout (keys are strings)::
     preset     PRESET#<scope>     <name>
     approval   APPROVAL#<id>      META
     guard      REQ#<request key>  META          points at the version stored under that key
+    backend    BACKEND#<name>     META          points at the version that claimed that backend
+                                                job name (written in the claim's transaction)
+    pool       POOL#<pool>        META          ``active``: places of the pool held by versions
 """
 
 from __future__ import annotations

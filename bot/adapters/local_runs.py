@@ -4,7 +4,8 @@
 restart, the CLI) can read a run back without the process that started it::
 
     input/config/{hyperparameters,resourceconfig,inputdataconfig}.json
-    input/data/<channel>/      model/   output/data/   output/tensorboard/   checkpoints/
+    input/data/                empty: the channels live outside (see below)
+    model/   output/data/   output/tensorboard/   checkpoints/
     code/                      a copy of the algorithm's source (SageMaker's source dir)
     logs/stdout.log            stdout and stderr of the training process, merged
     launch.json                what was started: command, environment we set, metric regexes
@@ -13,8 +14,13 @@ restart, the CLI) can read a run back without the process that started it::
     stop-requested             present once someone asked the run to stop
 
 The process helpers identify a process by pid *and* start time, so a bot restarted later never
-signals an unrelated process that happens to reuse a pid. Standard library and pydantic models
-only: this module is on the Slack path.
+signals an unrelated process that happens to reuse a pid.
+
+A run's data channels are read-only copies kept *outside* ``runs_dir`` (``SM_CHANNEL_<NAME>``
+points at them): TensorBoard's logdir is ``runs_dir``, it follows links, and it must never
+walk (or show) a run's inputs.
+
+Standard library and pydantic models only: this module is on the Slack path.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
 from bot.domain.job import VERSION_FIXED_FIELDS
 from bot.ports import Clock
 
-__all__ = ["MAX_ALLOCATION_ATTEMPTS", "DynamoStore", "default_client"]
+__all__ = ["MAX_ALLOCATION_ATTEMPTS", "DynamoStore", "backend_pointer_item", "default_client"]
 
 Item = dict[str, dict[str, Any]]
 
@@ -52,6 +52,9 @@ META = "META"
 # Version allocation retries when another writer took the number first. Each round one writer
 # wins, so this bounds the wait of a writer among that many concurrent ones.
 MAX_ALLOCATION_ATTEMPTS = 100
+# Other transactions retry only while DynamoDB says "try again" (a conflict with another
+# transaction on the same items, throttling), never on a condition that is false.
+MAX_TRANSACT_ATTEMPTS = 10
 _BACKOFF_BASE_S = 0.005
 _BACKOFF_CAP_S = 0.2
 # Cancellation reasons that say "try again", not "your condition is false".
@@ -111,6 +114,25 @@ def _approval_key(approval_id: str) -> Item:
     return {"PK": _s(f"APPROVAL#{approval_id}"), "SK": _s(META)}
 
 
+def _backend_key(backend_job_name: str) -> Item:
+    return {"PK": _s(f"BACKEND#{backend_job_name}"), "SK": _s(META)}
+
+
+def _pool_key(pool: str) -> Item:
+    return {"PK": _s(f"POOL#{pool}"), "SK": _s(META)}
+
+
+def backend_pointer_item(version: JobVersion) -> Item:
+    """The item that finds ``version`` by its backend job name with a consistent GetItem
+    (the backend-name index is eventually consistent: an early event could miss it)."""
+    assert version.backend_job_name, "only a version that names its backend job"
+    return {
+        **_backend_key(version.backend_job_name),
+        "job": _s(version.job),
+        "number": _n(version.number),
+    }
+
+
 def _job_item(job: TrainingJob) -> Item:
     when = f"{_ts(job.created_at)}#{job.name}"
     item = {
@@ -141,8 +163,12 @@ def _version_state(version: JobVersion) -> dict[str, dict[str, str] | None]:
     part = f"ACTIVE#{shard}" if active else f"OUTBOX#{shard}" if undelivered else None
     ended = _ts(version.ended_at) if version.ended_at else None
     backend = version.backend_job_name
+    holds_slot = version.pool_slot and active
     return {
         "state": _s(version.model_dump_json(exclude=_STATE_EXCLUDE)),
+        # Present while the version holds a place of its pool: the write that gives the
+        # place back is conditional on it, so a place is never given back twice.
+        "slot": _s(version.spec.pool) if holds_slot else None,
         "status": _s(version.status.value),
         f"{ACTIVE_INDEX}PK": _s(part) if part else None,
         f"{ACTIVE_INDEX}SK": _s(f"{_ts(version.created_at)}#{tail}") if part else None,
@@ -402,8 +428,9 @@ class DynamoStore:
             raise NotFound(f"No job named `{job}`.")
         return [_version(item) for item in items if item["SK"]["S"].startswith("V#")]
 
-    def save_version(self, version: JobVersion) -> JobVersion:
-        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored."""
+    def _version_update(self, version: JobVersion, *, releasing: bool = False) -> dict:
+        """The Update (compare-and-set on ``revision``) that writes ``version``'s state;
+        ``releasing`` also requires the stored version to hold a pool place."""
         state = _version_state(version)
         names = {f"#{k}": k for k in state}
         present = {k: v for k, v in state.items() if v is not None}
@@ -412,18 +439,50 @@ class DynamoStore:
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
+        condition = "revision = :revision"
+        if releasing:
+            condition += " AND attribute_exists(#slot)"
+        return {
+            "TableName": self.table_name,
+            "Key": _version_key(version.job, version.number),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                ":revision": _n(version.revision),
+                ":next": _n(version.revision + 1),
+                **{f":{k}": v for k, v in present.items()},
+            },
+        }
+
+    def _transact(self, items: list[dict]) -> None:
+        """One transaction, retried while DynamoDB says "try again". A false condition
+        raises the ``ClientError`` (read it with ``_cancellation_codes``)."""
+        for attempt in range(MAX_TRANSACT_ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
+            try:
+                self._client.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                codes = _cancellation_codes(exc)
+                if attempt + 1 == MAX_TRANSACT_ATTEMPTS or not set(codes) <= _RETRYABLE | {
+                    "None"
+                }:
+                    raise
+                continue
+            return
+
+    def save_version(self, version: JobVersion) -> JobVersion:
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored.
+
+        A version that ends while holding a pool place gives it back in the same
+        transaction (the pool's counter goes down by one).
+        """
+        if version.pool_slot and version.status.terminal:
+            return self._save_releasing(version.model_copy(update={"pool_slot": False}))
         try:
             response = self._client.update_item(
-                TableName=self.table_name,
-                Key=_version_key(version.job, version.number),
-                UpdateExpression=expression,
-                ConditionExpression="revision = :revision",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    ":revision": _n(version.revision),
-                    ":next": _n(version.revision + 1),
-                    **{f":{k}": v for k, v in present.items()},
-                },
+                **self._version_update(version),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -432,6 +491,58 @@ class DynamoStore:
                 raise
             self._raise_stale(version, exc)
         return _version(response["Attributes"])
+
+    def _save_releasing(self, version: JobVersion) -> JobVersion:
+        release = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": _pool_key(version.spec.pool),
+                "UpdateExpression": "ADD active :minus_one",
+                "ExpressionAttributeValues": {":minus_one": _n(-1)},
+            }
+        }
+        try:
+            self._transact([{"Update": self._version_update(version, releasing=True)}, release])
+        except ClientError as exc:
+            if _cancellation_codes(exc)[0] != _CHECK_FAILED:
+                raise
+            self._raise_stale(version, exc)
+        return version.model_copy(update={"revision": version.revision + 1})
+
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+        """See :meth:`bot.ports.JobStore.claim_launch`. One transaction: the version
+        (compare-and-set), the ``BACKEND#<name>`` pointer (must be new) and, with ``slots``,
+        the pool's counter (``active < slots``)."""
+        if slots is not None:
+            version = version.model_copy(update={"pool_slot": True})
+        items = [{"Update": self._version_update(version)},
+                 self._put_new(backend_pointer_item(version))]
+        if slots is not None:
+            items.append({
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": _pool_key(version.spec.pool),
+                    "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
+                    "ConditionExpression": "attribute_not_exists(active) OR active < :slots",
+                    "ExpressionAttributeValues": {
+                        ":zero": _n(0), ":one": _n(1), ":slots": _n(slots),
+                    },
+                }
+            })
+        try:
+            self._transact(items)
+        except ClientError as exc:
+            codes = _cancellation_codes(exc)
+            if codes[0] == _CHECK_FAILED:
+                self._raise_stale(version, exc)
+            if codes[1] == _CHECK_FAILED:
+                raise Conflict(
+                    f"Backend job name `{version.backend_job_name}` is already in use."
+                ) from exc
+            if len(codes) > 2 and codes[2] == _CHECK_FAILED:
+                return None  # every place of the pool is held
+            raise
+        return version.model_copy(update={"revision": version.revision + 1})
 
     def _raise_stale(self, version: JobVersion, exc: ClientError) -> NoReturn:
         old = exc.response.get("Item") or self._get(_version_key(version.job, version.number))
@@ -443,7 +554,13 @@ class DynamoStore:
         ) from exc
 
     def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
-        """Through the backend-name index (keys only), then a consistent read of the item."""
+        """Through the ``BACKEND#<name>`` pointer written with the launch's claim, then the
+        version, both consistent reads. Versions named before pointers existed are found
+        through the backend-name index (keys only)."""
+        pointer = self._get(_backend_key(backend_job_name))
+        if pointer is not None:
+            item = self._get(_version_key(pointer["job"]["S"], int(pointer["number"]["N"])))
+            return None if item is None else _version(item)
         items = self._query(
             IndexName=BACKEND_INDEX,
             KeyConditionExpression="#pk = :pk",
@@ -564,42 +681,74 @@ class DynamoStore:
             raise NotFound(f"No approval request `{approval_id}`.")
         return _approval(item)
 
+    def _decide_update(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str
+    ) -> dict:
+        return {
+            "TableName": self.table_name,
+            "Key": _approval_key(approval_id),
+            "UpdateExpression": "SET #d = :d, #by = :by, #at = :at, #note = :note",
+            "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(#d)",
+            "ExpressionAttributeNames": {
+                "#d": "decision",
+                "#by": "decided_by",
+                "#at": "decided_at",
+                "#note": "decision_note",
+            },
+            "ExpressionAttributeValues": {
+                ":d": _s(decision.value),
+                ":by": _s(by),
+                ":at": _s(at.isoformat()),
+                ":note": _s(note),
+            },
+        }
+
     def decide_approval(
         self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str = ""
     ) -> Approval:
         """Record the decision if none was recorded yet; ``Conflict`` naming who decided."""
         try:
             response = self._client.update_item(
-                TableName=self.table_name,
-                Key=_approval_key(approval_id),
-                UpdateExpression="SET #d = :d, #by = :by, #at = :at, #note = :note",
-                ConditionExpression="attribute_exists(PK) AND attribute_not_exists(#d)",
-                ExpressionAttributeNames={
-                    "#d": "decision",
-                    "#by": "decided_by",
-                    "#at": "decided_at",
-                    "#note": "decision_note",
-                },
-                ExpressionAttributeValues={
-                    ":d": _s(decision.value),
-                    ":by": _s(by),
-                    ":at": _s(at.isoformat()),
-                    ":note": _s(note),
-                },
+                **self._decide_update(approval_id, decision, by=by, at=at, note=note),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if not _check_failed(exc):
                 raise
-            old = exc.response.get("Item") or self._get(_approval_key(approval_id))
-            if old is None:
-                raise NotFound(f"No approval request `{approval_id}`.") from exc
-            earlier = _approval(old)
-            raise Conflict(
-                f"This request was already {earlier.decision} by {earlier.decided_by}."
-            ) from exc
+            self._raise_decided(approval_id, exc)
         return _approval(response["Attributes"])
+
+    def decide_approval_and_version(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime,
+        version: JobVersion, note: str = "",
+    ) -> tuple[Approval, JobVersion]:
+        """See :meth:`bot.ports.JobStore.decide_approval_and_version`: one transaction, the
+        approval conditional on being undecided, the version on its revision."""
+        items = [
+            {"Update": self._decide_update(approval_id, decision, by=by, at=at, note=note)},
+            {"Update": self._version_update(version)},
+        ]
+        try:
+            self._transact(items)
+        except ClientError as exc:
+            codes = _cancellation_codes(exc)
+            if codes[0] == _CHECK_FAILED:
+                self._raise_decided(approval_id, exc)
+            if codes[1] == _CHECK_FAILED:
+                self._raise_stale(version, exc)
+            raise
+        return self.get_approval(approval_id), version.model_copy(
+            update={"revision": version.revision + 1})
+
+    def _raise_decided(self, approval_id: str, exc: ClientError) -> NoReturn:
+        old = exc.response.get("Item") or self._get(_approval_key(approval_id))
+        if old is None:
+            raise NotFound(f"No approval request `{approval_id}`.") from exc
+        earlier = _approval(old)
+        raise Conflict(
+            f"This request was already {earlier.decision} by {earlier.decided_by}."
+        ) from exc
 
     def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval:
         try:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from bot.domain import (
     Approval,
@@ -315,35 +316,59 @@ class SqliteStore:
         return [_version(row) for row in rows]
 
     def save_version(self, version: JobVersion) -> JobVersion:
-        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored."""
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored.
+
+        A version that ends gives back its pool place (``pool_slot`` cleared), in this write.
+        """
         with self._write() as conn:
-            try:
-                rows = conn.execute(
-                    "UPDATE versions SET revision = revision + 1, status = ?, terminal = ?, "
-                    "undelivered = ?, backend_job_name = ?, ended_at = ?, state = ? "
-                    f"WHERE job = ? AND number = ? AND revision = ? RETURNING {_VERSION_COLUMNS}",
-                    (
-                        version.status.value,
-                        int(version.status.terminal),
-                        _undelivered(version),
-                        version.backend_job_name,
-                        _ts(version.ended_at) if version.ended_at else None,
-                        version.model_dump_json(exclude=_STATE_EXCLUDE),
-                        version.job,
-                        version.number,
-                        version.revision,
-                    ),
-                ).fetchall()
-            except sqlite3.IntegrityError as exc:
-                raise Conflict(
-                    f"Backend job name `{version.backend_job_name}` is already in use."
-                ) from exc
-            if not rows:
-                stored = self.get_version(version.job, version.number)  # NotFound if absent
-                raise StaleWrite(
-                    f"{version.label} changed meanwhile (revision {stored.revision}, "
-                    f"written from {version.revision})."
-                )
+            return self._update_version(conn, version)
+
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+        """See :meth:`bot.ports.JobStore.claim_launch`: the places held are counted inside
+        the write lock, so two claims can't both see the last free one."""
+        with self._write() as conn:
+            if slots is not None:
+                held = conn.execute(
+                    "SELECT COUNT(*) FROM versions WHERE terminal = 0 "
+                    "AND json_extract(state, '$.pool_slot') = 1 "
+                    "AND json_extract(fixed, '$.spec.pool') = ?",
+                    (version.spec.pool,),
+                ).fetchone()[0]
+                if held >= slots:
+                    return None
+                version = version.model_copy(update={"pool_slot": True})
+            return self._update_version(conn, version)
+
+    def _update_version(self, conn: sqlite3.Connection, version: JobVersion) -> JobVersion:
+        if version.status.terminal and version.pool_slot:
+            version = version.model_copy(update={"pool_slot": False})
+        try:
+            rows = conn.execute(
+                "UPDATE versions SET revision = revision + 1, status = ?, terminal = ?, "
+                "undelivered = ?, backend_job_name = ?, ended_at = ?, state = ? "
+                f"WHERE job = ? AND number = ? AND revision = ? RETURNING {_VERSION_COLUMNS}",
+                (
+                    version.status.value,
+                    int(version.status.terminal),
+                    _undelivered(version),
+                    version.backend_job_name,
+                    _ts(version.ended_at) if version.ended_at else None,
+                    version.model_dump_json(exclude=_STATE_EXCLUDE),
+                    version.job,
+                    version.number,
+                    version.revision,
+                ),
+            ).fetchall()
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(
+                f"Backend job name `{version.backend_job_name}` is already in use."
+            ) from exc
+        if not rows:
+            stored = self.get_version(version.job, version.number)  # NotFound if absent
+            raise StaleWrite(
+                f"{version.label} changed meanwhile (revision {stored.revision}, "
+                f"written from {version.revision})."
+            )
         return _version(rows[0])
 
     def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
@@ -460,9 +485,28 @@ class SqliteStore:
                 (decision.value, by, at.isoformat(), note, approval_id),
             )
         if cursor.rowcount == 0:
-            earlier = self.get_approval(approval_id)  # NotFound if absent
-            raise Conflict(f"This request was already {earlier.decision} by {earlier.decided_by}.")
+            self._raise_decided(approval_id)
         return self.get_approval(approval_id)
+
+    def decide_approval_and_version(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime,
+        version: JobVersion, note: str = "",
+    ) -> tuple[Approval, JobVersion]:
+        """See :meth:`bot.ports.JobStore.decide_approval_and_version`: one transaction."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE approvals SET decision = ?, decided_by = ?, decided_at = ?, "
+                "decision_note = ? WHERE id = ? AND decision IS NULL",
+                (decision.value, by, at.isoformat(), note, approval_id),
+            )
+            if cursor.rowcount == 0:
+                self._raise_decided(approval_id)  # rolls the transaction back
+            saved = self._update_version(conn, version)
+        return self.get_approval(approval_id), saved
+
+    def _raise_decided(self, approval_id: str) -> NoReturn:
+        earlier = self.get_approval(approval_id)  # NotFound if absent
+        raise Conflict(f"This request was already {earlier.decision} by {earlier.decided_by}.")
 
     def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval:
         with self._write() as conn:

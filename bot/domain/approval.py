@@ -16,6 +16,8 @@ class Decision(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    # The requester stopped the version before anyone decided: nobody may approve it now.
+    WITHDRAWN = "withdrawn"
 
 
 # Fields that change after a request is created; stores write each on its own so that

@@ -158,6 +158,9 @@ class JobVersion(BaseModel):
     # Managed spot: how many times the backend interrupted the run (it resumes by itself).
     spot_interruptions: int = 0
     request_key: str | None = None
+    # Holds one of its pool's ``max_concurrent`` slots: taken by the store in the write that
+    # claims the backend name, given back by the store in the write that ends the version.
+    pool_slot: bool = False
     revision: int = 0
 
     @property

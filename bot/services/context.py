@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.catalog import Catalog
-from bot.ports import Chat, Clock, Compute, JobStore
+from bot.ports import Chat, Clock, Compute, DataGuard, JobStore
 from bot.services.authz import Policy
 
 __all__ = ["CardsInFlight", "Deps", "NullChat"]
@@ -82,3 +82,5 @@ class Deps:
     # A running version silent for longer than this is reported as stuck.
     stuck_after: timedelta = timedelta(minutes=30)
     cards_in_flight: CardsInFlight = field(default_factory=CardsInFlight)
+    # Local compute: the folders data named from Slack may come from (None on SageMaker).
+    local_data: DataGuard | None = None

@@ -12,10 +12,13 @@ from bot.domain import (
     Approval,
     BackendError,
     Conflict,
+    Decision,
     InvalidInput,
     JobSpec,
     JobVersion,
+    NotFound,
     ResourcePool,
+    StaleWrite,
     Status,
     StatusChange,
     TrainingJob,
@@ -23,8 +26,10 @@ from bot.domain import (
 from bot.domain.algorithm import Algorithm
 from bot.domain.job import validate_job_name
 from bot.domain.naming import backend_job_name
+from bot.domain.spec import DEFAULT_MAX_RUNTIME_S
 from bot.services.context import Deps
 from bot.services.versions import (
+    MAX_ATTEMPTS,
     deliver_outbox,
     mutate_version,
     notify,
@@ -63,6 +68,7 @@ class LaunchRequest:
     max_runtime_s: int | None = None
     channel: str | None = None
     request_key: str | None = None
+    trusted: bool = False  # the OS user at the CLI (any readable local file), not Slack
 
 
 def build_spec(
@@ -76,8 +82,10 @@ def build_spec(
     spot: bool | None = None,
     max_runtime_s: int | None = None,
     preset: str | None = None,
+    trusted: bool = False,
 ) -> JobSpec:
-    """Validate everything a version will run with; every problem is an InvalidInput."""
+    """Validate everything a version will run with; every problem is an InvalidInput.
+    Local data is checked against the data folders unless the request is ``trusted``."""
     if not algorithm.supports_pool(pool.id):
         raise InvalidInput(
             f"{algorithm.id} can't run on pool `{pool.id}`.",
@@ -97,8 +105,11 @@ def build_spec(
     if missing:
         raise InvalidInput(
             f"{algorithm.id} needs data for: {', '.join(missing)}.",
-            hint="Add `--data CHANNEL=s3://bucket/prefix`.",
+            hint="Add `--data CHANNEL=s3://bucket/prefix` (locally: `file:///path` or a path "
+            "under the data folder).",
         )
+    if deps.local_data is not None:
+        channels = deps.local_data.checked(channels, trusted=trusted)
     want_spot = base.spot if (spot is None and base) else bool(spot)
     if want_spot and not (pool.spot_allowed and algorithm.supports_spot):
         raise InvalidInput(f"Spot training isn't available for {algorithm.id} on `{pool.id}`.")
@@ -109,7 +120,8 @@ def build_spec(
             hyperparameters=hyper,
             data=channels,
             pool=pool.id,
-            max_runtime_s=max_runtime_s or (base.max_runtime_s if base else 4 * 3600),
+            max_runtime_s=max_runtime_s if max_runtime_s is not None else (
+                base.max_runtime_s if base else DEFAULT_MAX_RUNTIME_S),
             spot=want_spot,
             preset=preset if preset is not None else (base.preset if base else None),
         )
@@ -134,7 +146,7 @@ def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | No
     deps.policy.check_launch(req.user, pool)
     spec = build_spec(
         deps, algorithm, params=req.params or {}, pool=pool, data=req.data or {}, base=base,
-        spot=req.spot, max_runtime_s=req.max_runtime_s, preset=req.preset,
+        spot=req.spot, max_runtime_s=req.max_runtime_s, preset=req.preset, trusted=req.trusted,
     )
     name = validate_job_name(req.job_name) if req.job_name else _new_job_name(algorithm.id)
     now = deps.clock.now()
@@ -149,7 +161,7 @@ def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | No
             hint=f"Rerun it with `/train rerun {name}`, or pick another `--name`.",
         ) from None
     if not created:
-        return version, None  # a retried delivery: the first one did the work
+        return version, _pending_approval(deps, version)  # a retry: the first did the work
     return _launch_or_request(deps, version, pool, rerun=False)
 
 
@@ -159,6 +171,12 @@ def rerun(
     """A new version of ``job`` from ``base_number`` (default: latest) with overrides."""
     deps.policy.check_channel(req.channel)
     stored_job = deps.store.get_job(job)
+    if req.request_key and stored_job.latest_version:
+        # A retried delivery of a rerun of the latest version would otherwise take the new
+        # version itself as its base.
+        latest = deps.store.get_version(job, stored_job.latest_version)
+        if latest.request_key == req.request_key:
+            return latest, _pending_approval(deps, latest)
     base_number = base_number or stored_job.latest_version
     base = deps.store.get_version(job, base_number)
     if base.status is Status.AWAITING_APPROVAL or base.status is Status.REJECTED:
@@ -168,14 +186,24 @@ def rerun(
     deps.policy.check_launch(req.user, pool)
     spec = build_spec(
         deps, algorithm, params=req.params or {}, pool=pool, data=req.data or {},
-        base=base.spec, spot=req.spot, max_runtime_s=req.max_runtime_s,
+        base=base.spec, spot=req.spot, max_runtime_s=req.max_runtime_s, trusted=req.trusted,
     )
     needs_approval = deps.policy.needs_approval(pool, rerun=True)
     draft = _draft(deps, job, spec, req, parent=base.number, awaiting=needs_approval, pool=pool)
     version, created = deps.store.add_version(draft)
     if not created:
-        return version, None
+        return version, _pending_approval(deps, version)
     return _launch_or_request(deps, version, pool, rerun=True)
+
+
+def _pending_approval(deps: Deps, version: JobVersion) -> Approval | None:
+    """The request a retried delivery's version waits on, so its answer names it again."""
+    if version.status is not Status.AWAITING_APPROVAL or not version.approval_id:
+        return None
+    try:
+        return deps.store.get_approval(version.approval_id)
+    except NotFound:
+        return None  # written right after the version; the first delivery is still at it
 
 
 def _draft(
@@ -207,10 +235,15 @@ def _launch_or_request(
 def launch_then_post(deps: Deps, version: JobVersion) -> JobVersion:
     """Launch a QUEUED version, then post its card. The launch never waits on the chat: a
     slow or refusing Slack delays the card, never the training job."""
-    # A launch that fails raises, and its failure is announced in the channel instead.
-    with deps.cards_in_flight.posting(version.job, version.number):
-        launched = launch_version(deps, version)
-        post_card(deps, launched)
+    try:
+        with deps.cards_in_flight.posting(version.job, version.number):
+            launched = launch_version(deps, version)
+            post_card(deps, launched)
+    except Exception:
+        # A launch that fails raises (the requester hears why); its failure is announced
+        # in the channel, which the hold above kept back until now.
+        deliver_outbox(deps, deps.store.get_version(version.job, version.number))
+        raise
     # What happened while the card was on its way: the card and its thread say it now.
     current = deps.store.get_version(version.job, version.number)
     if current.status is not launched.status and current.message_ts:
@@ -242,29 +275,32 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
 
     The backend job name is recorded *before* the backend is called, so an event that
     arrives before ``launch`` returns still finds its version, and a failed launch leaves a
-    FAILED version with the reason — nothing half-created goes unrecorded.
+    FAILED version with the reason — nothing half-created goes unrecorded. On a pool with
+    ``max_concurrent`` the same write takes one of the pool's places (a hard cap: of two
+    launches racing for the last place, one stays queued); the version's end gives it back.
     """
     pool = deps.catalog.pool(version.spec.pool)
     algorithm = deps.catalog.algorithm(version.spec.algorithm)
-    if pool.max_concurrent is not None:
-        # A soft cap: two launches racing for the last slot may both pass (documented).
-        running = [v for v in deps.store.list_active()
-                   if v.spec.pool == pool.id and v.backend_job_name]
-        if len(running) >= pool.max_concurrent:
-            log.info("pool %s full; %s stays queued", pool.id, version.label)
-            return version
-
     suffix = hashlib.sha256(f"{version.job}/{version.number}/{version.created_at}".encode())
     name = backend_job_name(deps.job_prefix, version.job, version.number, suffix.hexdigest()[:4])
-
-    def claim(v: JobVersion) -> JobVersion:
-        if v.status is not Status.QUEUED or v.backend_job_name:
-            return v
-        return v.model_copy(update={"backend_job_name": name, "backend": deps.compute.name})
-
-    before, claimed = mutate_version(deps.store, version.job, version.number, claim)
-    if claimed.backend_job_name != name or before == claimed:
-        return claimed  # someone else launched it (a concurrent dispatch) or it was stopped
+    for _ in range(MAX_ATTEMPTS):
+        current = deps.store.get_version(version.job, version.number)
+        if current.status is not Status.QUEUED or current.backend_job_name:
+            return current  # someone else launched it (a concurrent dispatch) or it was stopped
+        try:
+            claimed = deps.store.claim_launch(
+                current.model_copy(update={"backend_job_name": name,
+                                           "backend": deps.compute.name}),
+                slots=pool.max_concurrent,
+            )
+        except StaleWrite:
+            continue
+        if claimed is None:
+            log.info("pool %s full; %s stays queued", pool.id, version.label)
+            return current
+        break
+    else:
+        raise StaleWrite(f"{version.label} kept changing; try again.")
     try:
         launched = deps.compute.launch(claimed, algorithm, pool)
     except BackendError as exc:
@@ -311,7 +347,7 @@ def dispatch_queued(deps: Deps, pool_id: str) -> list[JobVersion]:
             continue
         if result.backend_job_name:
             launched.append(result)
-        else:
+        elif result.status is Status.QUEUED:
             break  # still full
     return launched
 
@@ -324,8 +360,13 @@ def stop_version(deps: Deps, *, user: str, job: str, number: int | None = None) 
         raise InvalidInput(f"{version.label} already ended ({version.status.value.lower()}).")
     now = deps.clock.now()
     if version.status is Status.AWAITING_APPROVAL:
-        target, msg = Status.REJECTED, f"withdrawn by {user}"
-    elif not version.backend_job_name:
+        before, after = _withdraw(deps, version, user=user, now=now)
+        if after.status is not before.status:
+            return tell_change(deps, before, after, "stop")
+        if after.status.terminal:
+            raise InvalidInput(f"{after.label} already ended ({after.status.value.lower()}).")
+        version = after  # approved meanwhile: stop what it became
+    if not version.backend_job_name:
         target, msg = Status.STOPPED, f"stopped by {user} before it launched"
     else:
         target, msg = Status.STOPPING, f"stop requested by {user}"
@@ -342,17 +383,67 @@ def stop_version(deps: Deps, *, user: str, job: str, number: int | None = None) 
     return after
 
 
+def _withdraw(
+    deps: Deps, version: JobVersion, *, user: str, now: datetime
+) -> tuple[JobVersion, JobVersion]:
+    """The requester takes a request back: the version REJECTED and its approval decided
+    ``withdrawn`` in one write, so nobody can approve it afterwards; the approval card
+    loses its buttons. Returns ``(before, after)``; a request decided first stands."""
+    message = f"withdrawn by {user}"
+
+    def withdrawn(v: JobVersion) -> JobVersion:
+        if v.status is not Status.AWAITING_APPROVAL:
+            return v
+        return v.transition(Status.REJECTED, at=now, message=message).model_copy(
+            update={"failure_reason": message})
+
+    approval = None
+    if version.approval_id:
+        try:
+            approval = deps.store.get_approval(version.approval_id)
+        except NotFound:
+            approval = None  # the request is written right after the version
+    for _ in range(MAX_ATTEMPTS if approval is not None and approval.pending else 0):
+        current = deps.store.get_version(version.job, version.number)
+        if current.status is not Status.AWAITING_APPROVAL:
+            return current, current
+        try:
+            decided, after = deps.store.decide_approval_and_version(
+                approval.id, Decision.WITHDRAWN, by=user, at=now,  # type: ignore[union-attr]
+                version=withdrawn(current))
+        except StaleWrite:
+            continue
+        except Conflict:
+            break  # decided first: the version moved with it (or older data left it behind)
+        notify("approval decided",
+               lambda d=decided, a=after: deps.chat.approval_decided(d, a))  # type: ignore[misc]
+        return current, after
+    return mutate_version(deps.store, version.job, version.number, withdrawn)
+
+
 def _new_job_name(algorithm_id: str) -> str:
     stem = algorithm_id[:30].rstrip("-")
     return f"{stem}-{secrets.token_hex(3)}"
 
 
 def _first_error(exc: Exception) -> str:
+    """A spec that pydantic refused, in words for people: our own validators' messages as
+    they are; a bound pydantic checks named with the field and its limit, never raw."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return str(first.get("msg", exc)).removeprefix("Value error, ")
-    return str(exc)
+    if not callable(errors):
+        return "That request isn't valid."
+    first = errors()[0]
+    field = ".".join(str(part) for part in first.get("loc", ())) or "value"
+    ctx = first.get("ctx") or {}
+    if first.get("type") == "value_error":
+        return str(first.get("msg", "")).removeprefix("Value error, ")
+    limits = {"greater_than_equal": "at least", "less_than_equal": "at most",
+              "greater_than": "more than", "less_than": "less than"}
+    for kind, words in limits.items():
+        if first.get("type") == kind:
+            bound = next(iter(ctx.values()), "?")
+            return f"`{field}` must be {words} {bound}."
+    return f"`{field}` isn't valid here."
 
 
 def approval_deadline(deps: Deps) -> datetime:

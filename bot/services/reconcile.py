@@ -9,7 +9,8 @@ For every active version it compares what trainbot stored with what the backend 
 - running versions silent for longer than ``stuck_after`` are reported as stuck (the rule
   ``/train status`` uses);
 - approval requests past their deadline are expired, so their cards say so without anyone
-  clicking;
+  clicking; a request decided while its version still awaits it (a crash between the two
+  writes of older trainbots) has its decision applied — an approved version launches;
 - what the channel must hear but Slack didn't take (a version's outbox: the end-of-run
   announcement) is delivered again, until Slack takes it;
 - launches that were lost (a version claimed a backend name the backend never heard of, or a
@@ -105,7 +106,7 @@ def _reconcile_version(
     grace: timedelta, summary: ReconcileSummary,
 ) -> None:
     if version.status is Status.AWAITING_APPROVAL:
-        _expire_if_due(deps, version, now=now, summary=summary)
+        _settle_request(deps, version, now=now, summary=summary)
         return
     if not version.backend_job_name or version.backend != deps.compute.name:
         return  # not launched yet (dispatch handles it), or another backend's version
@@ -133,7 +134,7 @@ def _reconcile_version(
         summary.stuck.append(f"{current.label}: {current.status.value}")
 
 
-def _expire_if_due(
+def _settle_request(
     deps: Deps, version: JobVersion, *, now: datetime, summary: ReconcileSummary
 ) -> None:
     if not version.approval_id:
@@ -142,6 +143,13 @@ def _expire_if_due(
         approval = deps.store.get_approval(version.approval_id)
     except NotFound:
         return  # the request is written right after the version; the next pass sees it
+    if approval.decision is not None:
+        after = approvals.finish_decided(deps, approval)
+        if after.status is not version.status:
+            summary.repaired.append(
+                f"{after.label}: {version.status.value} → {after.status.value} "
+                f"({approval.decision} by {approval.decided_by})")
+        return
     if not approval.expired(now):
         return
     try:

@@ -4,7 +4,9 @@ the outbox that keeps what the channel must hear until the chat took it."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from bot.domain import ChatUndelivered, JobVersion, StaleWrite
 from bot.domain.job import ANNOUNCE
@@ -72,21 +74,48 @@ def tell_change(deps: Deps, before: JobVersion, after: JobVersion, what: str) ->
     return deliver_outbox(deps, after)
 
 
+# How long a claim on an announcement holds: longer than Slack's bounded retries take.
+ANNOUNCE_LEASE = timedelta(minutes=2)
+
+
+def _lease_end(notice: str) -> datetime | None:
+    _, _, claim = notice.partition("@")
+    until, _, _nonce = claim.partition("#")
+    try:
+        return datetime.fromisoformat(until) if until else None
+    except ValueError:
+        return None
+
+
 def deliver_outbox(deps: Deps, version: JobVersion) -> JobVersion:
-    """Deliver the version's outbox; clear what was delivered. Safe to call again."""
-    store, chat = deps.store, deps.chat
-    if not version.outbox:
+    """Deliver the version's announcement once; safe to call again and from several places
+    at once (the event handler, the launch, the reconcile).
+
+    The announcement is claimed first — ``announce`` becomes ``announce@<lease end>#<nonce>``
+    with a
+    compare-and-set — so only the caller that won the claim posts it; it is removed once Slack
+    took it, or handed back when Slack didn't. A claim left by a crash expires with its lease.
+    """
+    if not version.outbox or not version.status.terminal:
         return version
-    delivered = []
-    for notice in version.outbox:
-        if notice == ANNOUNCE and version.status.terminal:
-            _, error = try_chat(f"announcement of {version.label}", lambda: chat.announce(version))
-            if error is not None:
-                break  # kept; the next reconcile tries again
-        delivered.append(notice)
-    if not delivered:
-        return version
-    _, after = mutate_version(store, version.job, version.number, lambda v: v.model_copy(
-        update={"outbox": [n for n in v.outbox if n not in delivered]}))
+    now = deps.clock.now()
+    # The nonce makes each caller's claim its own, even at the same instant.
+    lease = f"{ANNOUNCE}@{(now + ANNOUNCE_LEASE).isoformat()}#{secrets.token_hex(4)}"
+
+    def claim(v: JobVersion) -> JobVersion:
+        for notice in v.outbox:
+            end = _lease_end(notice)
+            if notice == ANNOUNCE or (end is not None and end <= now):
+                return v.model_copy(update={"outbox": [lease if n == notice else n
+                                                       for n in v.outbox]})
+        return v  # nothing to announce, or another caller holds a live claim
+
+    _, claimed = mutate_version(deps.store, version.job, version.number, claim)
+    if lease not in claimed.outbox:
+        return claimed
+    _, error = try_chat(f"announcement of {claimed.label}", lambda: deps.chat.announce(claimed))
+    kept = [ANNOUNCE] if error is not None else []  # handed back for the next reconcile
+    _, after = mutate_version(deps.store, claimed.job, claimed.number, lambda v: v.model_copy(
+        update={"outbox": [m for n in v.outbox for m in ([*kept] if n == lease else [n])]}))
     return after
 

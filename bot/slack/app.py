@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
 
-from bot.commands import parse
+from bot.commands import parse, unescape_slack
 from bot.domain import InvalidInput
 from bot.slack import options
 from bot.slack.blocks import fallback_text, render_blocks
@@ -65,6 +66,7 @@ def build_app(
     bot_token: str,
     client: Any,
     process_before_response: bool = True,
+    channels: Collection[str] = (),
 ) -> App:
     """The one Bolt App. ``client`` is a ``slack_sdk.WebClient`` (pointed at Slack or the
     local stand-in through its ``base_url``); ``deps`` builds (once) and returns the bot's
@@ -84,6 +86,9 @@ def build_app(
 
     def ack_command(ack: Callable[..., None], command: dict, client: Any) -> None:
         text = command.get("text", "")
+        if channels and command.get("channel_id") not in channels:
+            ack(response_type="ephemeral", text=":hourglass: …")  # the lazy half refuses it
+            return
         try:
             cmd = parse(text, from_slack=True)
         except InvalidInput as exc:
@@ -95,7 +100,7 @@ def build_app(
             return
         if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
             _open_loading(client, command.get("trigger_id"), "Start training")
-        shown = esc(text[:200]).replace("`", "'")
+        shown = esc(unescape_slack(text)[:200]).replace("`", "'")
         ack(response_type="ephemeral", text=f":hourglass: `/train {shown}` …")
 
     def run_command(command: dict, respond: Callable[..., Any], client: Any) -> None:
@@ -106,7 +111,13 @@ def build_app(
     # Help and malformed input are answered whole by the ack: a listener without a lazy half
     # spares them the re-invocation (on Lambda, a second function call — and, on a cold
     # start, the Lambda client that makes it). Bolt takes the first listener that matches.
-    app.command("/train", matchers=[_answered_in_ack])(ack_command)
+    def answered_in_ack(command: dict) -> bool:
+        # Held to the allow-list like everything else: elsewhere the lazy half refuses it.
+        if channels and command.get("channel_id") not in channels:
+            return False
+        return _answered_in_ack(command)
+
+    app.command("/train", matchers=[answered_in_ack])(ack_command)
     app.command("/train")(ack=ack_command, lazy=[run_command])
     for action_id in BUTTONS:
         app.action(action_id)(ack=_ack, lazy=[_button(action_id, deps)])
@@ -144,8 +155,12 @@ def _open_loading(client: Any, trigger_id: str | None, title: str) -> None:
     """Open the modal at once, while the trigger is fresh; the lazy half fills it in."""
     if not trigger_id:
         return
+    # No retries and a short timeout: a late answer is worthless (the trigger lasts 3 s)
+    # and the ack must not wait for one.
+    quick = WebClient(token=client.token, base_url=client.base_url, timeout=2,
+                      retry_handlers=[])
     try:
-        client.views_open(trigger_id=trigger_id, view=loading_view(title, trigger_id))
+        quick.views_open(trigger_id=trigger_id, view=loading_view(title, trigger_id))
     except Exception as exc:  # the lazy half finds no modal and tells the user why
         log.warning("could not open the %r modal: %s", title, exc)
 

@@ -170,6 +170,25 @@ def _handler(app: Any, idle_timeout_s: float) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
+        def handle_one_request(self) -> None:
+            # ``timeout`` bounds each read, not the whole request: a client dripping a byte
+            # every few seconds would hold a worker for ever. So the request line, headers
+            # and body must all arrive within ``idle_timeout_s``, or the socket is shut.
+            self._reading = threading.Timer(idle_timeout_s, self._expire)
+            self._reading.daemon = True
+            self._reading.start()
+            try:
+                super().handle_one_request()
+            finally:
+                self._reading.cancel()
+
+        def _expire(self) -> None:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def _read_done(self) -> None:
+            self._reading.cancel()  # what follows (Bolt's ack) isn't the client's doing
+
         def _send(self, status: int, body: str, headers: dict[str, Any] | None = None, *,
                   unread_body: bool = False) -> None:
             data = body.encode()
@@ -198,6 +217,7 @@ def _handler(app: Any, idle_timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 v.strip() != "0" for v in self.headers.get_all("Content-Length") or [])
 
         def do_GET(self) -> None:
+            self._read_done()
             found = urlsplit(self.path).path == "/healthz"
             self._send(200 if found else 404, "ok" if found else "not found",
                        {"Content-Type": "text/plain"}, unread_body=self._has_body())
@@ -238,6 +258,7 @@ def _handler(app: Any, idle_timeout_s: float) -> type[BaseHTTPRequestHandler]:
             if len(raw) < self.length:  # the client went away mid-body
                 self.close_connection = True
                 return
+            self._read_done()
             self._send(*_answer(app, raw, urlsplit(self.path).query, self.headers.items()))
 
     return Handler

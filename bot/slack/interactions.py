@@ -20,7 +20,14 @@ from typing import Any
 
 from bot.commands import parse
 from bot.dispatch import Actor, execute
-from bot.domain import ChatUndelivered, InvalidInput, JobVersion, NotFound, TrainbotError
+from bot.domain import (
+    ChatUndelivered,
+    InvalidInput,
+    JobVersion,
+    NotFound,
+    Status,
+    TrainbotError,
+)
 from bot.domain.approval import Approval
 from bot.domain.preset import PRESET_NAME
 from bot.error_text import user_text
@@ -116,11 +123,12 @@ def _modal_guard(title: str) -> Callable[[Callable[[Deps, dict, Respond, Any], d
                 view = work(built, body, respond, client)
             except Exception as exc:
                 text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
-                if not _fill_modal(client, body["trigger_id"], message_view(title, text)):
+                if _fill_modal(client, body["trigger_id"], message_view(title, text)):
                     _fail(respond, exc)
                 return
-            if not _fill_modal(client, body["trigger_id"], view):
-                _reply(respond, _EXPIRED)
+            problem = _fill_modal(client, body["trigger_id"], view)
+            if problem:
+                _reply(respond, _modal_problem(problem))
 
         run.__name__ = work.__name__
         return run
@@ -132,16 +140,22 @@ _EXPIRED = (":warning: Slack's window for opening the form passed before trainbo
             "it (`expired_trigger_id`) — click again (or run the command again).")
 
 
-def _fill_modal(client: Any, trigger_id: str, view: dict) -> bool:
-    """Put ``view`` into the loading modal the ack opened; False when there is none (Slack
-    refused to open it: the trigger had expired)."""
+def _fill_modal(client: Any, trigger_id: str, view: dict) -> str | None:
+    """Put ``view`` into the loading modal the ack opened; Slack's error code when it
+    couldn't (``not_found``: there is no such modal — Slack refused to open it, the trigger
+    had expired)."""
     try:
         slack_call(client.views_update, external_id=external_id(trigger_id), view=view)
     except ChatUndelivered as exc:
-        if exc.code in ("not_found", "expired_trigger_id"):
-            return False
-        raise
-    return True
+        return exc.code
+    return None
+
+
+def _modal_problem(code: str) -> str:
+    if code in ("not_found", "expired_trigger_id"):
+        return _EXPIRED
+    return (f":warning: Slack didn't take the form (`{esc(code)}`) — try again in a moment; "
+            "the log has the details.")
 
 
 # -- /train ----------------------------------------------------------------------------------
@@ -154,21 +168,32 @@ def _request_key(command: dict) -> str | None:
 
 
 def run_command(deps_source: DepsSource, command: dict, respond: Respond, client: Any) -> None:
+    actor = Actor(user=command["user_id"], channel=command.get("channel_id"),
+                  request_key=_request_key(command), interactive=True)
+    try:
+        deps = deps_source()
+        deps.policy.check_slack_channel(actor.channel)
+    except Exception as exc:
+        _fail(respond, exc)
+        return
     try:
         cmd = parse(command.get("text", ""), from_slack=True)
     except InvalidInput:
         return  # already answered in the ack
     if cmd.name == "help":
         return
-    actor = Actor(user=command["user_id"], channel=command.get("channel_id"),
-                  request_key=_request_key(command), interactive=True)
-    try:
-        deps = deps_source()
-        deps.policy.check_slack_channel(actor.channel)
-        if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
-            if not open_start_modal(deps, client, command["trigger_id"], actor):
-                _reply(respond, _EXPIRED)
+    if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+        try:
+            problem = open_start_modal(deps, client, command["trigger_id"], actor)
+        except Exception as exc:
+            text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
+            _fill_modal(client, command["trigger_id"], message_view("Start training", text))
+            _reply(respond, text)
             return
+        if problem:
+            _reply(respond, _modal_problem(problem))
+        return
+    try:
         reply = execute(deps, cmd, actor, stuck_after=deps.stuck_after)
     except Exception as exc:
         _fail(respond, exc)
@@ -198,14 +223,17 @@ def launched_text(version: JobVersion, approval: Approval | None, *,
                      f"{card_hint(version.card_error, ref=version.label)}; approvers were "
                      f"sent it directly. An approver can run `/train approve {esc(approval.id)}`.")
         return text
+    if version.status is Status.AWAITING_APPROVAL:  # its request isn't readable yet
+        return f":hourglass_flowing_sand: {label}{source} is waiting for approval."
     text = f":rocket: {label} is launching{source}."
     if not version.message_ts and version.card_error:
         text += f" No card in the channel: {card_hint(version.card_error, ref=version.label)}."
     return text
 
 
-def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> bool:
-    """Fill the start form into the loading modal the ack opened; False if there is none."""
+def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> str | None:
+    """Fill the start form into the loading modal the ack opened; Slack's error code if it
+    couldn't."""
     view = forms.start_choice_view(deps.catalog, presets.list_presets(deps),
                                    {"channel": actor.channel})
     return _fill_modal(client, trigger_id, view)

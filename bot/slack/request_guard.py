@@ -63,7 +63,8 @@ _PAYLOAD: dict[str, Any] = {
     "team": _ID, "user": {"id": str, "team_id": str}, "channel": _ID, "enterprise": _ID,
     "actions": [{"!": ("action_id",), "action_id": str, "block_id": str, "type": str,
                  "value": str}],
-    "view": {"id": str, "type": str, "callback_id": str, "private_metadata": str,
+    # Bolt indexes view["type"] (is_workflow_step_save): a view without one is malformed.
+    "view": {"!": ("type",), "id": str, "type": str, "callback_id": str, "private_metadata": str,
              "team_id": str, "app_installed_team_id": str, "state": _STATE},
     "state": _STATE,
     "container": {"type": str, "channel_id": str, "message_ts": str, "view_id": str},

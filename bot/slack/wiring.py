@@ -6,6 +6,7 @@ they import, are built in ``build`` below.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -97,9 +98,14 @@ def build_slack_bot(settings: Settings | Callable[[], Settings], slack: SlackSet
         return deps
 
     bot: SlackBot
+    # The ack answers help itself, before the settings exist on a cold Lambda: it reads the
+    # channel allow-list as Settings does (TRAINBOT_CHANNELS, comma-separated).
+    channels = (settings.channels if not callable(settings) else
+                [c.strip() for c in os.environ.get("TRAINBOT_CHANNELS", "").split(",")
+                 if c.strip()])
     app = build_app(lambda: bot.deps, signing_secret=slack.signing_secret.get_secret_value(),
                     bot_token=token, client=client,
-                    process_before_response=process_before_response)
+                    process_before_response=process_before_response, channels=channels)
     bot = SlackBot(app, client, build)
     if not lazy_deps:
         bot.deps  # noqa: B018 — build now: local runs recover their training processes at start

@@ -526,6 +526,123 @@ def test_missing_approvals_are_not_found(store: JobStore) -> None:
         store.set_approval_message("ghost", channel="C1", ts="1.2")
 
 
+def awaiting_v2(store: JobStore) -> JobVersion:
+    """demo v1, then v2 AWAITING_APPROVAL with the request ``appr-1`` for it."""
+    start(store)
+    v2, _ = store.add_version(draft(status=Status.AWAITING_APPROVAL, approval_id="appr-1"))
+    store.create_approval(approval())
+    return v2
+
+
+def test_deciding_an_approval_and_its_version_writes_both(store: JobStore) -> None:
+    v2 = awaiting_v2(store)
+    at = T0 + timedelta(minutes=3)
+    moved = v2.transition(Status.QUEUED, at=at, message="approved by UBOSS").model_copy(
+        update={"approved_by": "UBOSS"})
+
+    decided, saved = store.decide_approval_and_version(
+        "appr-1", Decision.APPROVED, by="UBOSS", at=at, version=moved)
+
+    assert (decided.decision, decided.decided_by) == (Decision.APPROVED, "UBOSS")
+    assert store.get_approval("appr-1") == decided
+    assert saved == store.get_version("demo", 2)
+    assert (saved.status, saved.approved_by, saved.revision) == (Status.QUEUED, "UBOSS", 2)
+
+
+def test_deciding_with_a_stale_version_writes_neither(store: JobStore) -> None:
+    v2 = awaiting_v2(store)
+    store.save_version(v2.model_copy(update={"message_ts": "1.1"}))  # the card, meanwhile
+
+    with pytest.raises(StaleWrite):
+        store.decide_approval_and_version(
+            "appr-1", Decision.APPROVED, by="UBOSS", at=T0,
+            version=v2.transition(Status.QUEUED, at=T0))
+
+    assert store.get_approval("appr-1").pending
+    assert store.get_version("demo", 2).status is Status.AWAITING_APPROVAL
+
+
+def test_deciding_a_decided_approval_with_its_version_writes_neither(store: JobStore) -> None:
+    v2 = awaiting_v2(store)
+    store.decide_approval("appr-1", Decision.REJECTED, by="UFIRST", at=T0)
+
+    with pytest.raises(Conflict, match="UFIRST"):
+        store.decide_approval_and_version(
+            "appr-1", Decision.APPROVED, by="UBOSS", at=T0,
+            version=v2.transition(Status.QUEUED, at=T0))
+
+    assert store.get_version("demo", 2) == v2
+    assert store.get_approval("appr-1").decided_by == "UFIRST"
+
+
+# -- launches: backend names and pool places ----------------------------------------------
+
+
+def claim(version: JobVersion, name: str | None = None) -> JobVersion:
+    return version.model_copy(update={
+        "backend_job_name": name or f"tb-{version.job}-v{version.number}", "backend": "fake"})
+
+
+def test_a_claimed_backend_name_is_found_at_once(store: JobStore) -> None:
+    v1 = start(store)
+
+    claimed = store.claim_launch(claim(v1))
+
+    assert claimed is not None and claimed.revision == 2 and not claimed.pool_slot
+    assert store.find_by_backend_name("tb-demo-v1") == claimed == store.get_version("demo", 1)
+
+
+def test_a_backend_name_is_claimed_once(store: JobStore) -> None:
+    v1 = start(store)
+    v2, _ = store.add_version(draft())
+    store.claim_launch(claim(v1, "tb-same"))
+
+    with pytest.raises(Conflict):
+        store.claim_launch(claim(v2, "tb-same"))
+
+    assert store.get_version("demo", 2) == v2
+    assert store.find_by_backend_name("tb-same").number == 1  # type: ignore[union-attr]
+
+
+def test_claim_launch_is_compare_and_set(store: JobStore) -> None:
+    v1 = start(store)
+    store.save_version(v1.model_copy(update={"message_ts": "1.1"}))
+
+    with pytest.raises(StaleWrite):
+        store.claim_launch(claim(v1), slots=1)
+
+    assert store.claim_launch(claim(store.get_version("demo", 1)), slots=1) is not None
+
+
+def test_a_pool_place_is_held_until_the_version_ends_and_given_back_once(
+    store: JobStore,
+) -> None:
+    v1 = start(store)
+    v2, _ = store.add_version(draft())
+    v3, _ = store.add_version(draft())
+
+    held = store.claim_launch(claim(v1), slots=1)
+    assert held is not None and held.pool_slot
+    assert store.claim_launch(claim(v2), slots=1) is None
+    assert store.get_version("demo", 2) == v2  # nothing written
+
+    ended = store.save_version(held.transition(Status.FAILED, at=T0))
+    assert not ended.pool_slot
+    store.save_version(ended.model_copy(update={"failure_reason": "again"}))  # a late event
+    assert store.claim_launch(claim(v2), slots=1) is not None
+    assert store.claim_launch(claim(v3), slots=1) is None  # the place came back only once
+
+
+def test_concurrent_claims_for_the_last_place_have_one_winner(store: JobStore) -> None:
+    start(store)
+    versions = [store.add_version(draft())[0] for _ in range(8)]
+
+    claimed = concurrently(8, lambda i: store.claim_launch(claim(versions[i]), slots=1))
+
+    assert len([c for c in claimed if c is not None]) == 1
+    assert sum(v.pool_slot for v in store.list_versions("demo")) == 1
+
+
 # -- SQLite: one durable file -------------------------------------------------------------
 
 
@@ -618,3 +735,15 @@ def test_dynamodb_scans_fail_the_suite(dynamodb: Any) -> None:
         AtomicRequests(client).scan(TableName=TABLE)
     assert calls.scans == 1
     calls.scans = 0  # this test scanned on purpose; the fixture fails any other test that does
+
+
+def test_dynamodb_finds_a_claimed_backend_name_by_key_not_by_index(dynamodb: Any) -> None:
+    client, calls = dynamodb
+    store = DynamoStore(TABLE, client=client)
+    store.claim_launch(claim(start(store), "tb-early"))
+    calls.clear()
+
+    found = store.find_by_backend_name("tb-early")
+
+    assert found is not None and found.number == 1
+    assert dict(calls) == {"GetItem": 2}  # consistent reads; the index may lag the launch

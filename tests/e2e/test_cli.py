@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bot.adapters.tensorboard_local import LocalTensorBoard
 from tests.integration.slack_harness import algorithms_dir
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     e = dict(os.environ)
-    e.update(TRAINBOT_HOME=str(tmp_path / "home"), TRAINBOT_USER="alice",
+    home = tmp_path / "home"
+    e.update(TRAINBOT_HOME=str(home), TRAINBOT_USER="alice",
              TRAINBOT_ALGORITHMS_DIR=str(algorithms_dir(tmp_path, [
                  "quick-metrics", "crasher", "tabular-classification"])),
              TRAINBOT_TENSORBOARD_PORT="0", TRAINBOT_RERUN_APPROVAL="never")
-    return e
+    yield e
+    # The CLI leaves its TensorBoard running for `trainbot tb` (documented): stop it here,
+    # as `trainbot admin stop-tensorboard` does.
+    LocalTensorBoard(home / "runs", state_dir=home).stop()
 
 
 def trainbot(env: dict[str, str], *words: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -77,3 +85,38 @@ def test_bad_input_goes_to_stderr_with_usage(env: dict[str, str]) -> None:
     assert bad.returncode == 2 and "epochs" in bad.stderr and bad.stdout == ""
     unknown = trainbot(env, "start", "nope", check=False)
     assert unknown.returncode == 2 and "quick-metrics" in unknown.stderr
+
+
+@pytest.fixture
+def port_6006() -> Iterator[None]:
+    """Someone else's server on 127.0.0.1:6006 (the usual: an ML engineer's own TensorBoard)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 6006))
+        except OSError:
+            pytest.skip("port 6006 is already taken by another program on this machine, so "
+                        "this test can't hold it itself")
+        s.listen()
+        yield
+
+
+def test_tb_gives_a_working_link_when_6006_is_taken(
+        env: dict[str, str], port_6006: None) -> None:
+    del env["TRAINBOT_TENSORBOARD_PORT"]
+    trainbot(env, "start", "quick-metrics", "epochs=2", "--name", "q6", "--wait")
+
+    url = trainbot(env, "tb", "q6").stdout.split()[-1]
+
+    assert url.startswith("http://127.0.0.1:") and ":6006/" not in url
+    base = url.split("?")[0]
+    with urllib.request.urlopen(f"{base}data/runs", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_admin_stop_tensorboard_stops_the_server_the_cli_left(env: dict[str, str]) -> None:
+    trainbot(env, "start", "quick-metrics", "epochs=1", "--name", "q7", "--wait")
+    base = trainbot(env, "tb", "q7").stdout.split()[-1].split("?")[0]
+
+    assert "TensorBoard stopped" in trainbot(env, "admin", "stop-tensorboard").stdout
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}data/runs", timeout=5)

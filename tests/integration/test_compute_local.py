@@ -547,7 +547,9 @@ def test_file_channel_lands_in_sm_channel_train(
         events.wait(version.backend_job_name or "")
         root = run_dir(runs_dir, version)
         seen = json.loads((root / "output" / "data" / "seen.json").read_text())
-        assert seen["env"]["SM_CHANNEL_TRAIN"] == str(root / "input" / "data" / "train")
+        # A read-only copy, outside the runs folder (bot.adapters.local_data).
+        assert seen["env"]["SM_CHANNEL_TRAIN"] == str(runs_dir.parent / "inputs" / root.name
+                                                      / "train")
         assert json.loads(seen["env"]["SM_CHANNELS"]) == ["train"]
         assert seen["train_files"] == files
 

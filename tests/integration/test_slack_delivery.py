@@ -199,7 +199,8 @@ def test_buttons_and_forms_are_held_to_the_channel_allow_list(tmp_path: Path) ->
         h.wait(lambda: len([e for e in h.ephemeral_texts()
                             if "doesn't take requests" in e]) == 2)
         # A form whose channel is missing is not "allowed".
-        view = {"id": "V0FAKE", "callback_id": "save_preset", "private_metadata": json.dumps(
+        view = {"id": "V0FAKE", "type": "modal", "callback_id": "save_preset",
+                "private_metadata": json.dumps(
             {"job": "exp", "version": 1}), "blocks": [], "state": {"values": {}}}
         h.submit(view, {"name": {"value": {"type": "plain_text_input", "value": "p1"}}})
         h.wait(lambda: next((m for m in h.slack.messages(REQUESTER)
@@ -248,3 +249,25 @@ def test_an_answer_slack_refused_is_logged_and_the_user_still_hears(
     text = h.wait_ephemeral("Slack refused the formatted answer")
     assert "No presets yet" in text or "Presets" in text
     assert "Slack refused an answer" in caplog.text
+
+
+def test_the_ack_does_not_wait_on_a_busy_slack_to_open_the_form(h: Harness) -> None:
+    h.slack.fail_next("views.open", status=429, retry_after=4)
+    began = time.monotonic()
+    status, _ = h.command("start")
+    assert status == 200 and time.monotonic() - began < 3  # no retry: the trigger is gone
+    assert len(h.slack.requests_for("views.open")) == 1
+    h.wait_ephemeral("expired_trigger_id")
+
+
+def test_a_refused_channel_gets_no_loading_modal_and_no_help(tmp_path: Path) -> None:
+    h = Harness(tmp_path, algorithms=["quick-metrics"], channels=["C0ELSEWHERE"])
+    try:
+        for text in ("start", "help", "start quick-metrics epochs"):
+            status, body = h.command(text)
+            assert status == 200 and "Usage" not in body and "/train start" not in body
+        h.wait(lambda: len([e for e in h.ephemeral_texts()
+                            if "doesn't take requests" in e]) == 3)
+        assert h.slack.views() == [] and h.slack.requests_for("views.open") == []
+    finally:
+        h.close()

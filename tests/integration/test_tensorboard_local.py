@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 import urllib.request
@@ -14,8 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from bot.adapters.compute_local import LocalCompute
-from bot.adapters.tensorboard_local import LocalTensorBoard
+from bot.adapters.tensorboard_local import LocalTensorBoard, stop_owned
 from bot.domain import BackendError, JobSpec, JobVersion, Status
+from tests.processes import processes_mentioning
 
 pytest.importorskip("tensorboard")
 
@@ -45,14 +47,36 @@ def board(tmp_path: Path) -> Iterator[LocalTensorBoard]:
     tensorboard.stop()
 
 
-def test_server_lists_a_run_written_with_summary_writer(board: LocalTensorBoard) -> None:
-    base = board.ensure_started()
-
+def wait_listed(base: str, run: str) -> list[str]:
     deadline = time.monotonic() + 30
-    while f"{RUN}/output/tensorboard" not in listed_runs(base):
+    while run not in listed_runs(base):
         assert time.monotonic() < deadline, listed_runs(base)
         time.sleep(0.3)
+    return listed_runs(base)
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A port some other server listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_server_lists_a_run_written_with_summary_writer(board: LocalTensorBoard) -> None:
+    base = board.url_for(RUN).split("?")[0]
+
+    wait_listed(base, RUN)
     assert base.startswith("http://127.0.0.1:")
+
+
+def test_the_server_never_scans_a_runs_inputs(board: LocalTensorBoard) -> None:
+    # Event files among a run's inputs (a data channel pointing at someone's logs) stay hidden.
+    write_events(board.runs_dir / RUN / "input" / "data", "train")
+    base = board.url_for(RUN).split("?")[0]
+
+    assert wait_listed(base, RUN) == [RUN]
 
 
 def test_url_for_a_run_filters_on_that_run(board: LocalTensorBoard) -> None:
@@ -69,7 +93,7 @@ def test_a_second_instance_reuses_the_running_server(board: LocalTensorBoard) ->
     base = board.ensure_started()
     pid = json.loads(board.state_file.read_text())["pid"]
 
-    again = LocalTensorBoard(board.logdir, port=0)
+    again = LocalTensorBoard(board.runs_dir, port=0)
 
     assert again.ensure_started() == base
     assert json.loads(board.state_file.read_text())["pid"] == pid
@@ -98,7 +122,7 @@ def test_a_python_without_tensorboard_gives_a_clear_backend_error(tmp_path: Path
 
 
 def test_links_of_local_compute_point_at_the_run(board: LocalTensorBoard, tmp_path: Path) -> None:
-    compute = LocalCompute(board.logdir, algorithms_root=tmp_path, tensorboard=board)
+    compute = LocalCompute(board.runs_dir, algorithms_root=tmp_path, tensorboard=board)
     now = datetime.now(UTC)
     version = JobVersion(
         job="demo", number=1, requested_by="U1", status=Status.TRAINING, created_at=now,
@@ -108,4 +132,49 @@ def test_links_of_local_compute_point_at_the_run(board: LocalTensorBoard, tmp_pa
     links = compute.links(version)
 
     assert links.tensorboard == board.url_for(RUN)
-    assert links.logs == (board.logdir / RUN / "logs" / "stdout.log").as_uri()
+    assert links.logs == (board.runs_dir / RUN / "logs" / "stdout.log").as_uri()
+
+
+def test_a_taken_default_port_falls_back_to_the_next_free_one(
+        tmp_path: Path, listener: int) -> None:
+    board = LocalTensorBoard(tmp_path / "runs", port=listener, port_fallback=True)
+    try:
+        base = board.ensure_started()
+        assert urlparse(base).port not in (listener, None)
+        listed_runs(base)  # answers
+    finally:
+        board.stop()
+
+
+def test_a_taken_explicit_port_names_the_setting(tmp_path: Path, listener: int) -> None:
+    board = LocalTensorBoard(tmp_path / "runs", port=listener)
+
+    with pytest.raises(BackendError) as caught:
+        board.ensure_started()
+    assert f"Port {listener} is already in use" in caught.value.message
+    assert "TRAINBOT_TENSORBOARD_PORT" in (caught.value.hint or "")
+    assert board.last_error is caught.value
+
+
+def test_the_server_and_its_data_server_stop_with_the_process_that_started_them(
+        tmp_path: Path) -> None:
+    board = LocalTensorBoard(tmp_path / "runs", port=0, state_dir=tmp_path)
+    board.ensure_started()
+    assert processes_mentioning(str(board.logdir))
+
+    stop_owned()  # what atexit runs when this process exits
+
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(board.logdir)):
+        assert time.monotonic() < deadline, processes_mentioning(str(board.logdir))
+        time.sleep(0.1)
+
+
+def test_a_detached_server_is_left_running_for_later_processes(tmp_path: Path) -> None:
+    board = LocalTensorBoard(tmp_path / "runs", port=0, state_dir=tmp_path, detach=True)
+    board.ensure_started()
+    try:
+        stop_owned()
+        assert board.running()
+    finally:
+        board.stop()

@@ -1,7 +1,8 @@
 """Races at the service level, on the real stores (SQLite file, DynamoDB through moto).
 
 50 people rerun one job at once: versions 2..51, each launched once. 10 approvers press
-Approve on one request at once: one decision, one launch.
+Approve on one request at once: one decision, one launch. 10 launches on a pool with
+``max_concurrent: 1`` at once: one runs, the others wait their turn.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import TypeVar
 import pytest
 
 from bot.config import RerunApproval
-from bot.domain import Conflict, Status
+from bot.domain import Conflict, ResourcePool, Status
 from bot.services import approvals
 from bot.services.authz import Policy
 from bot.services.launching import LaunchRequest, rerun, start_job
-from tests.fakes import FakeCompute
+from bot.services.state_changes import record_state_change
+from tests.fakes import FakeCompute, event
 from tests.reliability.conftest import make_store, service_deps
 
 T = TypeVar("T")
@@ -93,3 +95,27 @@ def test_ten_approvers_pressing_approve_at_once_launch_once(
     assert stored.decided_by == decided.decided_by == version.approved_by
     assert [v.number for v in compute.launched] == [1, 2]
     assert deps.store.get_version("exp", 2).backend_job_name
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_ten_launches_on_a_pool_of_one_run_one_at_a_time(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    compute = FakeCompute()
+    single = ResourcePool(id="single", instance_type="ml.m5.large", max_concurrent=1)
+    deps = service_deps(make_store(kind, request, tmp_path), compute=compute, pools=[single])
+
+    results = concurrently(10, lambda i: start_job(deps, LaunchRequest(
+        user=f"U{i}", algorithm="toy", job_name=f"cap{i}", pool="single")))
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    order = []
+    for _ in range(10):
+        running = [v for v in deps.store.list_active() if v.backend_job_name]
+        assert len(running) == 1, running  # never two at once, and the next one started
+        assert len(compute.launched) == len(order) + 1
+        order.append(running[0].job)
+        # Its end gives the place back and dispatches the oldest queued version.
+        record_state_change(deps, event(running[0].backend_job_name or "", "Completed"))
+    assert sorted(order) == sorted(f"cap{i}" for i in range(10))
+    assert deps.store.list_active() == []

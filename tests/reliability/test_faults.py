@@ -1,5 +1,5 @@
 """Faults from the outside world: AWS throttling and refusals, Slack 429/5xx, a training
-process killed mid-run, the bot restarted mid-run.
+process killed mid-run, the bot restarted mid-run, the bot dying while an approval is applied.
 
 AWS faults are injected on real botocore clients talking to moto's HTTP server: a
 ``before-send`` hook answers the first calls with an error response, so the client's own
@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,21 @@ from bot.adapters.dynamodb_schema import ensure_tables
 from bot.adapters.local_runs import RunDir, read_json
 from bot.adapters.store_dynamodb import DynamoStore
 from bot.bootstrap import aws_client, build_deps
-from bot.config import Settings
-from bot.domain import BackendRejected, JobVersion, QuotaExceeded, Status
+from bot.config import RerunApproval, Settings
+from bot.domain import BackendRejected, Decision, JobVersion, QuotaExceeded, Status
 from bot.error_text import user_text
 from bot.localslack.server import LocalSlack
+from bot.services import approvals
+from bot.services.authz import Policy
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
+from bot.services.launching import LaunchRequest, rerun, start_job
+from bot.services.reconcile import reconcile
 from bot.services.state_changes import record_state_change
 from bot.slack.notifier import SlackChat
 from bot.slack.wiring import web_client
 from tests.fakes import FakeCompute, MemoryStore, RecordingChat, event
 from tests.integration.slack_harness import algorithms_dir, wait_until
-from tests.reliability.conftest import service_deps
+from tests.reliability.conftest import make_store, service_deps
 
 REGION = "us-east-1"
 BUCKET = "team-ml"
@@ -185,7 +189,8 @@ def test_dynamodb_throttling_is_retried_by_the_default_client(aws_endpoint: str)
     v, _ = start_job(deps, LaunchRequest(user="U1", algorithm="toy", job_name="steady",
                                          pool="local-cpu"))
 
-    assert (fault.fired, fault.passed) == (1, 1)
+    # Two transactions: the version's number, then the launch's claim of its backend name.
+    assert (fault.fired, fault.passed) == (1, 2)
     assert store.get_version("steady", 1).backend_job_name == v.backend_job_name
     assert store.get_job("steady").latest_version == 1
 
@@ -341,3 +346,84 @@ def test_bot_restart_after_the_process_died_fails_the_version_with_the_reason(
     failed = wait_status(second, "orphan", Status.FAILED, Status.COMPLETED)
     assert failed.status is Status.FAILED
     assert "trainbot restarted" in (failed.failure_reason or "")
+
+
+# -- the bot dying between "approval decided" and "version moved" -------------------------------
+
+
+class Died(BaseException):
+    """The process stops here: nothing after it runs (no ``except Exception`` catches it)."""
+
+
+class DiesAfterDeciding:
+    """A store whose process dies at the first version write after an approval was decided
+    — where older trainbots moved the version, in a second write."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._decided = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name.startswith("decide_approval"):
+            def decide(*args: Any, **kwargs: Any) -> Any:
+                result = attr(*args, **kwargs)
+                self._decided = True
+                return result
+            return decide
+        if name in ("save_version", "claim_launch") and self._decided:
+            raise Died(name)
+        return attr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
+def test_dying_while_an_approval_is_applied_never_strands_the_request(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    policy = Policy(approvers=["UAPPROVER"], rerun_approval=RerunApproval.ALWAYS)
+    deps = service_deps(make_store(kind, request, tmp_path), policy=policy)
+    start_job(deps, LaunchRequest(user="UREQ", algorithm="toy", job_name="exp",
+                                  pool="local-cpu"))
+    _, approval = rerun(deps, LaunchRequest(user="UREQ", params={"epochs": "5"}), job="exp")
+    assert approval is not None
+    deps.store = DiesAfterDeciding(deps.store)  # type: ignore[assignment]
+
+    with pytest.raises(Died):
+        approvals.decide(deps, approval_id=approval.id, user="UAPPROVER", approve=True)
+
+    compute = FakeCompute()
+    restarted = service_deps(make_store(kind, request, tmp_path), compute=compute,
+                             policy=policy)
+    restarted.clock.advance(minutes=10)  # type: ignore[attr-defined]
+    reconcile(restarted, stuck_after=timedelta(hours=1))
+    v2 = restarted.store.get_version("exp", 2)
+    decided = restarted.store.get_approval(approval.id)
+    if decided.pending:
+        assert v2.status is Status.AWAITING_APPROVAL
+    else:
+        assert v2.status is Status.QUEUED and v2.approved_by == "UAPPROVER"
+        assert v2.backend_job_name and [v.number for v in compute.launched] == [2]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "dynamodb"])
+def test_a_request_stranded_by_an_older_trainbot_is_applied_by_one_reconcile(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    policy = Policy(approvers=["UAPPROVER"], rerun_approval=RerunApproval.ALWAYS)
+    compute = FakeCompute()
+    deps = service_deps(make_store(kind, request, tmp_path), compute=compute, policy=policy)
+    start_job(deps, LaunchRequest(user="UREQ", algorithm="toy", job_name="exp",
+                                  pool="local-cpu"))
+    _, approval = rerun(deps, LaunchRequest(user="UREQ", params={"epochs": "5"}), job="exp")
+    assert approval is not None
+    # Older trainbots decided, then moved the version in a second write that never came.
+    deps.store.decide_approval(approval.id, Decision.APPROVED, by="UAPPROVER",
+                               at=deps.clock.now())
+
+    summary = reconcile(deps, stuck_after=timedelta(hours=1))
+
+    v2 = deps.store.get_version("exp", 2)
+    assert summary.repaired == [
+        "exp v2: AWAITING_APPROVAL → QUEUED (approved by UAPPROVER)"]
+    assert v2.approved_by == "UAPPROVER" and v2.backend_job_name
+    assert [v.number for v in compute.launched] == [1, 2]

@@ -361,6 +361,22 @@ def test_idle_connection_is_closed_after_the_timeout(quick_server: BoltHTTPServe
     assert time.monotonic() - began < 4
 
 
+def test_a_request_dripped_byte_by_byte_is_cut_off(quick_server: BoltHTTPServer) -> None:
+    """Each read is bounded by the idle timeout, and so is the whole request: a client that
+    sends a byte every 0.3 s never idles for 0.5 s but still loses its worker."""
+    request = b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
+    with socket.create_connection(("127.0.0.1", quick_server.port), timeout=5) as sock:
+        began = time.monotonic()
+        with contextlib.suppress(OSError):
+            for byte in request:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.3)
+                if time.monotonic() - began > 4:
+                    break
+        assert _drained(sock)
+    assert time.monotonic() - began < 4
+
+
 def test_keep_alive_serves_requests_in_turn_on_one_connection(front: Harness) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", front.server.port, timeout=10)
     try:

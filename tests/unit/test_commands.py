@@ -45,6 +45,8 @@ def test_grammar(text: str, expect: dict) -> None:
     ("start algo a=1 a=2", "twice"),
     ("preset frobnicate", "not a preset subcommand"),
     ("start algo --max-runtime soon", "duration"),
+    ("start algo --max-runtime 0", "from 1m to 28d"),
+    ("start algo --max-runtime 29d", "from 1m to 28d"),
 ])
 def test_bad_input_names_problem_and_usage(text: str, needle: str) -> None:
     with pytest.raises(InvalidInput) as err:

@@ -10,6 +10,7 @@ from bot.domain import (
     QuotaExceeded,
     Status,
 )
+from bot.services.context import Deps
 from bot.services.launching import LaunchRequest, rerun, start_job, stop_version
 from bot.services.state_changes import record_state_change
 from tests.fakes import event
@@ -160,3 +161,59 @@ def test_huge_evaluations_are_bounded() -> None:
 
     assert len(json.dumps(out)) <= MAX_EVALUATION_BYTES and out["truncated"]
     assert out["objective"]["value"] == 0.5
+
+
+def test_a_spec_pydantic_refuses_is_explained_without_pydantic_words(deps: Deps) -> None:
+    from bot.services.launching import LaunchRequest as Request
+
+    with pytest.raises(InvalidInput) as err:
+        start_job(deps, Request(user="U1", algorithm="toy", pool="local-cpu",
+                                max_runtime_s=29 * 86400))
+    text = err.value.user_text()
+    assert "max_runtime_s" in text and "at most 2419200" in text
+    assert "Input should be" not in text
+
+
+def test_withdrawing_a_request_decides_it_and_clears_its_buttons(deps) -> None:  # type: ignore[no-untyped-def]
+    from bot.domain import Decision
+
+    _start(deps, job_name="exp1")
+    v2, approval = rerun(deps, _req(user="U2"), job="exp1")
+
+    stopped = stop_version(deps, user="U2", job="exp1", number=2)
+
+    assert stopped.status is Status.REJECTED and stopped.failure_reason == "withdrawn by U2"
+    withdrawn = deps.store.get_approval(approval.id)
+    assert (withdrawn.decision, withdrawn.decided_by) == (Decision.WITHDRAWN, "U2")
+    assert ("decided", (approval.id, Decision.WITHDRAWN)) in deps.chat.calls
+
+
+def test_a_withdrawn_request_cannot_be_approved(deps) -> None:  # type: ignore[no-untyped-def]
+    from bot.services.approvals import decide
+
+    _start(deps, job_name="exp1")
+    _, approval = rerun(deps, _req(user="U2"), job="exp1")
+    stop_version(deps, user="U2", job="exp1", number=2)
+
+    with pytest.raises(Conflict, match="already withdrawn"):
+        decide(deps, approval_id=approval.id, user="UAPPROVER", approve=True)
+    v2 = deps.store.get_version("exp1", 2)
+    assert v2.status is Status.REJECTED and v2.approved_by is None
+    assert len(deps.compute.launched) == 1
+
+
+def test_a_request_whose_version_left_awaiting_is_refused_and_closed(deps) -> None:  # type: ignore[no-untyped-def]
+    from bot.domain import Decision
+    from bot.services.approvals import decide
+    from bot.services.versions import mutate_version
+
+    _start(deps, job_name="exp1")
+    _, approval = rerun(deps, _req(user="U2"), job="exp1")
+    # As older trainbots withdrew: the version rejected, the request left pending.
+    mutate_version(deps.store, "exp1", 2, lambda v: v.transition(
+        Status.REJECTED, at=deps.clock.now(), message="withdrawn by U2"))
+
+    with pytest.raises(InvalidInput, match=r"no longer awaiting approval .*withdrawn by U2"):
+        decide(deps, approval_id=approval.id, user="UAPPROVER", approve=True)
+    assert deps.store.get_approval(approval.id).decision is Decision.WITHDRAWN
+    assert deps.store.get_version("exp1", 2).approved_by is None

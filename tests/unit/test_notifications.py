@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
+
+import pytest
 
 from bot.domain import ChatUndelivered, JobVersion, Status
 from bot.services.context import Deps
@@ -148,3 +152,67 @@ def test_an_older_event_does_not_overwrite_a_newer_secondary_status(deps: Deps) 
                                     LastModifiedTime=now + 60_000))
     record_state_change(deps, event(name, "InProgress", "Downloading", LastModifiedTime=now - 1))
     assert deps.store.get_version("exp1", 1).secondary_status == "Interrupted"
+
+
+def test_a_failed_launch_is_announced_without_waiting_for_a_reconcile(deps: Deps) -> None:
+    from bot.domain import BackendError
+
+    deps.compute.fail_with = BackendError("no capacity")  # type: ignore[attr-defined]
+    with pytest.raises(BackendError):
+        _start(deps)
+    v = deps.store.get_version(deps.store.list_jobs()[0].name, 1)
+    assert v.status is Status.FAILED and v.outbox == []
+    assert [c for c in _chat(deps).calls if c[0] == "announced"] == [
+        ("announced", (v.label, Status.FAILED))]
+
+
+class SlowChat(RecordingChat):
+    def announce(self, version):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        super().announce(version)
+
+
+def test_two_deliverers_at_once_announce_once(deps: Deps) -> None:
+    from bot.services.versions import deliver_outbox
+
+    deps.chat = SlowChat()
+    v = _start(deps)
+    deps.chat.refuse_announcements = 1  # the event's own delivery fails: it stays in the outbox
+    done = record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))
+    assert done is not None and done.outbox == ["announce"]
+    threads = [threading.Thread(target=deliver_outbox, args=(deps, done)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([c for c in deps.chat.calls if c[0] == "announced"]) == 1
+    assert deps.store.get_version("exp1", 1).outbox == []
+
+
+def test_a_claim_left_by_a_crash_expires(deps: Deps) -> None:
+    from bot.services.versions import ANNOUNCE_LEASE, deliver_outbox
+
+    v = _start(deps)
+    _chat(deps).refuse_announcements = 1
+    done = record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))
+    assert done is not None
+    until = (deps.clock.now() + ANNOUNCE_LEASE).isoformat()
+    held = f"announce@{until}#crashed"
+    stale = deps.store.save_version(done.model_copy(update={"outbox": [held]}))
+    assert deliver_outbox(deps, stale).outbox == [held]  # someone holds it
+    deps.clock.advance(minutes=3)  # type: ignore[attr-defined]
+    assert deliver_outbox(deps, stale).outbox == []
+    assert len([c for c in _chat(deps).calls if c[0] == "announced"]) == 1
+
+
+def test_a_retried_request_for_approval_names_its_request_again(deps: Deps) -> None:
+    from bot.services.launching import rerun
+
+    v = _start(deps)
+    record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))
+    req = LaunchRequest(user="U1", params={"epochs": 5}, channel="C1", request_key="T:trig")
+    first, approval = rerun(deps, req, job="exp1")
+    again, approval_again = rerun(deps, req, job="exp1")
+    assert first.status is Status.AWAITING_APPROVAL and approval is not None
+    assert again.number == first.number and approval_again is not None
+    assert approval_again.id == approval.id

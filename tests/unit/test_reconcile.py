@@ -161,3 +161,25 @@ def test_one_failing_version_does_not_stop_the_others(deps: Deps,
     assert summary.errors == ["bad v1"]
     assert summary.repaired == ["good v1: QUEUED → FAILED"]
     assert deps.store.get_version("good", 1).failure_reason == "OOM"
+
+
+@pytest.mark.parametrize(("decision", "status"), [
+    (Decision.APPROVED, Status.QUEUED), (Decision.REJECTED, Status.REJECTED)])
+def test_a_decided_request_whose_version_still_awaits_it_is_applied(
+        deps: Deps, compute: DescribingCompute, decision: Decision, status: Status) -> None:
+    v = _start(deps, "stranded", pool="gpu-4")
+    # What a crash between the two writes of older trainbots left: decided, never applied.
+    deps.store.decide_approval(v.approval_id or "", decision, by="UAPPROVER",
+                               at=deps.clock.now())
+    summary = reconcile(deps, stuck_after=STUCK)
+    after = deps.store.get_version("stranded", 1)
+    assert summary.repaired == [
+        f"stranded v1: AWAITING_APPROVAL → {after.status.value} ({decision} by UAPPROVER)"]
+    assert after.status is status
+    if decision is Decision.APPROVED:
+        assert after.approved_by == "UAPPROVER" and after.backend_job_name
+        assert [x.job for x in compute.launched] == ["stranded"]
+    else:
+        assert after.failure_reason == "rejected by UAPPROVER" and not compute.launched
+    assert ("decided", (v.approval_id, decision)) in deps.chat.calls  # type: ignore[attr-defined]
+    assert reconcile(deps, stuck_after=STUCK).repaired == []  # once

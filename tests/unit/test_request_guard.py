@@ -86,10 +86,10 @@ def _payload(payload: object) -> str:
     (_payload({"response_urls": [5]}), "payload.response_urls[0] is not an object"),
     (_payload({"actions": [{"action_id": 5}]}), "payload.actions[0].action_id is not a string"),
     (_payload({"actions": [{"value": "v"}]}), "payload.actions[0] has no action_id"),
-    (_payload({"view": {"state": {"values": {"b": None}}}}),
+    (_payload({"view": {"type": "modal", "state": {"values": {"b": None}}}}),
      "payload.view.state.values.b is not an object"),
-    (_payload({"view": {"callback_id": ["x"]}}), "payload.view.callback_id is not a string"),
-    (_payload({"view": {"state": {"values": {"b": {"a": []}}}}}),
+    (_payload({"view": {"type": "modal", "callback_id": ["x"]}}), "payload.view.callback_id is not a string"),
+    (_payload({"view": {"type": "modal", "state": {"values": {"b": {"a": []}}}}}),
      "payload.view.state.values.b.a is not an object"),
     (_payload({"team": 5}), "payload.team is not an object"),
 ], ids=lambda v: v[:40])
@@ -146,3 +146,16 @@ def test_withhold_bodies_installs_one_filter_per_logger() -> None:
     finally:
         App.logger.filters.clear()
         verification.filters[:] = before
+
+
+def test_a_view_without_a_type_is_malformed() -> None:
+    """Bolt indexes view["type"]: without one a signed submission would be a 500."""
+    import json
+    from urllib.parse import quote
+
+    from bot.slack.request_guard import malformed_body
+
+    payload = {"type": "view_submission", "user": {"id": "U1"},
+               "view": {"callback_id": "start_form"}}
+    body = "payload=" + quote(json.dumps(payload))
+    assert malformed_body(body, "application/x-www-form-urlencoded") == "payload.view has no type"
