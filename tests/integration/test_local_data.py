@@ -326,3 +326,22 @@ def test_a_failure_about_the_data_names_the_uri_not_the_copy(
     reason = done.detail.failure_reason or ""
     assert done.detail.status == "Failed" and folder.as_uri() in reason, reason
     assert str(compute.inputs_dir) not in reason
+
+
+def test_through_slack_a_secret_file_and_a_missing_one_get_one_refusal_before_any_version(
+        tmp_path: Path) -> None:
+    from tests.integration.slack_harness import Harness
+
+    h = Harness(tmp_path, algorithms=["quick-metrics"])
+    try:
+        h.command("start quick-metrics --data train=file:///etc/passwd --name secret")
+        h.command("start quick-metrics --data train=/nonexistent/x --name missing")
+        told = h.wait(lambda: (lambda t: t if len(t) == 2 else None)(
+            [e for e in h.ephemeral_texts() if "may read here" in e]))
+        passwd = next(t for t in told if "etc/passwd" in t)
+        missing = next(t for t in told if "nonexistent" in t)
+        assert json.loads(passwd)["text"].replace("file:///etc/passwd", "URI") == json.loads(
+            missing)["text"].replace("/nonexistent/x", "URI")
+        assert h.bot.deps.store.list_jobs() == []
+    finally:
+        h.close()
