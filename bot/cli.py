@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.domain import JobVersion, TrainbotError
+from bot.domain import InvalidInput, JobVersion, TrainbotError
 
 __all__ = ["main"]
 
@@ -30,39 +32,180 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
+    # `--wait` is a global option in the help; the grammar takes it after the command.
+    while args[:1] == ["--wait"]:
+        args = [*args[1:], "--wait"]
+    if args[:1] == ["--version"]:
+        print(f"trainbot {_version()}")
+        return 0
     log_file = _log_to_file()
     try:
-        if args[:1] in (["run"], ["serve"], ["chat"]):
-            from bot.local_run import main as run_main
-
-            return run_main(args)
-        if args[:2] == ["admin", "init-store"]:
-            return _init_store()
-        if args[:2] == ["admin", "reconcile"]:
-            return _reconcile()
-        if args[:2] == ["admin", "stop-tensorboard"]:
-            return _stop_tensorboard()
-        if args[:2] == ["algorithms", "publish"]:
-            from bot.publish import main as publish_main
-
-            return publish_main(args[2:])
-        return _command(args, as_json=as_json)
+        return _route(args, as_json=as_json)
+    except BrokenPipeError:
+        # The reader went away (`trainbot --json show X | head`): stop quietly, as `git log |
+        # head` does. Python flushes stdout again at exit; point it at devnull so that flush
+        # can't fail too (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         from bot.error_text import user_text
 
         # The CLI's user runs it as themselves and can read the log: no "ask your admin".
-        print(f"error: {user_text(exc, log=log, log_path=log_file)}", file=sys.stderr)
+        print(f"error: {_terminal(user_text(exc, log=log, log_path=log_file))}", file=sys.stderr)
         return 2 if isinstance(exc, TrainbotError) else 70
+
+
+def _route(args: list[str], *, as_json: bool) -> int:
+    from bot.commands import USAGE
+
+    if not args or args[0] in ("-h", "--help") or args[:1] == ["help"]:
+        topic = " ".join(a for a in args[1:] if a not in ("-h", "--help")) or None
+        return _help(topic, as_json=as_json)
+    verb = args[0]
+    if verb in ("run", "serve", "chat"):
+        from bot.local_run import main as run_main
+
+        return run_main(args)
+    if verb == "algorithms" and args[1:2] == ["publish"]:
+        from bot.publish import main as publish_main
+
+        return publish_main(args[2:])
+    if verb == "admin":
+        return _admin(args[1:])
+    if verb not in USAGE:
+        raise InvalidInput(f"`{verb[:40]}` is not a trainbot command.",
+                           hint=_did_you_mean(verb, _ALL_COMMANDS) + "See `trainbot --help`.")
+    if "-h" in args[1:] or "--help" in args[1:]:
+        return _help(verb, as_json=as_json)
+    return _command(args, as_json=as_json)
+
+
+def _admin(args: list[str]) -> int:
+    if args[:1] == ["init-store"]:
+        return _init_store()
+    if args[:1] == ["reconcile"]:
+        return _reconcile()
+    if args[:1] == ["stop-tensorboard"]:
+        return _stop_tensorboard()
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage("admin"), end="")
+        return 0
+    raise InvalidInput(f"`{args[0][:40]}` is not an admin command.",
+                       hint=_did_you_mean(args[0], list(_ADMIN)) + _usage("admin").rstrip())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trainbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+# What the CLI has beyond the `/train` grammar (bot.commands.USAGE).
+_LOCAL = {
+    "run": ("run [--port N] [--slack-port N]",
+            "the embedded default: bot + local Slack + terminal client"),
+    "serve": ("serve [--port N] [--socket]", "only the bot (HTTP, or Socket Mode with --socket)"),
+    "chat": ("chat [--bot-url URL] [--slack-url URL] [--user ID]",
+             "terminal client for a running local bot"),
+}
+_ADMIN = {
+    "init-store": "create the DynamoDB table(s) if missing",
+    "reconcile": "one pass of the scheduled reconciler (missed events, expiry); prints JSON",
+    "stop-tensorboard": "stop the local TensorBoard server the CLI left running",
+}
+_PUBLISH = ("algorithms publish [--dry-run] [--region R] [--bucket B] …",
+            "package and publish the preset algorithms (AWS)")
+_GLOBAL = (
+    ("--json", "print data (JSON objects) instead of text"),
+    ("--wait", "start, rerun, stop: wait until the run ends (exit 1 if it didn't complete)"),
+    ("-h, --help", "show help (also `trainbot COMMAND --help`)"),
+    ("--version", "print the version"),
+)
+_ALL_COMMANDS = ["help", *_LOCAL, "admin", "algorithms", "pools", "start", "rerun", "stop",
+                 "status", "versions", "show", "diff", "lineage", "eval", "logs", "tb", "preset",
+                 "approve", "reject"]
+
+
+def _usage(topic: str | None) -> str:
+    """Help in `trainbot …` syntax: everything, or one command."""
+    from bot.commands import USAGE
+
+    if topic in _LOCAL:
+        return f"usage: trainbot {_LOCAL[topic][0]}\n\n{_LOCAL[topic][1]}\n"
+    if topic == "admin":
+        return "usage: trainbot admin COMMAND\n\n" + "".join(
+            f"  trainbot admin {name:<17} {what}\n" for name, what in _ADMIN.items())
+    if topic == "algorithms publish":
+        return f"usage: trainbot {_PUBLISH[0]}\n\n{_PUBLISH[1]}\n"
+    if topic is not None:
+        lines = USAGE[topic].split("  ·  ")
+        text = "usage: " + "\n       ".join(f"trainbot {u}" for u in lines) + "\n"
+        if topic in ("start", "rerun", "stop"):
+            text += "\n  --wait   wait until the run ends (exit 1 if it didn't complete)\n"
+        return text + "  --json   print the result as JSON\n"
+    out = ["usage: trainbot [--json] [--wait] COMMAND [ARGS …]",
+           "       trainbot -h | --help | --version", "",
+           "Training (the same words as Slack's slash command):"]
+    out += [f"  trainbot {u}" for u in (w for v in USAGE.values() for w in v.split("  ·  "))]
+    out += ["", "Running the bot:"]
+    out += [f"  trainbot {use:<56} {what}" for use, what in _LOCAL.values()]
+    out += ["", "Admin:"]
+    out += [f"  trainbot admin {name:<50} {what}" for name, what in _ADMIN.items()]
+    out += [f"  trainbot {_PUBLISH[0]:<56} {_PUBLISH[1]}"]
+    out += ["", "Global options:"]
+    out += [f"  {opt:<12} {what}" for opt, what in _GLOBAL]
+    out += ["", "Parameters are key=value; quote values with spaces. "
+                "`trainbot COMMAND --help` for one command."]
+    return "\n".join(out) + "\n"
+
+
+def _help(topic: str | None, *, as_json: bool) -> int:
+    from bot.commands import USAGE
+
+    if topic is not None and topic not in USAGE and topic not in _LOCAL \
+            and topic not in ("admin", "algorithms publish"):
+        raise InvalidInput(f"There's no command `{topic[:40]}`.",
+                           hint=_did_you_mean(topic, _ALL_COMMANDS) + "See `trainbot --help`.")
+    if as_json:
+        commands = {name: [f"trainbot {u}" for u in use.split("  ·  ")]
+                    for name, use in USAGE.items()}
+        commands |= {name: [f"trainbot {use}"] for name, (use, _) in _LOCAL.items()}
+        commands["admin"] = [f"trainbot admin {name}" for name in _ADMIN]
+        commands["algorithms publish"] = [f"trainbot {_PUBLISH[0]}"]
+        out = {"commands": commands if topic is None else {topic: commands[topic]},
+               "global_options": [opt for opt, _ in _GLOBAL]}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(_usage(topic), end="")
+    return 0
+
+
+def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "Did you mean " + " or ".join(f"`{c}`" for c in close) + "? "
+
+
+def _terminal(text: str) -> str:
+    """An error as a terminal shows it: the CLI's words, no Slack markup."""
+    from bot.views.text import plain
+
+    return plain(text.replace("/train ", "trainbot "))
 
 
 def _log_to_file() -> Path | None:
     """Diagnostics (tracebacks under an error id) go to TRAINBOT_HOME/trainbot.log (0600, in
     a 0700 home); the terminal gets one readable line per problem. Returns the log's path,
     or None when it can't be written (then errors go to stderr)."""
-    import os
-
     from bot.bootstrap import private_file, private_home
 
     home = Path(os.environ.get("TRAINBOT_HOME") or Path.home() / ".trainbot")
@@ -85,44 +228,145 @@ def _command(args: list[str], *, as_json: bool) -> int:
     from bot.commands import parse
     from bot.config import load_settings
     from bot.dispatch import Actor, execute
-    from bot.views.text import render_text
 
     settings = load_settings()
     cmd = parse(shlex.join(args))
     if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
-        print("usage: trainbot start ALGORITHM [key=value …] (see `trainbot help start`)",
+        print("usage: trainbot start ALGORITHM [key=value …] (see `trainbot start --help`)",
               file=sys.stderr)
         return 2
     # This process ends with the command: a TensorBoard it starts stays for `trainbot tb`.
     deps = build_deps(settings, detach_tensorboard=True)
-    reply = execute(deps, cmd, Actor(user=settings.user, channel=None, trusted=True),
-                    stuck_after=stuck_after(settings))
+    try:
+        reply = execute(deps, cmd, Actor(user=settings.user, channel=None, trusted=True),
+                        stuck_after=stuck_after(settings))
+    except TrainbotError as exc:
+        raise _with_suggestion(deps, exc) from exc
     # A stop waits for the process to end: this short-lived process is what signals it.
     waits = cmd.wait or cmd.name == "stop"
     if waits and reply.version is not None and reply.approval is None:
         final = _wait(deps, reply.version, quiet=as_json)
-        _print(final, render_text_fn=render_text, deps=deps, as_json=as_json, doc=None)
+        if as_json:
+            _print_json(_version_json(deps, final))
+        else:
+            _print_card(deps, final)
         return 0 if final.status.value == "COMPLETED" or cmd.name == "stop" else 1
-    _print(reply.version, render_text_fn=render_text, deps=deps, as_json=as_json, doc=reply.doc)
+    if as_json:
+        _print_json(_reply_json(deps, cmd.name, reply))
+    else:
+        from bot.views.text import render_text
+
+        print(render_text(reply.doc), end="")
     return 0
 
 
-def _print(version, *, render_text_fn, deps, as_json: bool, doc) -> None:  # type: ignore[no-untyped-def]
+# NotFound / InvalidInput messages that name something the user may have mistyped, and where
+# to look for what they meant.
+_MISTYPED = (
+    (re.compile(r"^There is no algorithm `([^`]+)`"), lambda d: list(d.catalog.algorithms)),
+    (re.compile(r"^There is no resource pool `([^`]+)`"), lambda d: list(d.catalog.pools)),
+    (re.compile(r"^No job named `([^`]+)`"),
+     lambda d: [j.name for j in d.store.list_jobs(limit=500)]),
+    (re.compile(r"^No preset named `([^`]+)`"), lambda d: [p.name for p in _presets(d)]),
+)
+
+
+def _presets(deps):  # type: ignore[no-untyped-def]
+    from bot.services.presets import list_presets
+
+    return list_presets(deps)
+
+
+def _with_suggestion(deps, exc: TrainbotError) -> TrainbotError:  # type: ignore[no-untyped-def]
+    """``exc`` with "Did you mean …?" in front of its hint when the name is close to one that
+    exists; ``exc`` itself otherwise."""
+    for pattern, candidates in _MISTYPED:
+        m = pattern.match(exc.message)
+        if m is None:
+            continue
+        try:
+            names = candidates(deps)
+        except TrainbotError:
+            return exc
+        hint = _did_you_mean(m.group(1), names)
+        if not hint:
+            return exc
+        return type(exc)(exc.message, hint=hint + (exc.hint or ""))
+    return exc
+
+
+def _reply_json(deps, name: str, reply) -> object:  # type: ignore[no-untyped-def]
+    """The reply's data as JSON (see bot.views.data for the objects)."""
+    from bot.catalog import Catalog
+    from bot.domain import Algorithm, Lineage, Preset, ResourcePool
+    from bot.services.queries import StatusOverview, VersionDiff
+    from bot.views import data
+
+    catalog: Catalog = deps.catalog
+    found = reply.data
+    if name == "versions":
+        return [data.version_row(v, catalog) for v in found]
+    if name in ("approve", "reject") and reply.approval is not None:
+        return {"approval": data.approval_data(reply.approval),
+                "version": _version_json(deps, reply.version)}
+    if reply.approval is not None and reply.version is not None:  # start/rerun awaiting approval
+        return _version_json(deps, reply.version) | {
+            "approval": data.approval_data(reply.approval)}
+    if name == "logs":
+        return {"job": reply.version.job, "number": reply.version.number, "lines": found}
+    if name == "tb":
+        return {"job": reply.version.job, "number": reply.version.number, "url": found}
+    if isinstance(found, list):
+        return [_one(x, catalog) for x in found]
+    if isinstance(found, StatusOverview):
+        return data.status_data(found, catalog)
+    if isinstance(found, VersionDiff):
+        return data.diff_data(found)
+    if isinstance(found, Lineage):
+        return data.lineage_data(found)
+    if isinstance(found, (Preset, Algorithm, ResourcePool)):
+        return _one(found, catalog)
+    if reply.version is not None:
+        return _version_json(deps, reply.version)
+    from bot.views.text import plain
+
+    return {"title": plain(reply.doc.title)}
+
+
+def _one(x: object, catalog) -> object:  # type: ignore[no-untyped-def]
+    from bot.domain import Algorithm, Preset, ResourcePool
+    from bot.views import data
+
+    if isinstance(x, ResourcePool):
+        return data.pool_data(x)
+    if isinstance(x, Algorithm):
+        return data.algorithm_data(x)
+    if isinstance(x, Preset):
+        return data.preset_data(x)
+    raise TypeError(f"no JSON view for {type(x).__name__}")
+
+
+def _version_json(deps, version: JobVersion) -> dict:  # type: ignore[no-untyped-def]
+    from bot.services import queries
+    from bot.views import data
+
+    approval = deps.store.get_approval(version.approval_id) if version.approval_id else None
+    return data.version_data(version, deps.catalog, links=queries.links(deps, version),
+                             approval=approval)
+
+
+def _print_json(out: object) -> None:
+    print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
+
+
+def _print_card(deps, version: JobVersion) -> None:  # type: ignore[no-untyped-def]
     from bot.services import queries
     from bot.views import presenters
+    from bot.views.text import render_text
 
-    if as_json:
-        if version is not None:
-            out = version.model_dump(mode="json")
-            out["links"] = queries.links(deps, version).__dict__
-        else:
-            out = {"title": doc.title, "sections": [s.__dict__ for s in doc.sections]}
-        print(json.dumps(out, indent=2, default=str))
-        return
-    if doc is None:
-        doc = presenters.version_card(version, queries.links(deps, version),
-                                      algorithm=deps.catalog.algorithms.get(version.spec.algorithm))
-    print(render_text_fn(doc), end="")
+    doc = presenters.version_card(version, queries.links(deps, version),
+                                  algorithm=deps.catalog.algorithms.get(version.spec.algorithm))
+    print(render_text(doc), end="")
 
 
 def _wait(deps, version: JobVersion, *, quiet: bool) -> JobVersion:  # type: ignore[no-untyped-def]
@@ -168,7 +412,7 @@ def _reconcile() -> int:
     settings = load_settings()
     summary = reconcile(build_deps(settings, detach_tensorboard=True),
                         stuck_after=stuck_after(settings))
-    print(json.dumps(summary.as_dict(), indent=2, default=str))
+    print(json.dumps(summary.as_dict(), indent=2, default=str, ensure_ascii=False))
     return 0
 
 

@@ -36,6 +36,8 @@ class Reply:
     approval: Approval | None = None
     public: bool = False  # the card already went to the channel
     needs_form: bool = False  # `/train start` alone: Slack opens the start modal
+    # The result as domain objects, for `trainbot --json` (bot.views.data turns it into JSON).
+    data: object | None = None
 
 
 def execute(deps: Deps, cmd: Command, actor: Actor, *, stuck_after: timedelta) -> Reply:
@@ -48,11 +50,14 @@ def _help(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
 
 
 def _algorithms(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    return Reply(presenters.algorithms_doc(deps.catalog, c.algorithm))
+    doc = presenters.algorithms_doc(deps.catalog, c.algorithm)
+    if c.algorithm:
+        return Reply(doc, data=deps.catalog.algorithm(c.algorithm))
+    return Reply(doc, data=list(deps.catalog.algorithms.values()))
 
 
 def _pools(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    return Reply(presenters.pools_doc(deps.catalog))
+    return Reply(presenters.pools_doc(deps.catalog), data=list(deps.catalog.pools.values()))
 
 
 def _request(c: Command, a: Actor) -> launching.LaunchRequest:
@@ -100,12 +105,13 @@ def _status(deps: Deps, c: Command, a: Actor, stuck_after: timedelta) -> Reply:
     if c.job:
         return _show(deps, c, a, stuck_after)
     overview = queries.status_overview(deps, stuck_after=stuck_after)
-    return Reply(presenters.status_doc(overview, stuck_after=stuck_after))
+    return Reply(presenters.status_doc(overview, stuck_after=stuck_after), data=overview)
 
 
 def _versions(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     job = c.job or ""
-    return Reply(presenters.versions_doc(job, queries.list_versions(deps, job)))
+    found = queries.list_versions(deps, job)
+    return Reply(presenters.versions_doc(job, found), data=found)
 
 
 def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
@@ -131,11 +137,12 @@ def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
 
 def _diff(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     d = queries.diff_versions(deps, c.job or "", c.version or 0, c.other_version or 0)
-    return Reply(presenters.diff_doc(d))
+    return Reply(presenters.diff_doc(d), data=d)
 
 
 def _lineage(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    return Reply(presenters.lineage_doc(queries.lineage(deps, c.job or "", c.version)))
+    found = queries.lineage(deps, c.job or "", c.version)
+    return Reply(presenters.lineage_doc(found), data=found)
 
 
 def _eval(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
@@ -145,7 +152,8 @@ def _eval(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
 
 def _logs(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     v = queries.get_version(deps, c.job or "", c.version)
-    return Reply(presenters.logs_doc(v, queries.logs(deps, v, lines=40)), version=v)
+    lines = queries.logs(deps, v, lines=40)
+    return Reply(presenters.logs_doc(v, lines), version=v, data=lines)
 
 
 def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
@@ -161,14 +169,16 @@ def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
                            "is no longer on this machine.")
     doc = Doc(title=f"TensorBoard for *{esc(v.label)}*: {link(url, 'open')}")
     doc.add(esc(url))
-    return Reply(doc, version=v)
+    return Reply(doc, version=v, data=url)
 
 
 def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     if c.sub == "list":
-        return Reply(presenters.presets_doc(presets.list_presets(deps)))
+        found = presets.list_presets(deps)
+        return Reply(presenters.presets_doc(found), data=found)
     if c.sub == "show":
-        return Reply(presenters.preset_doc(presets.show_preset(deps, c.preset or "")))
+        p = presets.show_preset(deps, c.preset or "")
+        return Reply(presenters.preset_doc(p), data=p)
     if c.sub == "delete" and a.interactive:
         p = presets.show_preset(deps, c.preset or "")
         deps.policy.check_delete_preset(a.user, p)
@@ -179,7 +189,7 @@ def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
         return Reply(doc)
     if c.sub == "delete":
         p = presets.delete_preset(deps, user=a.user, name=c.preset or "")
-        return Reply(Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."))
+        return Reply(Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."), data=p)
     p = presets.save_preset(
         deps, user=a.user, name=c.preset or "", description=c.description, from_job=c.job,
         from_version=c.version, algorithm=c.algorithm, params=dict(c.params), pool=c.pool,
@@ -187,7 +197,7 @@ def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     )
     doc = presenters.preset_doc(p)
     doc.title = f":bookmark: Saved preset *{esc(p.name)}*"
-    return Reply(doc)
+    return Reply(doc, data=p)
 
 
 def _decide(approve: bool):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import re
 from bot.views.doc import Doc
 from bot.views.mrkdwn import unesc
 
-__all__ = ["render_text"]
+__all__ = ["plain", "render_text"]
 
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _MENTION = re.compile(r"<[@#!]([^>|]+)(\|[^>]*)?>")
@@ -25,10 +25,12 @@ _SHORTCODE = re.compile(r":([a-z_]+):")
 
 
 def plain(text: str) -> str:
+    """Slack mrkdwn as a terminal shows it: no ``*bold*`` stars or code backticks,
+    ``<url|label>`` as ``label (url)``, mentions as ``@id``, emoji shortcodes as emoji."""
     text = _LINK.sub(r"\2 (\1)", text)
     text = _MENTION.sub(r"@\1", text)
     text = _SHORTCODE.sub(lambda m: _EMOJI.get(m.group(1), m.group(0)), text)
-    return unesc(text.replace("*", ""))
+    return unesc(text.replace("*", "").replace("`", ""))
 
 
 def render_text(doc: Doc) -> str:

@@ -52,7 +52,7 @@ def test_presets_survive_a_restart(env: dict[str, str]) -> None:
     listing = trainbot(env, "preset", "list").stdout
     assert "fast" in listing and "quick baseline" in listing
     shown = json.loads(trainbot(env, "--json", "preset", "show", "fast").stdout)
-    assert "max_iter=20" in json.dumps(shown)
+    assert shown["name"] == "fast" and shown["spec"]["hyperparameters"]["max_iter"] == 20
     dup = trainbot(env, "preset", "save", "fast", "tabular-classification", check=False)
     assert dup.returncode == 2 and "already exists" in dup.stderr
     other = dict(env, TRAINBOT_USER="bob")
@@ -120,3 +120,82 @@ def test_admin_stop_tensorboard_stops_the_server_the_cli_left(env: dict[str, str
     assert "TensorBoard stopped" in trainbot(env, "admin", "stop-tensorboard").stdout
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}data/runs", timeout=5)
+
+
+@pytest.mark.parametrize("words", [["--help"], ["-h"], ["start", "--help"], ["help", "start"]])
+def test_help_flags_print_trainbot_usage_and_exit_0(
+        env: dict[str, str], words: list[str]) -> None:
+    out = trainbot(env, *words).stdout
+    assert out.startswith("usage: trainbot ") and "/train" not in out
+
+
+def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
+    from importlib.metadata import version
+
+    assert trainbot(env, "--version").stdout == f"trainbot {version('trainbot')}\n"
+
+
+def test_help_lists_every_command_and_the_global_options(env: dict[str, str]) -> None:
+    out = trainbot(env, "help").stdout
+    for words in ("trainbot run", "trainbot serve", "trainbot chat", "admin reconcile",
+                  "admin init-store", "admin stop-tensorboard", "algorithms publish",
+                  "--wait", "--json", "trainbot approve"):
+        assert words in out, words
+    assert "trainbot admin stop-tensorboard" in trainbot(env, "help", "admin").stdout
+
+
+def test_json_pools_is_a_list_of_pool_objects(env: dict[str, str]) -> None:
+    pools = json.loads(trainbot(env, "--json", "pools").stdout)
+    gpu = next(p for p in pools if p["id"] == "gpu-1")
+    assert gpu["instance_type"] == "ml.g5.xlarge" and gpu["gpu_count"] >= 1
+    assert isinstance(gpu["hourly_price_usd"], float)
+    assert isinstance(gpu["requires_approval"], bool)
+
+
+def test_json_versions_gives_each_version_with_its_objective(env: dict[str, str]) -> None:
+    trainbot(env, "start", "quick-metrics", "epochs=2", "--name", "qv", "--wait")
+    trainbot(env, "rerun", "qv", "epochs=1", "--wait")
+
+    rows = json.loads(trainbot(env, "--json", "versions", "qv").stdout)
+
+    assert [(r["number"], r["parent"], r["status"]) for r in rows] == [
+        (1, None, "COMPLETED"), (2, 1, "COMPLETED")]
+    objective = rows[1]["objective"]
+    assert objective["metric"] == "validation:accuracy"
+    assert isinstance(objective["value"], float)
+    status = json.loads(trainbot(env, "--json", "status").stdout)
+    assert set(status) >= {"running", "queued", "awaiting_approval", "failed_recent"}
+
+
+def test_json_output_into_a_closed_pipe_stops_quietly(env: dict[str, str]) -> None:
+    # As `trainbot --json help | head -c 10`: the reader is gone before trainbot writes.
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--json", "help"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141) and err == ""
+
+
+def test_errors_are_plain_text_with_one_prefix(env: dict[str, str]) -> None:
+    err = trainbot(env, "versions", "nope", check=False).stderr
+    assert err.startswith("error: ") and err.count("rror:") == 1
+    assert "`" not in err and "*" not in err and "/train" not in err
+
+
+@pytest.mark.parametrize(("words", "meant"), [
+    (["strat", "quick-metrics"], "start"),
+    (["start", "quick-metric"], "quick-metrics"),
+    (["start", "quick-metrics", "--pool", "gpu1"], "gpu-1"),
+    (["preset", "show", "fsat"], "fast"),
+    (["help", "amdin"], "admin"),
+])
+def test_typos_get_did_you_mean(env: dict[str, str], words: list[str], meant: str) -> None:
+    trainbot(env, "preset", "save", "fast", "tabular-classification")
+    err = trainbot(env, *words, check=False).stderr
+    assert f"Did you mean {meant}" in err
+
+
+def test_typo_in_a_job_name_gets_did_you_mean(env: dict[str, str]) -> None:
+    trainbot(env, "start", "quick-metrics", "epochs=1", "--name", "alpha", "--wait")
+    assert "Did you mean alpha" in trainbot(env, "show", "alpah", check=False).stderr

@@ -1,0 +1,116 @@
+"""Domain objects as JSON-ready data: what `trainbot --json …` prints.
+
+These shapes are a contract for scripts (documented in the README): fields are added, never
+renamed or removed. Values are plain JSON — strings, numbers, booleans, null, lists, objects;
+times are ISO 8601 strings. No Slack markup ever appears here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.domain import Approval, JobVersion
+from bot.domain.algorithm import Algorithm
+from bot.domain.lineage import Lineage
+from bot.domain.pool import ResourcePool
+from bot.domain.preset import Preset
+from bot.services.queries import StatusOverview, VersionDiff
+
+__all__ = [
+    "algorithm_data",
+    "approval_data",
+    "diff_data",
+    "lineage_data",
+    "objective_data",
+    "pool_data",
+    "preset_data",
+    "status_data",
+    "version_data",
+    "version_row",
+]
+
+JSON = dict[str, Any]
+
+
+def _time(t: Any) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def pool_data(pool: ResourcePool) -> JSON:
+    return pool.model_dump(mode="json") | {"is_gpu": pool.is_gpu, "total_gpus": pool.total_gpus}
+
+
+def algorithm_data(algo: Algorithm) -> JSON:
+    return algo.model_dump(mode="json")
+
+
+def objective_data(v: JobVersion, catalog: Catalog) -> JSON | None:
+    """The algorithm's objective metric and this version's value of it (None if not reported).
+    ``None`` when the algorithm is no longer in the catalog."""
+    algo = catalog.algorithms.get(v.spec.algorithm)
+    if algo is None:
+        return None
+    return {"metric": algo.objective.metric, "goal": algo.objective.goal,
+            "value": v.metrics.get(algo.objective.metric)}
+
+
+def version_row(v: JobVersion, catalog: Catalog) -> JSON:
+    """One line of `trainbot versions`: who, what, how it ended, the objective."""
+    return {
+        "job": v.job, "number": v.number, "label": v.label, "parent": v.parent,
+        "status": v.status.value, "requested_by": v.requested_by,
+        "algorithm": v.spec.algorithm, "pool": v.spec.pool, "preset": v.spec.preset,
+        "hyperparameters": dict(v.spec.hyperparameters),
+        "created_at": _time(v.created_at), "started_at": _time(v.started_at),
+        "ended_at": _time(v.ended_at),
+        "objective": objective_data(v, catalog), "metrics": dict(v.metrics),
+        "failure_reason": v.failure_reason,
+        "estimated_cost_usd": v.estimated_cost_usd, "actual_cost_usd": v.actual_cost_usd,
+    }
+
+
+def version_data(v: JobVersion, catalog: Catalog, *, links: Any = None,
+                 approval: Approval | None = None) -> JSON:
+    """The whole version (every stored field) plus its objective, links and approval."""
+    out = v.model_dump(mode="json")
+    out["label"] = v.label
+    out["objective"] = objective_data(v, catalog)
+    if links is not None:
+        out["links"] = dict(vars(links))
+    if approval is not None:
+        out["approval"] = approval_data(approval)
+    return out
+
+
+def approval_data(ap: Approval) -> JSON:
+    return ap.model_dump(mode="json")
+
+
+def preset_data(p: Preset) -> JSON:
+    return p.model_dump(mode="json")
+
+
+def status_data(o: StatusOverview, catalog: Catalog) -> JSON:
+    def rows(vs: list[JobVersion]) -> list[JSON]:
+        return [version_row(v, catalog) for v in vs]
+
+    return {
+        "now": _time(o.now), "running": rows(o.running), "queued": rows(o.queued),
+        "awaiting_approval": rows(o.awaiting), "failed_recent": rows(o.failed_recent),
+        "stuck": rows(o.stuck), "gpus_in_use": o.gpus_in_use,
+        "gpus_by_pool": dict(o.gpus_by_pool),
+    }
+
+
+def diff_data(d: VersionDiff) -> JSON:
+    return {
+        "job": d.b.job, "a": d.a.number, "b": d.b.number,
+        "changes": [{"field": k, "a": a, "b": b} for k, (a, b) in d.changes.items()],
+        "metrics": [{"name": m.name, "a": m.a, "b": m.b, "better": m.better}
+                    for m in d.metrics],
+    }
+
+
+def lineage_data(lineage: Lineage) -> JSON:
+    return lineage.model_dump(mode="json")
