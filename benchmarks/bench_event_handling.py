@@ -78,7 +78,7 @@ class _Events:
 def _versions(deps: Any, count: int, prefix: str = "bench") -> list[str]:
     """``count`` QUEUED versions with a channel card and a backend job name; their names."""
     from bot.domain import JobVersion, Status, StatusChange, TrainingJob
-    from bot.services.launching import build_spec
+    from bot.services.requests import build_spec
     from bot.services.versions import mutate_version
 
     algorithm = deps.catalog.algorithm("image-classification")

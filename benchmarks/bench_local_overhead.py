@@ -81,7 +81,7 @@ def make_deps(home: Path) -> tuple[Any, _Chat]:
 
 def run_trainbot(deps: Any, chat: _Chat, algorithm: str, job: str) -> dict[str, Any]:
     from bot.adapters.local_runs import RunDir
-    from bot.services.launching import LaunchRequest, start_job
+    from bot.services.requests import LaunchRequest, start_job
 
     request = LaunchRequest(user=c.USER, algorithm=algorithm, pool="local-cpu", job_name=job)
     began, began_wall = time.perf_counter(), time.time()
@@ -116,7 +116,7 @@ def prepare_direct(deps: Any, algorithm: str, job: str, root: Path, *,
     from bot.adapters.compute_local import _PRIVATE_ENV, _channel_sources, plan_processes
     from bot.adapters.local_runs import RunDir
     from bot.domain import JobVersion, Status
-    from bot.services.launching import build_spec
+    from bot.services.requests import build_spec
 
     algo = deps.catalog.algorithm(algorithm)
     chosen = deps.catalog.pool(pool)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.aws import LazyClient, aws_client, aws_region
+from bot.aws import LazyClient, aws_region
 from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
@@ -20,10 +20,7 @@ from bot.ports import Chat, Compute, DataGuard, JobStore
 from bot.services.authz import MembershipCheck, Policy
 from bot.services.context import Deps, NullChat
 
-__all__ = [
-    "LazyClient", "aws_client", "aws_region", "build_catalog", "build_deps", "build_store",
-    "stuck_after",
-]
+__all__ = ["build_catalog", "build_deps", "build_store", "stuck_after"]
 
 log = logging.getLogger("trainbot")
 

@@ -431,7 +431,7 @@ def _stop_tensorboard() -> int:
 
 def _init_store() -> int:
     from bot.adapters.dynamodb_schema import ensure_tables
-    from bot.bootstrap import aws_client
+    from bot.aws import aws_client
     from bot.config import load_settings
 
     settings = load_settings()

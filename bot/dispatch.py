@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from bot.commands import Command
 from bot.domain import Approval, InvalidInput, JobVersion
-from bot.services import approvals, launching, presets, queries
+from bot.services import approvals, launching, presets, queries, requests
 from bot.services.context import Deps
 from bot.views import presenters
 from bot.views.doc import Button, Doc
@@ -60,8 +60,8 @@ def _pools(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     return Reply(presenters.pools_doc(deps.catalog), data=list(deps.catalog.pools.values()))
 
 
-def _request(c: Command, a: Actor) -> launching.LaunchRequest:
-    return launching.LaunchRequest(
+def _request(c: Command, a: Actor) -> requests.LaunchRequest:
+    return requests.LaunchRequest(
         user=a.user, algorithm=c.algorithm, preset=c.preset, params=dict(c.params), pool=c.pool,
         data=dict(c.data), job_name=c.job_name, spot=c.spot, max_runtime_s=c.max_runtime_s,
         channel=a.channel, request_key=a.request_key, trusted=a.trusted,
@@ -85,12 +85,12 @@ def _start(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     if not c.algorithm and not c.preset:
         doc = presenters.help_doc("start")
         return Reply(doc, needs_form=True)
-    version, approval = launching.start_job(deps, _request(c, a))
+    version, approval = requests.start_job(deps, _request(c, a))
     return _launched(deps, version, approval)
 
 
 def _rerun(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    version, approval = launching.rerun(deps, _request(c, a), job=c.job or "",
+    version, approval = requests.rerun(deps, _request(c, a), job=c.job or "",
                                         base_number=c.version)
     return _launched(deps, version, approval)
 

@@ -258,7 +258,7 @@ def main(
             raise ConfigError(f"No algorithms under {root}.")
         s3 = s3_client
         if s3 is None and not args.dry_run:
-            from bot.bootstrap import aws_client
+            from bot.aws import aws_client
 
             s3 = aws_client("s3")
         result = publish(algorithms, root, bucket=bucket, region=region,

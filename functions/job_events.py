@@ -111,7 +111,7 @@ def _processor() -> _Processor:
     )
 
     from bot.adapters.dynamodb_schema import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
-    from bot.bootstrap import aws_client
+    from bot.aws import aws_client
 
     config = IdempotencyConfig(event_key_jmespath=IDEMPOTENCY_KEY_PATH,
                                raise_on_no_idempotency_key=True,

@@ -134,7 +134,7 @@ class PublishedCatalog(BaseModel):
 
 def _read_s3(uri: str, s3_client: Any) -> bytes:
     if s3_client is None:
-        from bot.bootstrap import aws_client
+        from bot.aws import aws_client
 
         s3_client = aws_client("s3")
     from botocore.exceptions import ClientError

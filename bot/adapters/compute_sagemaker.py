@@ -425,7 +425,7 @@ class SageMakerCompute:
         ``s3://$TRAINBOT_BUCKET/trainbot/catalog.json``, so the bot starts before publishing.
         ``catalog`` (the local :class:`bot.catalog.Catalog`) isn't needed here.
         """
-        from bot.bootstrap import LazyClient, aws_region
+        from bot.aws import LazyClient, aws_region
 
         if not settings.sagemaker_role_arn:
             raise ConfigError("TRAINBOT_SAGEMAKER_ROLE_ARN is required with "

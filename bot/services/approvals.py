@@ -15,7 +15,7 @@ from bot.domain import (
     Status,
 )
 from bot.services.context import Deps
-from bot.services.launching import approval_deadline, launch_then_post
+from bot.services.launching import launch_then_post
 from bot.services.versions import MAX_ATTEMPTS, mutate_version, notify, tell_change, try_chat
 
 __all__ = ["check_can_decide", "decide", "expire", "finish_decided", "request_approval"]
@@ -43,7 +43,7 @@ def request_approval(
         reason=why,
         requested_by=version.requested_by,
         requested_at=deps.clock.now(),
-        expires_at=approval_deadline(deps),
+        expires_at=deps.policy.approval_deadline(deps.clock.now()),
         channel=version.channel,
     ))
     ref, error = try_chat("approval card", lambda: deps.chat.approval_requested(approval, version))

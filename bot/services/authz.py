@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from bot.config import RerunApproval
 from bot.domain import Approval, JobVersion, NotAllowed, Preset, ResourcePool
@@ -30,6 +31,10 @@ class Policy:
 
     def _in(self, user: str, ids: list[str]) -> bool:
         return any(user == i or (i.startswith("S") and self.is_member(user, i)) for i in ids)
+
+    def approval_deadline(self, requested_at: datetime) -> datetime:
+        """When a request made at ``requested_at`` expires."""
+        return requested_at + timedelta(minutes=self.approval_ttl_minutes)
 
     def is_admin(self, user: str) -> bool:
         return self._in(user, self.admins)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.domain import Conflict, InvalidInput, Preset
 from bot.domain.preset import PRESET_NAME
 from bot.services.context import Deps
-from bot.services.launching import build_spec
+from bot.services.requests import build_spec
 
 __all__ = ["delete_preset", "list_presets", "save_preset", "show_preset"]
 

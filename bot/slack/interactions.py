@@ -31,7 +31,7 @@ from bot.domain import (
 from bot.domain.approval import Approval
 from bot.domain.preset import PRESET_NAME
 from bot.error_text import user_text
-from bot.services import approvals, launching, presets, queries
+from bot.services import approvals, launching, presets, queries, requests
 from bot.services.context import Deps
 from bot.slack import forms, options
 from bot.slack.blocks import fallback_text, render_blocks
@@ -308,9 +308,9 @@ def save_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
 @_guard
 def start_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
     actor = _actor(body)
-    req = launching.LaunchRequest(user=actor.user, preset=body["actions"][0]["value"],
+    req = requests.LaunchRequest(user=actor.user, preset=body["actions"][0]["value"],
                                   channel=actor.channel, request_key=actor.request_key)
-    v, approval = launching.start_job(deps, req)
+    v, approval = requests.start_job(deps, req)
     _reply(respond, launched_text(v, approval, preset=v.spec.preset))
 
 
@@ -444,13 +444,13 @@ def start_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
         deps.policy.check_slack_channel(meta.get("channel"))
         algorithm = deps.catalog.algorithm(meta["algorithm"])
         params, _ = forms.validate_form(algorithm, values)
-        req = launching.LaunchRequest(
+        req = requests.LaunchRequest(
             user=body["user"]["id"], algorithm=None if meta.get("preset") else algorithm.id,
             preset=meta.get("preset"), params=params, pool=values.get("pool") or meta.get("pool"),
             job_name=meta.get("name"), channel=meta.get("channel"),
             request_key=f"view:{body['view']['id']}",
         )
-        return _launched(lambda: launching.start_job(deps, req))
+        return _launched(lambda: requests.start_job(deps, req))
 
     _tell(client, body, work)
 
@@ -468,10 +468,10 @@ def rerun_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
         # Only what the person changed counts as an override.
         changed = {k: raw for k, raw in params.items()
                    if algorithm.hyperparameter(k).coerce(raw) != base.spec.hyperparameters.get(k)}
-        req = launching.LaunchRequest(user=body["user"]["id"], params=changed,
+        req = requests.LaunchRequest(user=body["user"]["id"], params=changed,
                                       pool=values.get("pool"), channel=meta.get("channel"),
                                       request_key=f"view:{body['view']['id']}")
-        return _launched(lambda: launching.rerun(deps, req, job=meta["job"],
+        return _launched(lambda: requests.rerun(deps, req, job=meta["job"],
                                                  base_number=meta["version"]))
 
     _tell(client, body, work)

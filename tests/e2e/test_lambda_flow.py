@@ -26,7 +26,7 @@ from moto.server import ThreadedMotoServer
 from bot.adapters.algorithm_catalog import CATALOG_KEY, PublishedAlgorithm, PublishedCatalog
 from bot.adapters.dynamodb_schema import ensure_tables
 from bot.adapters.store_dynamodb import DynamoStore
-from bot.bootstrap import aws_client
+from bot.aws import aws_client
 from bot.domain import ConfigError, JobVersion, NotFound, Status
 from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
 from bot.localslack.signing import block_actions_body, slash_command_body

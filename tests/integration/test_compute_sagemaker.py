@@ -40,7 +40,7 @@ from bot.domain import (
 from bot.domain.naming import backend_job_name
 from bot.services.authz import Policy
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
+from bot.services.requests import LaunchRequest, start_job
 from tests.fakes import FakeClock, MemoryStore, RecordingChat
 
 REGION = "us-east-1"

@@ -12,7 +12,7 @@ from bot.bootstrap import build_deps
 from bot.config import Settings
 from bot.domain import Status
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
+from bot.services.requests import LaunchRequest, start_job
 from tests.integration.slack_harness import REPO, wait_until
 
 SMALL = {

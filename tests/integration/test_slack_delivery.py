@@ -18,8 +18,8 @@ from bot.localslack.client import build_view_values
 from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
 from bot.services.authz import Policy
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
 from bot.services.reconcile import reconcile
+from bot.services.requests import LaunchRequest, start_job
 from bot.services.state_changes import record_state_change
 from bot.slack.deadline import set_deadline
 from bot.slack.notifier import SlackChat

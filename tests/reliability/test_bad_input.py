@@ -32,7 +32,7 @@ from bot.domain import (
 )
 from bot.localslack.signing import slash_command_body, view_submission_body
 from bot.services import presets
-from bot.services.launching import LaunchRequest, start_job
+from bot.services.requests import LaunchRequest, start_job
 from tests.fakes import FakeCompute, MemoryStore
 from tests.integration.slack_harness import CHANNEL, Harness
 from tests.reliability.conftest import MAX_TEXT, TOY, block_kit_problems, fast_harness, service_deps

@@ -19,7 +19,7 @@ from bot.config import RerunApproval
 from bot.domain import Conflict, ResourcePool, Status
 from bot.services import approvals
 from bot.services.authz import Policy
-from bot.services.launching import LaunchRequest, rerun, start_job
+from bot.services.requests import LaunchRequest, rerun, start_job
 from bot.services.state_changes import record_state_change
 from tests.fakes import FakeCompute, event
 from tests.reliability.conftest import make_store, service_deps

@@ -3,7 +3,7 @@ process killed mid-run, the bot restarted mid-run, the bot dying while an approv
 
 AWS faults are injected on real botocore clients talking to moto's HTTP server: a
 ``before-send`` hook answers the first calls with an error response, so the client's own
-retry logic (adaptive mode, from ``bot.bootstrap.aws_client``) is what recovers — botocore's
+retry logic (adaptive mode, from ``bot.aws.aws_client``) is what recovers — botocore's
 Stubber would bypass it.
 """
 
@@ -29,7 +29,8 @@ from bot.adapters.compute_sagemaker import SageMakerCompute
 from bot.adapters.dynamodb_schema import ensure_tables
 from bot.adapters.local_runs import RunDir, read_json
 from bot.adapters.store_dynamodb import DynamoStore
-from bot.bootstrap import aws_client, build_deps
+from bot.aws import aws_client
+from bot.bootstrap import build_deps
 from bot.config import RerunApproval, Settings
 from bot.domain import BackendRejected, Decision, JobVersion, QuotaExceeded, Status
 from bot.error_text import user_text
@@ -37,8 +38,8 @@ from bot.localslack.server import LocalSlack
 from bot.services import approvals
 from bot.services.authz import Policy
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, rerun, start_job
 from bot.services.reconcile import reconcile
+from bot.services.requests import LaunchRequest, rerun, start_job
 from bot.services.state_changes import record_state_change
 from bot.slack.notifier import SlackChat
 from bot.slack.wiring import web_client

@@ -30,7 +30,7 @@ from bot.dispatch import Actor, execute
 from bot.domain import NotAllowed, ResourcePool, Status
 from bot.localslack.server import LocalSlack
 from bot.localslack.signing import sign
-from bot.services import approvals, launching, presets
+from bot.services import approvals, launching, presets, requests
 from bot.services.authz import Policy
 from bot.services.context import Deps
 from bot.services.state_changes import record_state_change
@@ -134,9 +134,9 @@ def matrix_deps(*, allow_self_approval: bool = False) -> Deps:
 
 
 def _awaiting(deps: Deps) -> str:
-    launching.start_job(deps, launching.LaunchRequest(user=REQUESTER, algorithm="toy",
+    requests.start_job(deps, requests.LaunchRequest(user=REQUESTER, algorithm="toy",
                                                       job_name="exp", pool="local-cpu"))
-    _, approval = launching.rerun(deps, launching.LaunchRequest(
+    _, approval = requests.rerun(deps, requests.LaunchRequest(
         user=REQUESTER, params={"epochs": "5"}), job="exp")
     assert approval is not None
     return approval.id
@@ -149,7 +149,7 @@ def act(action: str, deps: Deps, actor: str) -> Callable[[], bool]:
             return any(j.name == "restricted-run" for j in deps.store.list_jobs())
 
         try:
-            launching.start_job(deps, launching.LaunchRequest(
+            requests.start_job(deps, requests.LaunchRequest(
                 user=actor, algorithm="toy", pool="restricted", job_name="restricted-run"))
         except NotAllowed:
             assert not launched()
@@ -170,7 +170,7 @@ def act(action: str, deps: Deps, actor: str) -> Callable[[], bool]:
             raise
         return decided
     if action == "stop":
-        launching.start_job(deps, launching.LaunchRequest(user=REQUESTER, algorithm="toy",
+        requests.start_job(deps, requests.LaunchRequest(user=REQUESTER, algorithm="toy",
                                                           job_name="busy", pool="local-cpu"))
 
         def stopping() -> bool:
@@ -363,7 +363,7 @@ def test_sagemaker_tensorboard_links_are_landing_pages_never_presigned() -> None
         chat = SlackChat(web_client(TOKEN, slack.api_url), links=compute.links,
                          algorithms=deps.catalog.algorithms)
         deps.chat = chat
-        v, _ = launching.start_job(deps, launching.LaunchRequest(
+        v, _ = requests.start_job(deps, requests.LaunchRequest(
             user=REQUESTER, algorithm="toy", job_name="tb", pool="local-cpu", channel=CHANNEL))
         deps.compute = compute  # links and the `tb` command now read SageMaker's
         record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain import Status, TrainingJobStateChange
-from bot.services.launching import LaunchRequest, start_job
+from bot.services.requests import LaunchRequest, start_job
 from bot.services.state_changes import record_state_change
 from tests.unit.conftest import make_deps
 

@@ -11,7 +11,8 @@ from bot.domain import (
     Status,
 )
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, rerun, start_job, stop_version
+from bot.services.launching import stop_version
+from bot.services.requests import LaunchRequest, rerun, start_job
 from bot.services.state_changes import record_state_change
 from tests.fakes import event
 
@@ -164,7 +165,7 @@ def test_huge_evaluations_are_bounded() -> None:
 
 
 def test_a_spec_pydantic_refuses_is_explained_without_pydantic_words(deps: Deps) -> None:
-    from bot.services.launching import LaunchRequest as Request
+    from bot.services.requests import LaunchRequest as Request
 
     with pytest.raises(InvalidInput) as err:
         start_job(deps, Request(user="U1", algorithm="toy", pool="local-cpu",

@@ -9,8 +9,8 @@ from datetime import timedelta
 from bot.domain import Decision, Status
 from bot.local_reconcile import ReconcileTimer
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
 from bot.services.reconcile import ReconcileSummary
+from bot.services.requests import LaunchRequest, start_job
 
 STUCK = timedelta(minutes=30)
 

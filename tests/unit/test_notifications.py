@@ -10,8 +10,8 @@ import pytest
 
 from bot.domain import ChatUndelivered, JobVersion, Status
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
 from bot.services.reconcile import reconcile
+from bot.services.requests import LaunchRequest, start_job
 from bot.services.state_changes import record_state_change
 from tests.fakes import RecordingChat, event
 
@@ -206,7 +206,7 @@ def test_a_claim_left_by_a_crash_expires(deps: Deps) -> None:
 
 
 def test_a_retried_request_for_approval_names_its_request_again(deps: Deps) -> None:
-    from bot.services.launching import rerun
+    from bot.services.requests import rerun
 
     v = _start(deps)
     record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))

@@ -19,8 +19,8 @@ from bot.domain import (
     TrainingJobDetail,
 )
 from bot.services.context import Deps
-from bot.services.launching import LaunchRequest, start_job
 from bot.services.reconcile import reconcile
+from bot.services.requests import LaunchRequest, start_job
 from bot.services.state_changes import record_state_change
 from tests.fakes import FakeCompute, event
 
