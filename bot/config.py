@@ -17,9 +17,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.errors import ConfigError
-from bot.slack.settings import SlackSettings
 
-__all__ = ["RerunApproval", "Settings", "SlackSettings", "load_settings"]
+__all__ = ["RerunApproval", "Settings", "load_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IdList = Annotated[list[str], NoDecode]

@@ -111,7 +111,8 @@ def _status(deps: Deps, c: Command, a: Actor, stuck_after: timedelta) -> Reply:
 def _versions(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     job = c.job or ""
     found = queries.list_versions(deps, job)
-    return Reply(presenters.versions_doc(job, found), data=found)
+    objectives = {a.id: a.objective.metric for a in deps.catalog.algorithms.values()}
+    return Reply(presenters.versions_doc(job, found, objectives=objectives), data=found)
 
 
 def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:

@@ -23,7 +23,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from bot.config import Settings, SlackSettings, load_settings
+from bot.config import Settings, load_settings
+from bot.slack.settings import SlackSettings
 
 __all__ = ["main"]
 

@@ -147,11 +147,14 @@ def card_buttons(v: JobVersion, links: Links) -> list[Button]:
     return out
 
 
-def versions_doc(job: str, versions: list[JobVersion]) -> Doc:
+def versions_doc(job: str, versions: list[JobVersion], *,
+                 objectives: dict[str, str] | None = None) -> Doc:
+    """``objectives``: algorithm id → its objective metric, shown first for each version."""
     doc = Doc(title=f"Versions of *{esc(job)}*")
     for v in versions:
-        metric = esc(", ".join(f"{k}={_num(x)}" for k, x in sorted(v.metrics.items())[:2])
-                     or "—")
+        first = (objectives or {}).get(v.spec.algorithm)
+        ordered = sorted(v.metrics.items(), key=lambda kv: (kv[0] != first, kv[0]))
+        metric = esc(", ".join(f"{k}={_num(x)}" for k, x in ordered[:2]) or "—")
         parent = f" ← v{v.parent}" if v.parent else ""
         doc.add(f"{v.status.emoji} *v{v.number}*{parent} {v.status.value} · "
                 f"{code(v.spec.pool)} · {metric} · {mention(v.requested_by)} · "

@@ -12,7 +12,8 @@ from bot.adapters.dynamodb_schema import (
     cloudformation_resource,
     idempotency_cloudformation_resource,
 )
-from bot.config import Settings, SlackSettings
+from bot.config import Settings
+from bot.slack.settings import SlackSettings
 from functions.lost_commands import QUEUE_VARIABLE
 from functions.runtime import SECRET_PARAMS
 from functions.secrets import EXTENSION_PORT_VARIABLE

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.config import Settings, SlackSettings
+from bot.config import Settings
 from bot.domain import JobVersion
 from bot.localslack.server import LocalSlack
 from bot.localslack.signing import (
@@ -20,6 +20,7 @@ from bot.localslack.signing import (
     view_submission_body,
 )
 from bot.slack.http_server import BoltHTTPServer
+from bot.slack.settings import SlackSettings
 from bot.slack.wiring import SlackBot, build_slack_bot
 
 SECRET = "test-signing-secret-0123456789"

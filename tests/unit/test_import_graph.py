@@ -1,4 +1,5 @@
-"""The import graph of ``bot`` and ``functions``: no cycle, at any depth.
+"""The import graph of ``bot`` and ``functions``: no cycle, at any depth, and no layer
+importing one above it (domain ← services ← adapters / Slack and views ← entry points).
 
 Read from the source with ``ast``, so an import inside a function counts (it hides a cycle;
 it doesn't remove it); one under ``if TYPE_CHECKING:`` doesn't (it never runs).
@@ -124,3 +125,31 @@ def test_the_cycle_finder_finds_a_planted_cycle(tmp_path: Path) -> None:
     (tmp_path / "functions" / "x.py").write_text("from bot import d\n")
 
     assert cycles(import_graph(tmp_path)) == [["bot.a", "bot.b", "bot.c"]]
+
+
+# Each module's layer, by the longest matching prefix. A layer may import its own and those
+# below it. Composition roots (bootstrap, the Slack wiring) and the CLI are entry points.
+LAYERS = {
+    "bot.domain": 0,
+    "bot.ports": 1, "bot.services": 1, "bot.catalog": 1, "bot.config": 1,
+    "bot.adapters": 2, "bot.aws": 2, "bot.clock": 2,
+    "bot.views": 2, "bot.commands": 2, "bot.error_text": 2, "bot.dispatch": 2,
+    "bot.slack": 2, "bot.localslack": 2,
+    "bot.slack.wiring": 3, "bot.bootstrap": 3, "bot.cli": 3, "bot.local_run": 3,
+    "bot.local_reconcile": 3, "bot.publish": 3, "functions": 3,
+}
+
+
+def layer_of(module: str) -> int | None:
+    matches = [p for p in LAYERS if module == p or module.startswith(p + ".")]
+    return LAYERS[max(matches, key=len)] if matches else None
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in import_graph() if m != "bot" and layer_of(m) is None] == []
+
+
+def test_no_layer_imports_one_above_it() -> None:
+    upward = sorted(f"{m} → {t}" for m, targets in import_graph().items() for t in targets
+                    if (layer_of(m) or 0) < (layer_of(t) or 0))
+    assert upward == []

@@ -216,3 +216,18 @@ def test_a_retried_request_for_approval_names_its_request_again(deps: Deps) -> N
     assert first.status is Status.AWAITING_APPROVAL and approval is not None
     assert again.number == first.number and approval_again is not None
     assert approval_again.id == approval.id
+
+
+def test_versions_show_the_objective_metric_first(deps: Deps) -> None:
+    from bot.commands import parse
+    from bot.dispatch import Actor, execute
+    from bot.views.text import render_text
+
+    v = _start(deps)
+    record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed",
+                                    FinalMetricDataList=[
+                                        {"MetricName": "train:loss", "Value": 0.3},
+                                        {"MetricName": "validation:accuracy", "Value": 0.9}]))
+    reply = execute(deps, parse("versions exp1"), Actor(user="U1"), stuck_after=STUCK)
+    line = next(x for x in render_text(reply.doc).splitlines() if "v1" in x)
+    assert line.index("validation:accuracy=0.9") < line.index("train:loss")
