@@ -479,14 +479,20 @@ class SqliteStore:
     ) -> Approval:
         """Record the decision if none was recorded yet; ``Conflict`` otherwise."""
         with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE approvals SET decision = ?, decided_by = ?, decided_at = ?, "
-                "decision_note = ? WHERE id = ? AND decision IS NULL",
-                (decision.value, by, at.isoformat(), note, approval_id),
-            )
+            self._decide(conn, approval_id, decision, by=by, at=at, note=note)
+        return self.get_approval(approval_id)
+
+    def _decide(self, conn: sqlite3.Connection, approval_id: str, decision: Decision, *,
+                by: str, at: datetime, note: str) -> None:
+        """Record the decision in ``conn``'s transaction if none was; ``Conflict`` (which
+        rolls the transaction back) otherwise."""
+        cursor = conn.execute(
+            "UPDATE approvals SET decision = ?, decided_by = ?, decided_at = ?, "
+            "decision_note = ? WHERE id = ? AND decision IS NULL",
+            (decision.value, by, at.isoformat(), note, approval_id),
+        )
         if cursor.rowcount == 0:
             self._raise_decided(approval_id)
-        return self.get_approval(approval_id)
 
     def decide_approval_and_version(
         self, approval_id: str, decision: Decision, *, by: str, at: datetime,
@@ -494,13 +500,7 @@ class SqliteStore:
     ) -> tuple[Approval, JobVersion]:
         """See :meth:`bot.ports.JobStore.decide_approval_and_version`: one transaction."""
         with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE approvals SET decision = ?, decided_by = ?, decided_at = ?, "
-                "decision_note = ? WHERE id = ? AND decision IS NULL",
-                (decision.value, by, at.isoformat(), note, approval_id),
-            )
-            if cursor.rowcount == 0:
-                self._raise_decided(approval_id)  # rolls the transaction back
+            self._decide(conn, approval_id, decision, by=by, at=at, note=note)
             saved = self._update_version(conn, version)
         return self.get_approval(approval_id), saved
 
