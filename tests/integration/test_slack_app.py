@@ -48,9 +48,10 @@ def test_bad_input_gets_an_ephemeral_with_usage(h: Harness) -> None:
 
 
 def test_start_posts_a_card_that_updates_through_completed(h: Harness) -> None:
-    # sleep_s: the run lasts past the card's post (the launch comes first), so the thread
+    # sleep_s: the run lasts well past the card's post (the launch comes first, and the first
+    # card of a process waits for TensorBoard to start), so the thread
     # shows TRAINING too.
-    status, _ = h.command("start quick-metrics epochs=3 sleep_s=1.5 --name exp1")
+    status, _ = h.command("start quick-metrics epochs=3 sleep_s=5 --name exp1")
     assert status == 200
     h.wait_status("exp1", "COMPLETED")
     v = h.wait(lambda: h.version("exp1") if h.version("exp1").message_ts else None)
