@@ -44,19 +44,21 @@ from typing import TYPE_CHECKING, Any
 
 from bot.adapters.local_data import LocalData, local_path, remove_staged
 from bot.adapters.local_runs import (
-    LogScan,
     RunDir,
+    process_status,
+    read_json,
+    signal_group,
+    start_ticks,
+    tail,
+    write_json,
+)
+from bot.adapters.training_log import (
+    LogScan,
     compile_metrics,
     match_metrics,
     match_progress,
-    process_status,
-    read_json,
     scan_log,
-    signal_group,
-    start_ticks,
     summarize,
-    tail,
-    write_json,
 )
 from bot.catalog import source_files
 from bot.domain import (

@@ -40,8 +40,8 @@ from bot.adapters.algorithm_catalog import (
     catalog_uri,
     split_s3_uri,
 )
-from bot.adapters.local_runs import compile_metrics, match_metrics, match_progress, summarize
 from bot.adapters.sagemaker_errors import error_code, is_not_found, translate
+from bot.adapters.training_log import compile_metrics, match_metrics, match_progress, summarize
 from bot.domain import (
     Algorithm,
     Artifacts,
