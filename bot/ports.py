@@ -6,7 +6,7 @@ same Protocols and pass the same contract suites.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -32,6 +32,7 @@ __all__ = [
     "Clock",
     "Compute",
     "DataGuard",
+    "EventReport",
     "EventSink",
     "JobStore",
     "Launch",
@@ -174,13 +175,25 @@ class Results:
 EventSink = Callable[[TrainingJobStateChange], None]
 
 
+class EventReport(Protocol):
+    """Where a backend that supervises its own runs reports them (the services behind it)."""
+
+    def state_changed(self, event: TrainingJobStateChange) -> None:
+        """A run changed state; the same event SageMaker sends through EventBridge."""
+        ...
+
+    def progressed(self, backend_job_name: str) -> None:
+        """A run printed new progress or metrics (called at most every few seconds)."""
+        ...
+
+
 @runtime_checkable
 class Compute(Protocol):
     """Where versions run: a local subprocess or a SageMaker training job.
 
     Backends report state changes as :class:`TrainingJobStateChange` events, delivered to
-    ``bot.services.events.record_state_change`` (locally through the sink the backend was
-    built with; on AWS through EventBridge).
+    ``bot.services.state_changes.record_state_change``: locally through the
+    :class:`EventReport` given to :meth:`start_reporting`; on AWS through EventBridge.
     """
 
     name: str
@@ -204,6 +217,23 @@ class Compute(Protocol):
     def logs(self, version: JobVersion, *, lines: int = 50) -> list[str]: ...
 
     def links(self, version: JobVersion) -> Links: ...
+
+    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
+        """The container image versions of the algorithm run in on ``pool`` (SageMaker: the
+        published image; ``ConfigError`` when it isn't published); None for a backend that
+        runs no image (local subprocesses)."""
+        ...
+
+    def start_reporting(self, report: EventReport, active: Sequence[JobVersion]) -> None:
+        """Begin reporting the runs this backend supervises itself to ``report``, taking back
+        ``active`` (versions a previous process started). A backend whose events come from
+        elsewhere (SageMaker: EventBridge) does nothing."""
+        ...
+
+    def close(self) -> None:
+        """Release what this process holds (local: its monitors, its TensorBoard unless
+        detached). Runs go on; a later :meth:`start_reporting` takes them back."""
+        ...
 
 
 class Chat(Protocol):
@@ -239,6 +269,11 @@ class Chat(Protocol):
         ...
 
     def approval_decided(self, approval: Approval, version: JobVersion) -> None: ...
+
+    def thread_link(self, version: JobVersion) -> str | None:
+        """A link to the version's card thread (where its pictures are), or None when it has
+        no card or the chat can't say."""
+        ...
 
 
 class DataGuard(Protocol):
