@@ -5,28 +5,24 @@ model that scikit-learn would otherwise fit in one opaque call.
 
 Early stopping watches a validation metric (lower is better) at chunk boundaries and keeps
 the best model seen, so the result does not depend on sklearn's own early-stopping split.
-Copied verbatim into both tabular algorithm folders (see sm_contract.py for why).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 import pickle
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sm_contract import Paths, Stopped, StopSignal, UserError, format_metrics, log
+from checkpoint_files import CheckpointFiles, refuse_foreign
+from sm_contract import Paths, Stopped, StopSignal, format_metrics, log
 from tb_writer import TensorBoardWriter
 
 __all__ = ["Boosted", "fit_in_chunks", "save_model"]
 
-_NAME = re.compile(r"^checkpoint-iteration-(\d+)\.pkl$")
-_KEEP = 2
 # Below this many training rows OpenMP threads cost more than they save: every chunk predicts
 # with every tree so far, thousands of tiny parallel loops whose thread start-up and barriers
 # dominate (and get much worse when the CPUs are shared).
@@ -118,43 +114,27 @@ def save_model(model_dir: Path, estimator: Any) -> Path:
     return path
 
 
+def _files(directory: Path) -> CheckpointFiles:
+    return CheckpointFiles(directory, "iteration", ".pkl")
+
+
 def _save(directory: Path, run: Boosted) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"checkpoint-iteration-{run.iteration:06d}.pkl"
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as handle:
-        pickle.dump(run, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
-    for old in _checkpoints(directory)[_KEEP:]:
-        old.unlink(missing_ok=True)
+    def dump(path: Path) -> None:
+        with path.open("wb") as handle:
+            pickle.dump(run, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    _files(directory).write(run.iteration, dump)
 
 
 def _resume(directory: Path, fingerprint: Mapping[str, Any]) -> Boosted | None:
-    for path in _checkpoints(directory):
-        try:
-            with path.open("rb") as handle:
-                run = pickle.load(handle)
-        except Exception as exc:  # a torn or foreign file must not block an older checkpoint
-            log(f"skipping unreadable checkpoint {path.name}: {type(exc).__name__}")
-            continue
+    def load(path: Path) -> Any:
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+
+    for path, run in _files(directory).readable(load):
         if not isinstance(run, Boosted):
             log(f"skipping checkpoint {path.name}: not written by this algorithm")
             continue
-        if run.fingerprint != fingerprint:
-            changed = sorted(
-                key for key in fingerprint if run.fingerprint.get(key) != fingerprint[key]
-            )
-            raise UserError(
-                f"checkpoint {path.name} in {directory} belongs to a different model or data "
-                f"({', '.join(changed)} changed); use an empty checkpoint directory"
-            )
+        refuse_foreign(path, run.fingerprint, fingerprint)
         return run
     return None
-
-
-def _checkpoints(directory: Path) -> list[Path]:
-    """Checkpoint files, newest first."""
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return [path for _, path in sorted(found, reverse=True)]

@@ -4,7 +4,6 @@ No pandas (the training image may not have it): the csv module and numpy. Every 
 a channel must start with a header row naming its columns, the same set in every file.
 Numeric columns stay numbers (empty, NA, NaN, null, None and ? mean missing); any other
 column is categorical, its values coded by their sorted order in the training data.
-Copied verbatim into both tabular algorithm folders (see sm_contract.py for why).
 """
 
 from __future__ import annotations

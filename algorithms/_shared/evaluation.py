@@ -1,7 +1,6 @@
 """Evaluation figures and the evaluation.json a preset writes for `/train eval`.
 
 Plain numpy, so every algorithm computes the same figures the same way.
-Copied verbatim into every algorithm folder (see sm_contract.py for why).
 """
 
 from __future__ import annotations

@@ -4,14 +4,16 @@ Hyperparameters, channels, output paths, the cluster layout, SIGTERM and the way
 failure ends the job. Environment variables are those of the SageMaker training toolkit:
 https://github.com/aws/sagemaker-training-toolkit/blob/master/ENVIRONMENT_VARIABLES.md
 
-This module is copied verbatim into every algorithm folder, because each folder is uploaded
-alone as SageMaker's source dir and algorithms cannot import each other;
-tests/algorithms/test_shared_modules.py fails when the copies drift apart.
+It lives once, in algorithms/_shared; publishing and the local runner lay it beside each
+algorithm's train.py, because each folder is uploaded alone as SageMaker's source dir.
+Hyperparameter values are accepted and typed exactly as the bot validates them
+(`HyperParameter.coerce` in bot/domain/algorithm.py), so a job the bot accepts never fails
+here on a value and a value the bot refuses is refused here too;
+tests/unit/test_algorithm_contract_agreement.py keeps the two in step.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -45,8 +47,9 @@ EXIT_USER_ERROR = 2
 # 128 + SIGTERM, what a shell reports for a process ended by the signal.
 EXIT_STOPPED = 143
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
+_TRUE = frozenset({"true", "1", "yes", "on", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "off", "n", "f"})
+MAX_STR_VALUE = 256
 
 
 class UserError(Exception):
@@ -69,21 +72,30 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def parse(self, raw: Any) -> Any:
-        """Turn a value as SageMaker delivers it (often a string, maybe JSON-quoted) into
-        this parameter's type, or raise UserError saying what was expected."""
-        text = _unquote(raw) if isinstance(raw, str) else raw
+        """Turn a value (command-line text, or a JSON value from SM_HPS) into this
+        parameter's type, or raise UserError saying what was expected.
+
+        Text is never JSON-decoded here (a str parameter keeps `"x"` with its quotes): the
+        one decoding SageMaker's encoding needs happens where hyperparameters.json is read.
+        """
         if self.type == "bool":
-            return self._parse_bool(text)
+            return self._parse_bool(raw)
         if self.type == "int":
-            return self._check_range(self._parse_int(text))
+            return self._check_range(self._parse_int(raw))
         if self.type == "float":
-            return self._check_range(self._parse_float(text))
+            return self._check_range(self._parse_float(raw))
+        text = str(raw)
         if self.type == "choice":
-            return self._parse_choice(text)
-        return str(text)
+            if text not in self.choices:
+                self._fail("one of " + ", ".join(self.choices), raw)
+            return text
+        if len(text) > MAX_STR_VALUE:
+            self._fail(f"text of at most {MAX_STR_VALUE} characters", raw)
+        return text
 
     def _fail(self, expected: str, raw: Any) -> NoReturn:
-        raise UserError(f"hyperparameter {self.name}: expected {expected}, got {raw!r}")
+        shown = raw if not isinstance(raw, str) or len(raw) <= 40 else raw[:40] + "…"
+        raise UserError(f"hyperparameter {self.name}: expected {expected}, got {shown!r}")
 
     def _parse_bool(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -96,57 +108,37 @@ class Param:
         self._fail("true or false", value)
 
     def _parse_int(self, value: Any) -> int:
+        # Integer text only ("3", not "3.0" or "3e0"); a JSON number must be integral.
         if isinstance(value, bool):
             self._fail("an integer", value)
+        if isinstance(value, float):
+            if not value.is_integer():
+                self._fail("an integer", value)
+            return int(value)
         try:
-            number = float(value)
-        except (TypeError, ValueError):
+            return int(str(value).strip(), 10)
+        except (ValueError, OverflowError):
             self._fail("an integer", value)
-        if not number.is_integer():
-            self._fail("an integer", value)
-        return int(number)
 
     def _parse_float(self, value: Any) -> float:
         if isinstance(value, bool):
             self._fail("a number", value)
         try:
-            number = float(value)
-        except (TypeError, ValueError):
+            number = float(str(value).strip())
+        except (ValueError, OverflowError):
             self._fail("a number", value)
         if not math.isfinite(number):
             self._fail("a finite number", value)
         return number
 
-    def _parse_choice(self, value: Any) -> str:
-        lowered = str(value).strip().lower()
-        for choice in self.choices:
-            if choice.lower() == lowered:
-                return choice
-        self._fail("one of " + ", ".join(self.choices), value)
-
     def _check_range(self, value: float) -> Any:
-        low = -math.inf if self.min is None else self.min
-        high = math.inf if self.max is None else self.max
-        if not low <= value <= high:
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
             raise UserError(
                 f"hyperparameter {self.name}={value} is out of range [{self.min}, {self.max}]"
             )
         return value
-
-
-def _unquote(raw: str) -> str:
-    # The SageMaker SDK JSON-encodes every hyperparameter value, so a string arrives as
-    # '"adam"' and a float sometimes as '"0.01"'.
-    text = raw.strip()
-    while len(text) >= 2 and text[0] == text[-1] == '"':
-        try:
-            decoded = json.loads(text)
-        except ValueError:
-            break
-        if not isinstance(decoded, str):
-            break
-        text = decoded.strip()
-    return text
 
 
 def read_hyperparameters(
@@ -155,6 +147,13 @@ def read_hyperparameters(
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Defaults, overridden by SM_HPS (or hyperparameters.json), overridden by `--key value`.
+
+    Where the values come from, in the forms SageMaker's training toolkit produces them
+    (https://github.com/aws/sagemaker-training-toolkit/blob/master/src/sagemaker_training/environment.py):
+    hyperparameters.json maps each name to a JSON-encoded string (`3` as the text `3`, `adam`
+    as the text `"adam"`, quotes included), which is decoded once, falling back to the text
+    itself when it is not JSON; SM_HPS holds those decoded values; the command line holds
+    them as text (`str(value)`).
 
     Names SageMaker adds itself (`sagemaker_*`, `_tuning_objective_metric`) are ignored; any
     other unknown name is an error, so a typo never trains with a silent default.
@@ -184,7 +183,21 @@ def _hyperparameters_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     path = config_dir / "hyperparameters.json"
     if not path.is_file():
         return {}
-    return _json_object(path.read_text(encoding="utf-8"), str(path))
+    return {
+        name: _json_decoded(value)
+        for name, value in _json_object(path.read_text(encoding="utf-8"), str(path)).items()
+    }
+
+
+def _json_decoded(value: Any) -> Any:
+    # What the toolkit does to each value of hyperparameters.json: CreateTrainingJob takes
+    # strings only, so the SDK (and the bot) send json.dumps(value).
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def _json_object(text: str, where: str) -> dict[str, Any]:
@@ -197,25 +210,32 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
     return value
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"command line: {message}")
-
-
 def _hyperparameters_from_argv(by_name: Mapping[str, Param], argv: Sequence[str]) -> dict[str, Any]:
-    # Script mode passes every hyperparameter as `--name value`; launchers may add their own
-    # flags (`--local-rank`), hence parse_known_args.
-    parser = _ArgumentParser(add_help=False, allow_abbrev=False)
-    for name in by_name:
-        flags = {f"--{name}", f"--{name.replace('_', '-')}"}
-        parser.add_argument(*sorted(flags), dest=name, default=None)
-    known, extra = parser.parse_known_args(list(argv))
-    stray = [arg for arg in extra if arg.startswith("--") and not _launcher_flag(arg)]
-    if stray:
-        raise UserError(
-            f"unknown command-line option {stray[0]}; known: {', '.join(sorted(by_name))}"
-        )
-    return {name: value for name, value in vars(known).items() if value is not None}
+    # Script mode passes every hyperparameter as `--name value`, and the value is taken as
+    # it is even when it starts with "-" (a column named "-x"). `--name=value` and
+    # `--na-me` for `na_me` work too. Launchers may add flags of their own (`--local-rank`),
+    # which are skipped; other words that are not flags are ignored.
+    flags = {alias: name for name in by_name for alias in (name, name.replace("_", "-"))}
+    found: dict[str, Any] = {}
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("--"):
+            continue
+        flag, has_value, value = arg[2:].partition("=")
+        name = flags.get(flag)
+        if name is None:
+            if _launcher_flag(arg):
+                continue
+            raise UserError(
+                f"unknown command-line option {arg}; known: {', '.join(sorted(by_name))}"
+            )
+        if has_value:
+            found[name] = value
+        elif (following := next(args, None)) is not None:
+            found[name] = following
+        else:
+            raise UserError(f"command line: option {arg} needs a value")
+    return found
 
 
 def _launcher_flag(arg: str) -> bool:

@@ -4,7 +4,6 @@ package alone (no torch, no TensorFlow).
 The protobufs are the ones torch.utils.tensorboard.SummaryWriter writes; using them directly
 keeps the scikit-learn algorithms free of a 2-second torch import. When `tensorboard` is not
 installed the writer does nothing and says so once.
-Copied verbatim into every algorithm folder (see sm_contract.py for why).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 import checkpoints
 import torch
 import torch.nn.functional as F
+from checkpoint_files import refuse_foreign
 from distributed import World, pick_device
 from evaluation import classification_report, write_evaluation
 from image_data import Splits
@@ -24,7 +25,6 @@ from sm_contract import (
     Paths,
     Stopped,
     StopSignal,
-    UserError,
     format_metrics,
     log,
     write_json,
@@ -148,13 +148,7 @@ class _Trainer:
         if found is None:
             return 0
         path, saved = found
-        if saved.get("fingerprint") != self.fingerprint:
-            old = saved.get("fingerprint") or {}
-            changed = sorted(k for k in self.fingerprint if old.get(k) != self.fingerprint[k])
-            raise UserError(
-                f"checkpoint {path.name} in {path.parent} belongs to a different model or data "
-                f"({', '.join(changed)} changed); use an empty checkpoint directory"
-            )
+        refuse_foreign(path, saved.get("fingerprint") or {}, self.fingerprint)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.use_amp and saved.get("scaler"):

@@ -2,7 +2,9 @@
 trained under SageMaker's script-mode contract.
 
 Run as `python train.py [--name value ...]`. Inputs, outputs and hyperparameters follow
-sm_contract.py; HYPERPARAMETERS below mirrors manifest.yml (a test keeps them equal).
+sm_contract.py; HYPERPARAMETERS below mirrors manifest.yml (a test keeps them equal). The run
+itself is tabular.py's; this file holds what is particular to numbers: numeric targets,
+RMSE, MAE and R².
 """
 
 from __future__ import annotations
@@ -16,30 +18,16 @@ _SHARED = Path(__file__).resolve().parent.parent / "_shared"
 if _SHARED.is_dir() and str(_SHARED) not in sys.path:
     sys.path.insert(1, str(_SHARED))
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
-from csv_table import Encoding, Table, fit_encoding, is_missing, load_channels
-from evaluation import holdout_split, regression_report, write_evaluation
-from sm_contract import (
-    Cluster,
-    Param,
-    Paths,
-    StopSignal,
-    UserError,
-    format_metrics,
-    log,
-    read_hyperparameters,
-    run_main,
-    write_json,
-)
+import tabular
+from csv_table import Table
+from evaluation import regression_report
+from sm_contract import Param, UserError, run_main
 
 ALGORITHM = {"id": "tabular-regression", "version": "1.0.0"}
-BUILTIN_DATASET = "load_diabetes"
-OBJECTIVE = "validation:r2"
-METRICS = ("train:rmse", "validation:rmse", "validation:mae", "validation:r2")
 
 HYPERPARAMETERS = (
     Param("max_iter", "int", 300, min=1, max=10000),
@@ -59,117 +47,53 @@ HYPERPARAMETERS = (
 )
 
 
-@dataclass(frozen=True)
-class Data:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    encoding: Encoding
-    source: str
+class Regression:
+    """Labels are finite numbers; early stopping watches validation RMSE."""
 
+    name: Literal["regression"] = "regression"
+    builtin_dataset = "load_diabetes"
+    objective = "validation:r2"
+    metrics = ("train:rmse", "validation:rmse", "validation:mae", "validation:r2")
+    stopping_metric = "validation:rmse"
+    predict = "predict(features) returns the target"
 
-def main(argv: Sequence[str]) -> None:
-    hps = read_hyperparameters(HYPERPARAMETERS, argv)
-    stop = StopSignal().install()
-    cluster = Cluster.from_env()
-    if not cluster.is_leader:
-        log(f"host {cluster.current_host} is not the first host: idle (boosting is one host)")
-        return
-    data = load_data(hps)
-    paths = Paths.from_env()
-    # scikit-learn is imported only now, so bad hyperparameters or data fail at once.
-    from boosting import fit_in_chunks, save_model
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from tb_writer import open_writer
+    def classes(self, train: Table, label: str) -> None:
+        return None
 
-    log(
-        f"train={len(data.y_train)} validation={len(data.y_val)} "
-        f"features={len(data.encoding.features)} "
-        f"categorical={len(data.encoding.categories)} source={data.source}"
-    )
-    writer = open_writer(paths.tensorboard_dir)
-    try:
-        writer.hparams_start(dict(hps), [name.replace(":", "/") for name in METRICS])
-        run = fit_in_chunks(
-            lambda: HistGradientBoostingRegressor(
-                learning_rate=hps["learning_rate"],
-                max_leaf_nodes=hps["max_leaf_nodes"],
-                max_depth=hps["max_depth"] or None,
-                min_samples_leaf=hps["min_samples_leaf"],
-                l2_regularization=hps["l2_regularization"],
-                max_bins=hps["max_bins"],
-                categorical_features=data.encoding.categorical_mask,
-                early_stopping=False,
-                warm_start=True,
-                random_state=hps["seed"],
-            ),
-            lambda estimator: estimator.fit(data.x_train, data.y_train),
-            lambda estimator: _metrics(estimator, data),
-            hps=hps,
-            stopping_metric="validation:rmse",
-            fingerprint=_fingerprint(hps, data),
-            paths=paths,
-            stop=stop,
-            writer=writer,
-            train_rows=len(data.y_train),
-        )
-        estimator, iterations = run.chosen(early_stopping=hps["early_stopping"])
-        metrics = _metrics(estimator, data)
-        log(f"final model_iterations={iterations} {format_metrics(metrics)}")
-        save_model(paths.model_dir, estimator)
-        _export(estimator, iterations, data, hps, paths)
-        writer.hparams_end(success=True)
-    finally:
-        writer.close()
+    def targets(
+        self, table: Table, label: str, classes: list[str] | None, where: str
+    ) -> np.ndarray:
+        values = table.column(label)
+        try:
+            targets = values.astype(np.float64)
+        except ValueError:
+            bad = next(v for v in values.tolist() if not _is_float(v))
+            raise UserError(
+                f"{where} label_column {label!r} must be numeric for regression, found {bad!r}"
+            ) from None
+        if not np.isfinite(targets).all():
+            raise UserError(f"{where} label_column {label!r} holds infinite values")
+        return targets
 
+    def estimator(self, **params: Any) -> Any:
+        from sklearn.ensemble import HistGradientBoostingRegressor
 
-def load_data(hps: Mapping[str, Any]) -> Data:
-    train, validation = load_channels(BUILTIN_DATASET, class_names=False)
-    label = hps["label_column"]
-    ignore = [name.strip() for name in hps["ignore_columns"].split(",") if name.strip()]
-    encoding = fit_encoding(train, label, ignore)
-    train = _labelled(train, label, "training")
-    x, y = encoding.transform(train, "training"), _targets(train, label, "training")
-    if validation is None:
-        train_rows, val_rows = holdout_split(
-            y, hps["validation_split"], hps["seed"], stratify=False
-        )
-        x_train, y_train, x_val, y_val = x[train_rows], y[train_rows], x[val_rows], y[val_rows]
-    else:
-        if label not in validation.names:
-            raise UserError(f"validation data has no label_column {label!r}")
-        validation = _labelled(validation, label, "validation")
-        x_train, y_train = x, y
-        x_val = encoding.transform(validation, "validation")
-        y_val = _targets(validation, label, "validation")
-    if len(y_val) == 0:
-        raise UserError("the validation split is empty; add rows or raise validation_split")
-    return Data(x_train, y_train, x_val, y_val, encoding, train.source)
+        return HistGradientBoostingRegressor(**params)
 
+    def chunk_metrics(self, estimator: Any, data: tabular.Data) -> dict[str, float]:
+        train = regression_report(data.y_train, estimator.predict(data.x_train))
+        validation = regression_report(data.y_val, estimator.predict(data.x_val))
+        return {
+            "train:rmse": train["rmse"],
+            "validation:rmse": validation["rmse"],
+            "validation:mae": validation["mae"],
+            "validation:r2": validation["r2"],
+        }
 
-def _labelled(table: Table, label: str, where: str) -> Table:
-    """Drop rows without a target value, saying how many."""
-    keep = ~is_missing(table.column(label))
-    if not keep.all():
-        log(f"{where} data: dropped {int((~keep).sum())} rows with no {label!r} value")
-    if not keep.any():
-        raise UserError(f"{where} data has no rows with a {label!r} value")
-    return table.take(np.flatnonzero(keep))
-
-
-def _targets(table: Table, label: str, where: str) -> np.ndarray:
-    values = table.column(label)
-    try:
-        targets = values.astype(np.float64)
-    except ValueError:
-        bad = next(v for v in values.tolist() if not _is_float(v))
-        raise UserError(
-            f"{where} label_column {label!r} must be numeric for regression, found {bad!r}"
-        ) from None
-    if not np.isfinite(targets).all():
-        raise UserError(f"{where} label_column {label!r} holds infinite values")
-    return targets
+    def evaluation(
+        self, estimator: Any, data: tabular.Data
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        return regression_report(data.y_val, estimator.predict(data.x_val)), {}
 
 
 def _is_float(value: Any) -> bool:
@@ -180,58 +104,8 @@ def _is_float(value: Any) -> bool:
     return True
 
 
-def _metrics(estimator: Any, data: Data) -> dict[str, float]:
-    train = regression_report(data.y_train, estimator.predict(data.x_train))
-    validation = regression_report(data.y_val, estimator.predict(data.x_val))
-    return {
-        "train:rmse": train["rmse"],
-        "validation:rmse": validation["rmse"],
-        "validation:mae": validation["mae"],
-        "validation:r2": validation["r2"],
-    }
-
-
-def _fingerprint(hps: Mapping[str, Any], data: Data) -> dict[str, Any]:
-    """What must be equal for a checkpoint to be resumable: everything but the run length
-    and the early-stopping settings."""
-    resumable = {"max_iter", "early_stopping", "n_iter_no_change", "eval_every"}
-    return {
-        "hyperparameters": {k: v for k, v in hps.items() if k not in resumable},
-        "encoding": data.encoding.to_json(),
-        "rows": [len(data.y_train), len(data.y_val)],
-    }
-
-
-def _export(
-    estimator: Any, iterations: int, data: Data, hps: Mapping[str, Any], paths: Paths
-) -> None:
-    import sklearn
-
-    metrics = regression_report(data.y_val, estimator.predict(data.x_val))
-    objective = (OBJECTIVE, metrics["r2"])
-    write_json(
-        paths.model_dir / "model.json",
-        {
-            "algorithm": ALGORITHM,
-            "framework": {"name": "scikit-learn", "version": sklearn.__version__},
-            "estimator": type(estimator).__name__,
-            "model": "model.joblib",
-            "iterations": iterations,
-            "encoding": data.encoding.to_json(),
-            "predict": "predict(features) returns the target",
-            "objective": {"metric": objective[0], "value": objective[1]},
-            "hyperparameters": dict(hps),
-        },
-    )
-    path = write_evaluation(
-        paths.output_data_dir,
-        task="regression",
-        objective=objective,
-        metrics=metrics,
-        samples=len(data.y_val),
-        details={"iterations": iterations},
-    )
-    log(f"model written to {paths.model_dir}; evaluation written to {path}")
+def main(argv: Sequence[str]) -> None:
+    tabular.run(Regression(), argv, algorithm=ALGORITHM, hyperparameters=HYPERPARAMETERS)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Run preset algorithms as real subprocesses under an /opt/ml-like temporary root.
 
 `harness.run(...)` gives each run its own SM_* environment, the way SageMaker's training
-toolkit (or bot/adapters/compute_local.py) sets it, and returns what came out.
+toolkit (or bot/adapters/local/contract.py) sets it, and returns what came out.
 """
 
 from __future__ import annotations
@@ -103,8 +103,9 @@ def sm_env(root: Path, hps: Mapping[str, Any], channels: Mapping[str, Path]) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED)}
     env.update(
         {
-            # As SageMaker delivers them: every value a JSON-encoded string.
-            "SM_HPS": json.dumps({k: json.dumps(v) for k, v in hps.items()}),
+            # As the training toolkit sets it: the values of hyperparameters.json (each a
+            # JSON-encoded string) decoded back to JSON values.
+            "SM_HPS": json.dumps(dict(hps)),
             "SM_INPUT_CONFIG_DIR": str(root / "input" / "config"),
             "SM_MODEL_DIR": str(root / "model"),
             "SM_OUTPUT_DIR": str(root / "output"),

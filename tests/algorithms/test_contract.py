@@ -40,24 +40,57 @@ def test_defaults_apply_when_nothing_is_given(tmp_path: Path) -> None:
     }
 
 
-def test_json_quoted_strings_from_the_sagemaker_sdk_are_unwrapped() -> None:
-    hps = read({"epochs": '"20"', "lr": '"0.01"', "amp": '"false"', "optimizer": '"SGD"'})
-    assert hps["epochs"] == 20 and hps["lr"] == 0.01
-    assert hps["amp"] is False and hps["optimizer"] == "sgd"
+def sdk_encoded(tmp_path: Path, hps: dict) -> str:
+    """hyperparameters.json as SageMaker writes it when the SDK or the bot launched the job:
+    every value a JSON-encoded string. Returns the config dir to point SM_INPUT_CONFIG_DIR at."""
+    (tmp_path / "hyperparameters.json").write_text(
+        json.dumps({k: json.dumps(v) for k, v in hps.items()})
+    )
+    return str(tmp_path)
 
 
-@pytest.mark.parametrize("raw", ["True", "true", "1", "yes", True])
+def test_hyperparameters_json_values_are_decoded_once(tmp_path: Path) -> None:
+    config = sdk_encoded(
+        tmp_path,
+        {"epochs": 20, "lr": "0.01", "amp": False, "optimizer": "sgd", "label_column": "3"},
+    )
+    assert read(SM_INPUT_CONFIG_DIR=config) == {
+        "epochs": 20,
+        "lr": 0.01,
+        "amp": False,
+        "optimizer": "sgd",
+        "label_column": "3",
+    }
+
+
+def test_hyperparameters_json_values_written_by_hand_need_no_encoding(tmp_path: Path) -> None:
+    (tmp_path / "hyperparameters.json").write_text(
+        json.dumps({"epochs": "7", "optimizer": "sgd", "lr": 0.5})
+    )
+    hps = read(SM_INPUT_CONFIG_DIR=str(tmp_path))
+    assert hps["epochs"] == 7 and hps["optimizer"] == "sgd" and hps["lr"] == 0.5
+
+
+@pytest.mark.parametrize("raw", ["True", "true", "1", "yes", "on", "y", "T", True])
 def test_bool_accepts_the_usual_spellings(raw: object) -> None:
     assert read({"amp": raw})["amp"] is True
 
 
-def test_integral_float_text_is_an_int() -> None:
-    assert read({"epochs": "3.0"})["epochs"] == 3
+def test_an_integral_json_number_is_an_int_but_integral_float_text_is_not() -> None:
+    assert read({"epochs": 3.0})["epochs"] == 3
+    with pytest.raises(UserError, match=r"epochs: expected an integer, got '3\.0'"):
+        read({"epochs": "3.0"})
 
 
-def test_a_str_parameter_keeps_text_that_looks_like_json() -> None:
+def test_a_str_parameter_keeps_its_text_as_it_is() -> None:
     assert read({"label_column": "true"})["label_column"] == "true"
-    assert read({"label_column": '"y"'})["label_column"] == "y"
+    assert read({"label_column": '"y"'})["label_column"] == '"y"'
+    assert read({"label_column": " y "})["label_column"] == " y "
+
+
+def test_choices_match_exactly() -> None:
+    with pytest.raises(UserError, match="expected one of adam, sgd, got 'SGD'"):
+        read({"optimizer": "SGD"})
 
 
 def test_hyperparameters_json_is_read_when_sm_hps_is_absent(tmp_path: Path) -> None:
@@ -97,15 +130,26 @@ def test_an_unknown_command_line_option_is_an_error() -> None:
         read({}, ("--epoch", "3"))
 
 
+def test_a_command_line_value_may_start_with_a_dash() -> None:
+    hps = read({}, ("--label_column", "-x", "--label-column", "--y"))
+    assert hps["label_column"] == "--y"
+    assert read({}, ("--label_column", "-x"))["label_column"] == "-x"
+
+
+def test_a_command_line_option_without_its_value_is_an_error() -> None:
+    with pytest.raises(UserError, match="option --epochs needs a value"):
+        read({}, ("--epochs",))
+
+
 @given(st.integers(min_value=1, max_value=500), st.booleans())
-def test_any_int_in_range_survives_sagemaker_encoding(value: int, quoted: bool) -> None:
-    raw = json.dumps(str(value)) if quoted else str(value)
-    assert read({"epochs": raw})["epochs"] == value
+def test_any_int_in_range_survives_sagemaker_encoding(value: int, as_text: bool) -> None:
+    assert read({"epochs": str(value) if as_text else value})["epochs"] == value
 
 
 @given(st.floats(min_value=1e-6, max_value=10.0, allow_nan=False))
 def test_any_float_in_range_survives_sagemaker_encoding(value: float) -> None:
-    assert read({"lr": json.dumps(json.dumps(value))})["lr"] == value
+    assert read({"lr": value})["lr"] == value
+    assert read({}, ("--lr", str(value)))["lr"] == value
 
 
 def test_paths_come_from_the_environment() -> None:

@@ -18,7 +18,13 @@ def test_the_three_presets_exist() -> None:
 def test_shared_modules_live_once() -> None:
     """One copy in _shared; publish and the local runner lay it beside each train.py."""
     shared = {p.name for p in SHARED_DIR.glob("*.py")}
-    assert {"sm_contract.py", "evaluation.py", "tb_writer.py"} <= shared
+    assert {
+        "sm_contract.py",
+        "evaluation.py",
+        "tb_writer.py",
+        "checkpoint_files.py",
+        "tabular.py",
+    } <= shared
     for algorithm in ALGORITHM_IDS:
         copies = shared & {p.name for p in (ALGORITHMS_DIR / algorithm).glob("*.py")}
         assert not copies, f"{algorithm} carries its own copy of {sorted(copies)}"
