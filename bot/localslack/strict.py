@@ -23,7 +23,7 @@ https://docs.slack.dev/reference/block-kit/blocks
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,8 @@ LOCAL = "local strict check: "
 
 
 def _subclasses(cls: type) -> Iterator[type]:
-    for sub in cls.__subclasses__():
+    subs: list[type] = cls.__subclasses__()
+    for sub in subs:
         yield sub
         yield from _subclasses(sub)
 
@@ -132,7 +133,8 @@ class StrictRules:
         # is built without them so that slack_sdk does not parse (and log) them again.
         try:
             model = View(**dict(view, blocks=None))
-            model.blocks = None  # else its count check sees 0 blocks
+            # None, not a list as typed: with [] its count check would see 0 blocks
+            model.blocks = None  # type: ignore[assignment]  # slack_sdk types it as a list; see above
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             problems.append(Problem(f"cannot be parsed: {exc}", "/view"))
         else:
@@ -297,7 +299,8 @@ def _child(model: Any, key: str, value: Any) -> Any:
     if key in _RAW_OPTIONS and isinstance(value, list) and value:
         return _RAW_OPTIONS[key]([v for v in value if isinstance(v, dict)])
     if key == "initial_option" and isinstance(value, dict):
-        return Option.parse_all([value])[0]
+        parsed = Option.parse_all([value])
+        return parsed[0] if parsed else None
     for name in (f"_{key}", f"_block_{key}", key):
         found = getattr(model, name, None)
         if isinstance(found, JsonObject) or (
@@ -306,5 +309,6 @@ def _child(model: Any, key: str, value: Any) -> Any:
     return None
 
 
-_RAW_OPTIONS = {"options": Option.parse_all, "initial_options": Option.parse_all,
-                "option_groups": OptionGroup.parse_all}
+_RAW_OPTIONS: dict[str, Callable[[list[dict[str, Any]]], Any]] = {
+    "options": Option.parse_all, "initial_options": Option.parse_all,
+    "option_groups": OptionGroup.parse_all}

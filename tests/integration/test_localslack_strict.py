@@ -265,7 +265,7 @@ def test_a_refusal_is_recorded_logged_and_in_the_state(
     slack: LocalSlack, client: WebClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocks = [{"type": "actions", "elements": [_button("go"), _button("go")]}]
-    with caplog.at_level(logging.WARNING, logger="bot.localslack.server"):
+    with caplog.at_level(logging.WARNING, logger="bot.localslack.traffic"):
         _refused(client.chat_postMessage, channel=CHANNEL, text="secret-ish body", blocks=blocks)
 
     (request,) = slack.requests_for("chat.postMessage")
