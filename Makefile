@@ -18,10 +18,12 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 run: $(STAMP)
 	$(VENV)/bin/trainbot run

@@ -124,14 +124,15 @@ def population(n: int, now: datetime) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 def _deps(store: Any) -> Any:
-    """What the read services use: the store, the catalog (pools), a clock, the scope."""
+    """What the read services use: the store, the catalog (pools), a clock, the scope and
+    the stuck threshold."""
     from bot.bootstrap import build_catalog
     from bot.clock import SystemClock
     from bot.config import Settings
 
     settings = Settings(home=Path(tempfile.gettempdir()) / "bench-access-home")
     return SimpleNamespace(store=store, catalog=build_catalog(settings), clock=SystemClock(),
-                           scope=SCOPE)
+                           scope=SCOPE, stuck_after=timedelta(minutes=30))
 
 
 def _reads(deps: Any, job: str, backend_name: str) -> dict[str, Any]:
@@ -139,9 +140,8 @@ def _reads(deps: Any, job: str, backend_name: str) -> dict[str, Any]:
     from bot.services import presets as preset_service
     from bot.services import queries
 
-    stuck = timedelta(minutes=30)
     return {
-        "status": lambda: queries.status_overview(deps, stuck_after=stuck),
+        "status": lambda: queries.status_overview(deps),
         "versions JOB": lambda: queries.list_versions(deps, job),
         "preset list": lambda: preset_service.list_presets(deps),
         "event lookup": lambda: deps.store.find_by_backend_name(backend_name),
@@ -193,7 +193,9 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from bot.adapters import store_dynamodb as sd
+    from bot.adapters.dynamodb import items as sd
+    from bot.adapters.dynamodb.keys import number
+    from bot.adapters.dynamodb.store import DynamoStore
     from bot.adapters.dynamodb_schema import table_definition
 
     now = datetime.now(UTC)
@@ -206,10 +208,10 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
         began = time.perf_counter()
         items = []
         for job in jobs:
-            item = sd._job_item(job)
-            item["latest_version"] = sd._n(job.latest_version)
+            item = sd.job_item(job)
+            item["latest_version"] = number(job.latest_version)
             items.append(item)
-        items += [sd._version_item(v) for v in versions]
+        items += [sd.version_item(v) for v in versions]
         # Launched versions have a pointer item keyed by their backend job name (written with
         # the claim, read with a consistent GetItem by the event lookup).
         items += [sd.backend_pointer_item(v) for v in versions if v.backend_job_name]
@@ -221,7 +223,7 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
                 return {"n": n, "stopped": start + 25, "items": len(items),
                         "seconds": time.perf_counter() - began}
         populate = time.perf_counter() - began
-        store = sd.DynamoStore(TABLE, client=client)
+        store = DynamoStore(TABLE, client=client)
         for preset in presets:
             store.create_preset(preset)
         counter = _ReadCounter().watch(client)

@@ -7,8 +7,9 @@ trainbot: ``start_job`` on a temporary SQLite store with ``LocalCompute`` (the w
 ``bot.bootstrap.build_deps``) → the monitor's events → ``record_state_change`` → COMPLETED
 stored; the clock runs from the ``start_job`` call until the chat port hears of the terminal
 state (right after it is stored). Direct: the same run folder, prepared by the same code
-(``LocalCompute._prepare``: identical SM_* environment, hyperparameters — the algorithm's
-defaults — and data), then the script alone as a subprocess, timed from spawn to exit.
+(``bot.adapters.local.contract.prepare_run``: identical SM_* environment, hyperparameters —
+the algorithm's defaults — and data), then the script alone as a subprocess, timed from spawn
+to exit.
 Two pairs per algorithm in alternating order; the ratio reported is the median of the
 pairs' ratios. Defaults only (image-classification ≈ 10 s here).
 
@@ -80,7 +81,7 @@ def make_deps(home: Path) -> tuple[Any, _Chat]:
 
 
 def run_trainbot(deps: Any, chat: _Chat, algorithm: str, job: str) -> dict[str, Any]:
-    from bot.adapters.local_runs import RunDir
+    from bot.adapters.local.runs import RunDir
     from bot.services.requests import LaunchRequest, start_job
 
     request = LaunchRequest(user=c.USER, algorithm=algorithm, pool="local-cpu", job_name=job)
@@ -111,10 +112,12 @@ def prepare_direct(deps: Any, algorithm: str, job: str, root: Path, *,
                    params: dict[str, Any] | None = None, pool: str = "local-cpu",
                    data: dict[str, str] | None = None) -> tuple[Any, dict[str, Any],
                                                                 dict[str, str]]:
-    """A run folder exactly as LocalCompute prepares it (``_prepare``); returns the folder,
-    the launch record (command, cwd) and the process environment — nothing started."""
-    from bot.adapters.compute_local import _PRIVATE_ENV, _channel_sources, plan_processes
-    from bot.adapters.local_runs import RunDir
+    """A run folder exactly as LocalCompute prepares it (``prepare_run``); returns the
+    folder, the launch record (command, cwd) and the process environment — nothing started."""
+    from bot.adapters.local.contract import channel_sources, prepare_run
+    from bot.adapters.local.plan import detect_gpus, plan_processes
+    from bot.adapters.local.processes import process_env
+    from bot.adapters.local.runs import RunDir
     from bot.domain import JobVersion, Status
     from bot.services.requests import build_spec
 
@@ -125,14 +128,16 @@ def prepare_direct(deps: Any, algorithm: str, job: str, root: Path, *,
     version = JobVersion(job=job, number=1, spec=spec, requested_by=c.USER,
                          status=Status.QUEUED, created_at=now, updated_at=now)
     compute = deps.compute
-    plan = plan_processes(algo, chosen, compute._local_gpus(), os.cpu_count() or 1)
+    gpus = detect_gpus()  # what LocalCompute asks at its first launch
+    plan = plan_processes(algo, chosen, gpus, os.cpu_count() or 1)
     run = RunDir(root / f"direct-{job}")
     run.create()
-    record, _ = compute._prepare(run, version, algo, chosen, plan,
-                                 _channel_sources(version, algo), compute.algorithms_root / algo.id)
-    env = {k: v for k, v in os.environ.items() if not _PRIVATE_ENV.search(k)}
-    env.update(record["env"])
-    return run, record, env
+    record = prepare_run(run, version, algo, chosen, plan,
+                         source=compute.algorithms_root / algo.id,
+                         channels=channel_sources(version, algo), data=compute.data,
+                         inputs_dir=compute.inputs_dir, python=compute.python,
+                         hide_gpus=bool(gpus))
+    return run, record, process_env(record["env"])
 
 
 def run_direct(deps: Any, algorithm: str, job: str, root: Path) -> dict[str, Any]:
@@ -252,11 +257,15 @@ def main(argv: list[str]) -> int:
 
 def _stop_runs_on_sigterm(deps: Any) -> None:
     """run_all ends a benchmark that overruns with SIGTERM to its process group; local runs
-    live in their own sessions, so end them here (by their pids) before exiting."""
+    live in their own sessions, so end them here (by the pids in their state files) before
+    exiting."""
+    from bot.adapters.local.runs import process_status, read_json, signal_group
 
     def handler(signum: int, _frame: Any) -> None:
-        for run in list(getattr(deps.compute, "_runs", {}).values()):
-            run.proc.signal(signal.SIGKILL)
+        for state in deps.compute.runs_dir.glob("*/state.json"):
+            runner = (read_json(state) or {}).get("runner", {})
+            if process_status(runner.get("pid"), runner.get("start_ticks")) == "running":
+                signal_group(runner["pid"], signal.SIGKILL)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)

@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bot.aws import LazyClient, aws_region
 from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.ports import Chat, Compute, DataGuard, JobStore
-from bot.services.authz import MembershipCheck, Policy
+from bot.services.authz import MembershipCheck, Policy, no_groups
 from bot.services.context import Deps, NullChat
 
-__all__ = ["build_catalog", "build_deps", "build_store", "stuck_after"]
+__all__ = [
+    "ChatFor",
+    "build_catalog",
+    "build_compute",
+    "build_deps",
+    "build_policy",
+    "build_store",
+    "start_reporting",
+    "stuck_after",
+]
 
 log = logging.getLogger("trainbot")
 
@@ -35,7 +44,7 @@ def build_catalog(settings: Settings) -> Catalog:
 
 def build_store(settings: Settings) -> JobStore:
     if settings.store == "dynamodb":
-        from bot.adapters.store_dynamodb import DynamoStore
+        from bot.adapters.dynamodb.store import DynamoStore
 
         aws_region()  # fail at start, naming the variable, rather than on first use
         return DynamoStore(settings.table, client=LazyClient("dynamodb"))
@@ -67,10 +76,10 @@ def private_file(path: Path) -> None:
 def build_compute(settings: Settings, catalog: Catalog, *,
                   detach_tensorboard: bool = False) -> Compute:
     if settings.compute == "sagemaker":
-        from bot.adapters.compute_sagemaker import SageMakerCompute
+        from bot.adapters.sagemaker.compute import SageMakerCompute
 
         return SageMakerCompute.from_settings(settings, catalog)
-    from bot.adapters.compute_local import LocalCompute
+    from bot.adapters.local.compute import LocalCompute
     from bot.adapters.local_data import LocalData
     from bot.adapters.tensorboard_local import LocalTensorBoard
 
@@ -85,41 +94,56 @@ def build_compute(settings: Settings, catalog: Catalog, *,
                         data=LocalData(settings.data_dirs))
 
 
+ChatFor = Callable[[Compute, Catalog, Policy], Chat]
+"""Builds the Chat of a Deps from the parts it tells about (Slack: the card's links come
+from the compute, the approvers from the policy)."""
+
+
+def build_policy(settings: Settings, *, is_member: MembershipCheck | None = None) -> Policy:
+    return Policy(
+        approvers=list(settings.approvers), admins=list(settings.admins),
+        channels=list(settings.channels), rerun_approval=settings.rerun_approval,
+        allow_self_approval=settings.allow_self_approval,
+        approval_ttl_minutes=settings.approval_ttl_minutes,
+        is_member=is_member or no_groups,
+    )
+
+
 def build_deps(
     settings: Settings,
     *,
     chat: Chat | None = None,
+    chat_for: ChatFor | None = None,
     is_member: MembershipCheck | None = None,
     store: JobStore | None = None,
     compute: Compute | None = None,
     recover: bool = True,
     detach_tensorboard: bool = False,
 ) -> Deps:
-    """``detach_tensorboard``: a TensorBoard server this process starts outlives it (the
-    short-lived CLI); otherwise it is stopped when this process exits."""
+    """The one place a :class:`Deps` is put together; the entry points only choose parts.
+
+    ``chat`` or ``chat_for`` (built from the compute, catalog and policy it tells about);
+    neither: nobody is told (the CLI prints). ``detach_tensorboard``: a TensorBoard server
+    this process starts outlives it (the short-lived CLI); otherwise it is stopped when
+    this process exits. ``recover``: a backend that supervises its runs itself (local)
+    takes back the active versions a previous process started.
+    """
     catalog = build_catalog(settings)
-    policy = Policy(
-        approvers=list(settings.approvers), admins=list(settings.admins),
-        channels=list(settings.channels), rerun_approval=settings.rerun_approval,
-        allow_self_approval=settings.allow_self_approval,
-        approval_ttl_minutes=settings.approval_ttl_minutes,
-    )
-    if is_member is not None:
-        policy.is_member = is_member
+    policy = build_policy(settings, is_member=is_member)
+    compute = compute or build_compute(settings, catalog, detach_tensorboard=detach_tensorboard)
     deps = Deps(
         store=store or build_store(settings),
-        compute=compute or build_compute(settings, catalog,
-                                         detach_tensorboard=detach_tensorboard),
+        compute=compute,
         catalog=catalog,
         clock=SystemClock(),
         policy=policy,
-        chat=chat or NullChat(),
+        chat=chat or (chat_for(compute, catalog, policy) if chat_for else NullChat()),
         job_prefix=settings.job_prefix,
         scope=settings.scope,
         stuck_after=stuck_after(settings),
         local_data=_local_data(settings),
     )
-    _wire_local_events(deps, recover=recover)
+    start_reporting(deps, recover=recover)
     return deps
 
 
@@ -131,26 +155,13 @@ def _local_data(settings: Settings) -> DataGuard | None:
     return LocalData(settings.data_dirs)
 
 
-def _wire_local_events(deps: Deps, *, recover: bool) -> None:
-    """Local runs report through the same service SageMaker's EventBridge events reach."""
-    from bot.services.state_changes import record_state_change, refresh_progress
+def start_reporting(deps: Deps, *, recover: bool) -> None:
+    """Runs the compute supervises itself (local) report through the same service
+    SageMaker's EventBridge events reach; SageMaker's compute does nothing here."""
+    from bot.services.state_changes import ServiceEvents
 
-    compute: Any = deps.compute
-    if getattr(compute, "name", None) != "local":
-        return
-    compute.sink = lambda event: record_state_change(deps, event)
-
-    def on_progress(backend_job_name: str) -> None:
-        version = deps.store.find_by_backend_name(backend_job_name)
-        if version is not None:
-            refresh_progress(deps, version)
-
-    compute.on_progress = on_progress
-    if recover:
-        active = [v for v in deps.store.list_active()
-                  if v.backend == "local" and v.backend_job_name]
-        if active:
-            compute.recover(active)
+    active = [v for v in deps.store.list_active() if v.backend_job_name] if recover else []
+    deps.compute.start_reporting(ServiceEvents(deps), active)
 
 
 def stuck_after(settings: Settings) -> timedelta:

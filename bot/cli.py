@@ -20,8 +20,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.domain import InvalidInput, JobVersion, TrainbotError
+
+if TYPE_CHECKING:
+    from bot.commands import Command
+    from bot.dispatch import Reply
+    from bot.domain import Preset
+    from bot.services.context import Deps
 
 __all__ = ["main"]
 
@@ -123,7 +130,7 @@ _PUBLISH = ("algorithms publish [--dry-run] [--region R] [--bucket B] …",
             "package and publish the preset algorithms (AWS)")
 _GLOBAL = (
     ("--json", "print data (JSON objects) instead of text"),
-    ("--wait", "start, rerun, stop: wait until the run ends (exit 1 if it didn't complete)"),
+    ("--wait", "start, rerun, stop, approve: wait until the run ends (exit 1 unless it completed)"),
     ("-h, --help", "show help (also `trainbot COMMAND --help`)"),
     ("--version", "print the version"),
 )
@@ -146,7 +153,7 @@ def _usage(topic: str | None) -> str:
     if topic is not None:
         lines = USAGE[topic].split("  ·  ")
         text = "usage: " + "\n       ".join(f"trainbot {u}" for u in lines) + "\n"
-        if topic in ("start", "rerun", "stop"):
+        if topic in ("start", "rerun", "stop", "approve"):
             text += "\n  --wait   wait until the run ends (exit 1 if it didn't complete)\n"
         return text + "  --json   print the result as JSON\n"
     out = ["usage: trainbot [--json] [--wait] COMMAND [ARGS …]",
@@ -224,35 +231,35 @@ def _log_to_file() -> Path | None:
 def _command(args: list[str], *, as_json: bool) -> int:
     import shlex
 
-    from bot.bootstrap import build_deps, stuck_after
-    from bot.commands import parse
+    from bot.bootstrap import build_deps
+    from bot.commands import Approve, Rerun, Start, StartForm, Stop, parse
     from bot.config import load_settings
     from bot.dispatch import Actor, execute
 
     settings = load_settings()
     cmd = parse(shlex.join(args))
-    if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+    if isinstance(cmd, StartForm):
         print("usage: trainbot start ALGORITHM [key=value …] (see `trainbot start --help`)",
               file=sys.stderr)
         return 2
     # This process ends with the command: a TensorBoard it starts stays for `trainbot tb`.
     deps = build_deps(settings, detach_tensorboard=True)
     try:
-        reply = execute(deps, cmd, Actor(user=settings.user, channel=None, trusted=True),
-                        stuck_after=stuck_after(settings))
+        reply = execute(deps, cmd, Actor(user=settings.user, channel=None, trusted=True))
     except TrainbotError as exc:
         raise _with_suggestion(deps, exc) from exc
     # A stop waits for the process to end: this short-lived process is what signals it.
-    waits = cmd.wait or cmd.name == "stop"
-    if waits and reply.version is not None and reply.approval is None:
+    waits = isinstance(cmd, Stop) or (isinstance(cmd, Start | Rerun | Approve) and cmd.wait)
+    awaiting = reply.approval is not None and reply.approval.pending
+    if waits and reply.version is not None and not awaiting:
         final = _wait(deps, reply.version, quiet=as_json)
         if as_json:
             _print_json(_version_json(deps, final))
         else:
             _print_card(deps, final)
-        return 0 if final.status.value == "COMPLETED" or cmd.name == "stop" else 1
+        return 0 if final.status.value == "COMPLETED" or isinstance(cmd, Stop) else 1
     if as_json:
-        _print_json(_reply_json(deps, cmd.name, reply))
+        _print_json(_reply_json(deps, cmd, reply))
     else:
         from bot.views.text import render_text
 
@@ -271,13 +278,13 @@ _MISTYPED = (
 )
 
 
-def _presets(deps):  # type: ignore[no-untyped-def]
+def _presets(deps: Deps) -> list[Preset]:
     from bot.services.presets import list_presets
 
     return list_presets(deps)
 
 
-def _with_suggestion(deps, exc: TrainbotError) -> TrainbotError:  # type: ignore[no-untyped-def]
+def _with_suggestion(deps: Deps, exc: TrainbotError) -> TrainbotError:
     """``exc`` with "Did you mean …?" in front of its hint when the name is close to one that
     exists; ``exc`` itself otherwise."""
     for pattern, candidates in _MISTYPED:
@@ -295,29 +302,29 @@ def _with_suggestion(deps, exc: TrainbotError) -> TrainbotError:  # type: ignore
     return exc
 
 
-def _reply_json(deps, name: str, reply) -> object:  # type: ignore[no-untyped-def]
+def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
     """The reply's data as JSON (see bot.views.data for the objects)."""
-    from bot.catalog import Catalog
+    from bot.commands import Approve, Logs, Reject, Tb, Versions
     from bot.domain import Algorithm, Lineage, Preset, ResourcePool
     from bot.services.queries import StatusOverview, VersionDiff
     from bot.views import data
 
-    catalog: Catalog = deps.catalog
+    catalog = deps.catalog
     found = reply.data
-    if name == "versions":
+    if isinstance(cmd, Versions) and isinstance(found, list):
         return [data.version_row(v, catalog) for v in found]
-    if name in ("approve", "reject") and reply.approval is not None:
+    if isinstance(cmd, Approve | Reject) and reply.approval and reply.version:
         return {"approval": data.approval_data(reply.approval),
                 "version": _version_json(deps, reply.version)}
     if reply.approval is not None and reply.version is not None:  # start/rerun awaiting approval
         return _version_json(deps, reply.version) | {
             "approval": data.approval_data(reply.approval)}
-    if name == "logs":
+    if isinstance(cmd, Logs) and reply.version:
         return {"job": reply.version.job, "number": reply.version.number, "lines": found}
-    if name == "tb":
+    if isinstance(cmd, Tb) and reply.version:
         return {"job": reply.version.job, "number": reply.version.number, "url": found}
     if isinstance(found, list):
-        return [_one(x, catalog) for x in found]
+        return [_one(x) for x in found]
     if isinstance(found, StatusOverview):
         return data.status_data(found, catalog)
     if isinstance(found, VersionDiff):
@@ -325,7 +332,7 @@ def _reply_json(deps, name: str, reply) -> object:  # type: ignore[no-untyped-de
     if isinstance(found, Lineage):
         return data.lineage_data(found)
     if isinstance(found, (Preset, Algorithm, ResourcePool)):
-        return _one(found, catalog)
+        return _one(found)
     if reply.version is not None:
         return _version_json(deps, reply.version)
     from bot.views.text import plain
@@ -333,7 +340,7 @@ def _reply_json(deps, name: str, reply) -> object:  # type: ignore[no-untyped-de
     return {"title": plain(reply.doc.title)}
 
 
-def _one(x: object, catalog) -> object:  # type: ignore[no-untyped-def]
+def _one(x: object) -> object:
     from bot.domain import Algorithm, Preset, ResourcePool
     from bot.views import data
 
@@ -346,7 +353,7 @@ def _one(x: object, catalog) -> object:  # type: ignore[no-untyped-def]
     raise TypeError(f"no JSON view for {type(x).__name__}")
 
 
-def _version_json(deps, version: JobVersion) -> dict:  # type: ignore[no-untyped-def]
+def _version_json(deps: Deps, version: JobVersion) -> dict:
     from bot.services import queries
     from bot.views import data
 
@@ -359,7 +366,7 @@ def _print_json(out: object) -> None:
     print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
 
 
-def _print_card(deps, version: JobVersion) -> None:  # type: ignore[no-untyped-def]
+def _print_card(deps: Deps, version: JobVersion) -> None:
     from bot.services import queries
     from bot.views import presenters
     from bot.views.text import render_text
@@ -369,7 +376,7 @@ def _print_card(deps, version: JobVersion) -> None:  # type: ignore[no-untyped-d
     print(render_text(doc), end="")
 
 
-def _wait(deps, version: JobVersion, *, quiet: bool) -> JobVersion:  # type: ignore[no-untyped-def]
+def _wait(deps: Deps, version: JobVersion, *, quiet: bool) -> JobVersion:
     """Block until the version ends, drawing a progress line on stderr."""
     from bot.services.state_changes import refresh_progress
 
@@ -405,13 +412,11 @@ def _progress_line(v: JobVersion) -> str:
 
 def _reconcile() -> int:
     """One pass of what the scheduled Lambda does: repair missed events, expire requests."""
-    from bot.bootstrap import build_deps, stuck_after
+    from bot.bootstrap import build_deps
     from bot.config import load_settings
     from bot.services.reconcile import reconcile
 
-    settings = load_settings()
-    summary = reconcile(build_deps(settings, detach_tensorboard=True),
-                        stuck_after=stuck_after(settings))
+    summary = reconcile(build_deps(load_settings(), detach_tensorboard=True))
     print(json.dumps(summary.as_dict(), indent=2, default=str, ensure_ascii=False))
     return 0
 

@@ -107,7 +107,7 @@ def _os_user() -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; turn validation errors into one clear message."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

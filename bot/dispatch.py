@@ -1,14 +1,39 @@
-"""Run a parsed command against the services and present the result.
+"""Run a command against the services and present the result.
 
-Shared by the CLI and the Slack listeners, so `/train X` and `trainbot X` behave the same.
+The one command path: `/train X`, `trainbot X` and every Slack button and form (each builds
+the command it stands for) go through :func:`execute`, so they can't drift apart. Slack's
+entrypoints only translate payloads into commands and replies into Slack answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from typing import assert_never
 
-from bot.commands import Command
+from bot.commands import (
+    Algorithms,
+    Approve,
+    Command,
+    Diff,
+    Eval,
+    Help,
+    Lineage,
+    Logs,
+    Pools,
+    PresetDelete,
+    PresetList,
+    PresetSave,
+    PresetShow,
+    Reject,
+    Rerun,
+    Show,
+    Start,
+    StartForm,
+    StatusQuery,
+    Stop,
+    Tb,
+    Versions,
+)
 from bot.domain import Approval, InvalidInput, JobVersion
 from bot.services import approvals, launching, presets, queries, requests
 from bot.services.context import Deps
@@ -40,32 +65,87 @@ class Reply:
     data: object | None = None
 
 
-def execute(deps: Deps, cmd: Command, actor: Actor, *, stuck_after: timedelta) -> Reply:
-    handler = _HANDLERS[cmd.name]
-    return handler(deps, cmd, actor, stuck_after)
+def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
+    """Run ``cmd`` as ``actor``. Raises the services' ``TrainbotError``s (refusals, bad
+    input, …); turning them into words is the caller's job (one place per entrypoint)."""
+    match cmd:
+        case Help():
+            return Reply(presenters.help_doc(cmd.topic))
+        case Algorithms():
+            return _algorithms(deps, cmd)
+        case Pools():
+            return Reply(presenters.pools_doc(deps.catalog),
+                         data=list(deps.catalog.pools.values()))
+        case StartForm():
+            return Reply(presenters.help_doc("start"), needs_form=True)
+        case Start():
+            return _launched(deps, *requests.start_job(deps, _start_request(cmd, actor)))
+        case Rerun():
+            return _rerun(deps, cmd, actor)
+        case Stop():
+            return _stop(deps, cmd, actor)
+        case StatusQuery():
+            return _status(deps, cmd)
+        case Versions():
+            return _versions(deps, cmd)
+        case Show():
+            return _show(deps, cmd.job, cmd.version)
+        case Diff():
+            d = queries.diff_versions(deps, cmd.job, cmd.a, cmd.b)
+            return Reply(presenters.diff_doc(d, objectives=_objectives(deps)), data=d)
+        case Lineage():
+            lineage = queries.lineage(deps, cmd.job, cmd.version)
+            return Reply(presenters.lineage_doc(lineage), data=lineage)
+        case Eval():
+            return _eval(deps, cmd)
+        case Logs():
+            return _logs(deps, cmd)
+        case Tb():
+            return _tb(deps, cmd)
+        case PresetList():
+            saved = presets.list_presets(deps)
+            return Reply(presenters.presets_doc(saved), data=saved)
+        case PresetShow():
+            p = presets.show_preset(deps, cmd.name)
+            return Reply(presenters.preset_doc(p), data=p)
+        case PresetDelete():
+            return _preset_delete(deps, cmd, actor)
+        case PresetSave():
+            return _preset_save(deps, cmd, actor)
+        case Approve():
+            return _decide(deps, cmd.request_id, actor, approve=True)
+        case Reject():
+            return _decide(deps, cmd.request_id, actor, approve=False, note=cmd.reason or "")
+        case _:
+            assert_never(cmd)
 
 
-def _help(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    return Reply(presenters.help_doc(c.topic))
+def _objectives(deps: Deps) -> dict[str, str]:
+    return {a.id: a.objective.metric for a in deps.catalog.algorithms.values()}
 
 
-def _algorithms(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
+def _algorithms(deps: Deps, c: Algorithms) -> Reply:
     doc = presenters.algorithms_doc(deps.catalog, c.algorithm)
     if c.algorithm:
         return Reply(doc, data=deps.catalog.algorithm(c.algorithm))
     return Reply(doc, data=list(deps.catalog.algorithms.values()))
 
 
-def _pools(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    return Reply(presenters.pools_doc(deps.catalog), data=list(deps.catalog.pools.values()))
-
-
-def _request(c: Command, a: Actor) -> requests.LaunchRequest:
+def _start_request(c: Start, a: Actor) -> requests.LaunchRequest:
     return requests.LaunchRequest(
         user=a.user, algorithm=c.algorithm, preset=c.preset, params=dict(c.params), pool=c.pool,
         data=dict(c.data), job_name=c.job_name, spot=c.spot, max_runtime_s=c.max_runtime_s,
         channel=a.channel, request_key=a.request_key, trusted=a.trusted,
     )
+
+
+def _rerun(deps: Deps, c: Rerun, a: Actor) -> Reply:
+    req = requests.LaunchRequest(
+        user=a.user, params=dict(c.params), pool=c.pool, data=dict(c.data), spot=c.spot,
+        max_runtime_s=c.max_runtime_s, channel=a.channel, request_key=a.request_key,
+        trusted=a.trusted,
+    )
+    return _launched(deps, *requests.rerun(deps, req, job=c.job, base_number=c.version))
 
 
 def _launched(deps: Deps, version: JobVersion, approval: Approval | None) -> Reply:
@@ -81,42 +161,29 @@ def _launched(deps: Deps, version: JobVersion, approval: Approval | None) -> Rep
                  version=version, public=True)
 
 
-def _start(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    if not c.algorithm and not c.preset:
-        doc = presenters.help_doc("start")
-        return Reply(doc, needs_form=True)
-    version, approval = requests.start_job(deps, _request(c, a))
-    return _launched(deps, version, approval)
-
-
-def _rerun(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    version, approval = requests.rerun(deps, _request(c, a), job=c.job or "",
-                                        base_number=c.version)
-    return _launched(deps, version, approval)
-
-
-def _stop(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    v = launching.stop_version(deps, user=a.user, job=c.job or "", number=c.version)
+def _stop(deps: Deps, c: Stop, a: Actor) -> Reply:
+    v = launching.stop_version(deps, user=a.user, job=c.job, number=c.version)
     return Reply(Doc(title=f"{v.status.emoji} {esc(v.label)}: {v.status.value.lower()}."),
                  version=v)
 
 
-def _status(deps: Deps, c: Command, a: Actor, stuck_after: timedelta) -> Reply:
+def _status(deps: Deps, c: StatusQuery) -> Reply:
     if c.job:
-        return _show(deps, c, a, stuck_after)
-    overview = queries.status_overview(deps, stuck_after=stuck_after)
-    return Reply(presenters.status_doc(overview, stuck_after=stuck_after), data=overview)
+        return _show(deps, c.job, None)
+    overview = queries.status_overview(deps)
+    doc = presenters.status_doc(overview, stuck_after=deps.stuck_after,
+                                objectives=_objectives(deps))
+    return Reply(doc, data=overview)
 
 
-def _versions(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    job = c.job or ""
-    found = queries.list_versions(deps, job)
-    objectives = {a.id: a.objective.metric for a in deps.catalog.algorithms.values()}
-    return Reply(presenters.versions_doc(job, found, objectives=objectives), data=found)
+def _versions(deps: Deps, c: Versions) -> Reply:
+    found = queries.list_versions(deps, c.job)
+    return Reply(presenters.versions_doc(c.job, found, objectives=_objectives(deps)),
+                 data=found)
 
 
-def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    v = queries.get_version(deps, c.job or "", c.version)
+def _show(deps: Deps, job: str, number: int | None) -> Reply:
+    v = queries.get_version(deps, job, number)
     doc = presenters.version_card(v, queries.links(deps, v),
                                   algorithm=deps.catalog.algorithms.get(v.spec.algorithm),
                                   now=deps.clock.now())
@@ -136,29 +203,27 @@ def _show(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     return Reply(doc, version=v)
 
 
-def _diff(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    d = queries.diff_versions(deps, c.job or "", c.version or 0, c.other_version or 0)
-    return Reply(presenters.diff_doc(d), data=d)
+def _eval(deps: Deps, c: Eval) -> Reply:
+    """The evaluation, ephemeral; its pictures are in the card's thread (posted once, when
+    the version completed), so this links there instead of posting them again."""
+    v = queries.get_version(deps, c.job, c.version)
+    doc = presenters.eval_doc(v)
+    if (v.evaluation or {}).get("confusion_matrix"):
+        thread = deps.chat.thread_link(v)
+        if thread:
+            doc.context.append(
+                f"Confusion matrix and curves: {link(thread, 'in the card’s thread')}")
+    return Reply(doc, version=v)
 
 
-def _lineage(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    found = queries.lineage(deps, c.job or "", c.version)
-    return Reply(presenters.lineage_doc(found), data=found)
-
-
-def _eval(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    v = queries.get_version(deps, c.job or "", c.version)
-    return Reply(presenters.eval_doc(v), version=v)
-
-
-def _logs(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    v = queries.get_version(deps, c.job or "", c.version)
+def _logs(deps: Deps, c: Logs) -> Reply:
+    v = queries.get_version(deps, c.job, c.version)
     lines = queries.logs(deps, v, lines=40)
     return Reply(presenters.logs_doc(v, lines), version=v, data=lines)
 
 
-def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    v = queries.get_version(deps, c.job or "", c.version)
+def _tb(deps: Deps, c: Tb) -> Reply:
+    v = queries.get_version(deps, c.job, c.version)
     found = queries.links(deps, v)
     url = found.tensorboard
     if not url:
@@ -173,27 +238,23 @@ def _tb(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     return Reply(doc, version=v, data=url)
 
 
-def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-    if c.sub == "list":
-        found = presets.list_presets(deps)
-        return Reply(presenters.presets_doc(found), data=found)
-    if c.sub == "show":
-        p = presets.show_preset(deps, c.preset or "")
-        return Reply(presenters.preset_doc(p), data=p)
-    if c.sub == "delete" and a.interactive:
-        p = presets.show_preset(deps, c.preset or "")
+def _preset_delete(deps: Deps, c: PresetDelete, a: Actor) -> Reply:
+    if a.interactive and not c.confirmed:
+        p = presets.show_preset(deps, c.name)
         deps.policy.check_delete_preset(a.user, p)
         doc = Doc(title=f":wastebasket: Delete preset *{esc(p.name)}*?")
         doc.add("Jobs started from it keep their parameters; the name becomes free again.")
         doc.buttons.append(Button("Delete", "delete_preset", p.name, style="danger",
                                   confirm=f"Delete preset {esc(p.name)}? This can't be undone."))
         return Reply(doc)
-    if c.sub == "delete":
-        p = presets.delete_preset(deps, user=a.user, name=c.preset or "")
-        return Reply(Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."), data=p)
+    p = presets.delete_preset(deps, user=a.user, name=c.name)
+    return Reply(Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."), data=p)
+
+
+def _preset_save(deps: Deps, c: PresetSave, a: Actor) -> Reply:
     p = presets.save_preset(
-        deps, user=a.user, name=c.preset or "", description=c.description, from_job=c.job,
-        from_version=c.version, algorithm=c.algorithm, params=dict(c.params), pool=c.pool,
+        deps, user=a.user, name=c.name, description=c.description, from_job=c.from_job,
+        from_version=c.from_version, algorithm=c.algorithm, params=dict(c.params), pool=c.pool,
         data=dict(c.data),
     )
     doc = presenters.preset_doc(p)
@@ -201,20 +262,9 @@ def _preset(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
     return Reply(doc, data=p)
 
 
-def _decide(approve: bool):  # type: ignore[no-untyped-def]
-    def run(deps: Deps, c: Command, a: Actor, _s: timedelta) -> Reply:
-        ap, v = approvals.decide(deps, approval_id=c.request_id or "", user=a.user,
-                                 approve=approve, note=c.reason or "")
-        verb = "Approved" if approve else "Rejected"
-        return Reply(Doc(title=f"{verb} request {code(ap.id)}: {esc(v.label)} is "
-                               f"{v.status.value.lower()}."), version=v, approval=ap)
-
-    return run
-
-
-_HANDLERS = {
-    "help": _help, "algorithms": _algorithms, "pools": _pools, "start": _start,
-    "rerun": _rerun, "stop": _stop, "status": _status, "versions": _versions, "show": _show,
-    "diff": _diff, "lineage": _lineage, "eval": _eval, "logs": _logs, "tb": _tb,
-    "preset": _preset, "approve": _decide(True), "reject": _decide(False),
-}
+def _decide(deps: Deps, approval_id: str, a: Actor, *, approve: bool, note: str = "") -> Reply:
+    ap, v = approvals.decide(deps, approval_id=approval_id, user=a.user, approve=approve,
+                             note=note)
+    verb = "Approved" if approve else "Rejected"
+    return Reply(Doc(title=f"{verb} request {code(ap.id)}: {esc(v.label)} is "
+                           f"{v.status.value.lower()}."), version=v, approval=ap)

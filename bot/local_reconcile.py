@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from types import TracebackType
 
 from bot.services.context import Deps
@@ -22,21 +21,20 @@ __all__ = ["ReconcileTimer"]
 
 log = logging.getLogger("trainbot.reconcile")
 
-Reconcile = Callable[..., ReconcileSummary]
+Reconcile = Callable[[Deps], ReconcileSummary]
 
 
 class ReconcileTimer:
-    """Runs ``reconcile(deps, stuck_after=...)`` every ``interval_s`` until :meth:`stop`.
+    """Runs ``reconcile(deps)`` every ``interval_s`` until :meth:`stop`.
 
     The first pass runs one interval after :meth:`start`. A failing pass is logged and the
     next one runs on time; :meth:`stop` waits for a pass in progress to finish.
     """
 
-    def __init__(self, deps: Deps, *, interval_s: float, stuck_after: timedelta,
+    def __init__(self, deps: Deps, *, interval_s: float,
                  reconcile_fn: Reconcile = reconcile) -> None:
         self.deps = deps
         self.interval_s = interval_s
-        self.stuck_after = stuck_after
         self._reconcile = reconcile_fn
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="trainbot-reconcile",
@@ -61,7 +59,7 @@ class ReconcileTimer:
     def _loop(self) -> None:
         while not self._stopping.wait(self.interval_s):
             try:
-                summary = self._reconcile(self.deps, stuck_after=self.stuck_after)
+                summary = self._reconcile(self.deps)
             except Exception:
                 log.exception("the reconcile pass failed; the next one runs in %g s",
                               self.interval_s)

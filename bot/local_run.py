@@ -21,10 +21,13 @@ import secrets
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings, load_settings
-from bot.slack.settings import SlackSettings
+from bot.slack.settings import Secret, SlackSettings
+
+if TYPE_CHECKING:
+    from bot.services.context import Deps
 
 __all__ = ["main"]
 
@@ -93,20 +96,16 @@ def _stop_on_signals() -> None:
 
 
 @contextlib.contextmanager
-def _background(deps: Any, settings: Settings) -> Iterator[None]:
+def _background(deps: Deps, settings: Settings) -> Iterator[None]:
     """What the scheduled Lambdas do on AWS, for as long as the bot runs; then the local
     compute's monitors stop (its runs go on, a later start recovers them)."""
-    from bot.bootstrap import stuck_after
     from bot.local_reconcile import ReconcileTimer
 
     try:
-        with ReconcileTimer(deps, interval_s=settings.reconcile_interval_s,
-                            stuck_after=stuck_after(settings)):
+        with ReconcileTimer(deps, interval_s=settings.reconcile_interval_s):
             yield
     finally:
-        close = getattr(deps.compute, "close", None)
-        if close:
-            close()
+        deps.compute.close()
 
 
 def _http_server(app: Any, port: int) -> Any:
@@ -128,14 +127,15 @@ def _socket_mode(slack: SlackSettings) -> int:
     if slack.app_token is None:
         print("error: SLACK_APP_TOKEN (xapp-…) is needed for Socket Mode", file=sys.stderr)
         return 2
+    app_token = slack.app_token.get_secret_value()
     if slack.signing_secret is None:
         # Socket Mode requests are authenticated by the app token, not signatures.
-        slack = dataclasses.replace(slack, signing_secret="socket-mode")
+        slack = dataclasses.replace(slack, signing_secret=Secret("socket-mode"))
     settings = load_settings()
     bot = build_slack_bot(settings, slack, process_before_response=False)
     print("trainbot: connected over Socket Mode; type /train help in Slack", file=sys.stderr)
     with _background(bot.deps, settings), contextlib.suppress(KeyboardInterrupt):
-        SocketModeHandler(bot.app, slack.app_token.get_secret_value()).start()
+        SocketModeHandler(bot.app, app_token).start()
     return 0
 
 
@@ -168,7 +168,7 @@ def _run_local(port: int, slack_port: int) -> int:
         settings = settings.model_copy(update={"approvers": [LOCAL_APPROVER]})
     secret = os.environ.get("SLACK_SIGNING_SECRET") or secrets.token_hex(16)
     with LocalSlack(port=slack_port) as workspace:
-        slack = SlackSettings(signing_secret=secret, bot_token="xoxb-local",
+        slack = SlackSettings(signing_secret=Secret(secret), bot_token=Secret("xoxb-local"),
                               api_url=workspace.api_url)
         bot = build_slack_bot(settings, slack)  # acks in the HTTP worker, as in _serve
         with _background(bot.deps, settings), _http_server(bot.app, port) as server:

@@ -231,8 +231,8 @@ class Compute(Protocol):
         ...
 
     def close(self) -> None:
-        """Release what this process holds (local: its monitors, its TensorBoard unless
-        detached). Runs go on; a later :meth:`start_reporting` takes them back."""
+        """Stop watching runs from this process (local: its monitor threads). The runs go
+        on; a later :meth:`start_reporting` (of a new process) takes them back."""
         ...
 
 

@@ -166,6 +166,8 @@ def publish(
         if not (folder / algorithm.entry_point).is_file():
             raise PublishError(f"{folder} has no entry point {algorithm.entry_point}")
         digest = source_digest(folder)
+        if digest is None:  # the entry point was just found in it
+            raise PublishError(f"{folder} is not a folder")
         key = source_key(algorithm, digest)
         if dry_run or not _exists(s3_client, bucket, key):
             if not dry_run:
@@ -249,6 +251,12 @@ def main(
             raise ConfigError("Say where to publish: --bucket B or TRAINBOT_BUCKET.")
         if not region:
             raise ConfigError("Say which region: --region R or AWS_REGION.")
+        if args.gpu_image and not args.cpu_image:
+            raise ConfigError("--gpu-image goes with --cpu-image (the image for CPU pools).")
+        if args.cpu_image and not args.gpu_image:
+            # Not silent: a CPU build on a GPU instance runs, slowly, at the GPU's price.
+            print(f"note: GPU pools will run the --cpu-image too ({args.cpu_image}); give "
+                  "--gpu-image IMAGE for a CUDA build.", file=sys.stderr)
         resolver = resolve_image or (
             fixed_image_resolver(args.cpu_image, args.gpu_image) if args.cpu_image
             else sdk_image_resolver())
@@ -314,7 +322,7 @@ def _aws_failure(exc: Exception) -> int:
 
     if not isinstance(exc, ClientError | BotoCoreError):
         raise exc
-    from bot.adapters.sagemaker_errors import translate
+    from bot.adapters.sagemaker.errors import translate
 
     print(f"error: {translate(exc).user_text()}", file=sys.stderr)
     return 1

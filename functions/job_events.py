@@ -87,7 +87,7 @@ def _apply(*, event: dict[str, Any], change: SageMakerTrainingJobEvent) -> dict[
     """``event`` is the idempotency payload (hashed by key path); ``change`` is what is used."""
     from bot.services.state_changes import record_state_change
 
-    deps = runtime.slack_bot(with_charts=runtime.charts_available()).deps
+    deps = runtime.worker(with_charts=runtime.charts_available()).deps
     version = record_state_change(deps, change.to_domain())
     if version is None:
         return {"outcome": "unknown job", "training_job": change.detail.name}

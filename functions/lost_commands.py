@@ -100,7 +100,7 @@ def parse(record: dict[str, Any]) -> LostCommand | None:
         except (ValueError, UnicodeDecodeError):
             return None
     condition = (record.get("requestContext") or {}).get("condition")
-    reason = _REASONS.get(condition, "trainbot failed while starting it")
+    reason = _REASONS.get(str(condition), "trainbot failed while starting it")
     raw_ts = _header(event.get("headers"), "x-slack-request-timestamp")
     at = int(raw_ts) if raw_ts and raw_ts.isdigit() else None
     form = dict(parse_qsl(body, keep_blank_values=True))
@@ -129,7 +129,8 @@ def parse(record: dict[str, Any]) -> LostCommand | None:
                  else None) or action.get("action_id") or "button"
         what = f"click on “{_escape(str(label))}”"
     elif kind == "view_submission":
-        view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
+        view = payload.get("view")
+        view = view if isinstance(view, dict) else {}
         title = (view.get("title") or {}).get("text") if isinstance(view.get("title"), dict) \
             else None
         what = f"“{_escape(title)}” form" if title else "form"

@@ -6,12 +6,22 @@ compare-and-set winner notifies, duplicates don't), so no event is counted twice
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from bot.domain import Algorithm, Approval, Decision, JobVersion, ResourcePool, Status
-from bot.ports import Launch
+from bot.domain import (
+    Algorithm,
+    Approval,
+    Decision,
+    JobVersion,
+    Progress,
+    ResourcePool,
+    Status,
+    TrainingJobDetail,
+)
+from bot.ports import Chat, Compute, EventReport, Launch, Links, Results
 from bot.services.context import Deps
 from functions.observability import emit
 
@@ -27,16 +37,41 @@ _OUTCOMES = {
 class MeteredCompute:
     """A Compute that counts successful launches by pool; everything else is delegated."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Compute) -> None:
         self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        self.name = inner.name
 
     def launch(self, version: JobVersion, algorithm: Algorithm, pool: ResourcePool) -> Launch:
         launched = self._inner.launch(version, algorithm, pool)
         emit("JobsLaunched", pool=pool.id)
         return launched
+
+    def stop(self, version: JobVersion) -> None:
+        self._inner.stop(version)
+
+    def describe(self, version: JobVersion) -> TrainingJobDetail | None:
+        return self._inner.describe(version)
+
+    def progress(self, version: JobVersion, algorithm: Algorithm) -> Progress | None:
+        return self._inner.progress(version, algorithm)
+
+    def results(self, version: JobVersion, algorithm: Algorithm) -> Results:
+        return self._inner.results(version, algorithm)
+
+    def logs(self, version: JobVersion, *, lines: int = 50) -> list[str]:
+        return self._inner.logs(version, lines=lines)
+
+    def links(self, version: JobVersion) -> Links:
+        return self._inner.links(version)
+
+    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
+        return self._inner.training_image(algorithm_id, pool)
+
+    def start_reporting(self, report: EventReport, active: Sequence[JobVersion]) -> None:
+        self._inner.start_reporting(report, active)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 class MeteredChat:
@@ -46,11 +81,8 @@ class MeteredChat:
     down (the services swallow chat failures for the same reason).
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Chat) -> None:
         self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     def version_created(self, version: JobVersion) -> tuple[str, str] | None:
         return self._inner.version_created(version)
@@ -60,6 +92,9 @@ class MeteredChat:
         if outcome and version.status is not previous:
             emit(outcome, pool=version.spec.pool)
         self._inner.version_changed(version, previous)
+
+    def announce(self, version: JobVersion) -> None:
+        self._inner.announce(version)
 
     def progress(self, version: JobVersion) -> None:
         self._inner.progress(version)
@@ -77,11 +112,10 @@ class MeteredChat:
                  pool=approval.pool, decision=approval.decision.value)
         self._inner.approval_decided(approval, version)
 
+    def thread_link(self, version: JobVersion) -> str | None:
+        return self._inner.thread_link(version)
+
 
 def instrument(deps: Deps) -> Deps:
-    """Wrap ``deps``' compute and chat in place (listeners built on ``deps`` see the change)."""
-    if not isinstance(deps.compute, MeteredCompute):
-        deps.compute = MeteredCompute(deps.compute)
-    if not isinstance(deps.chat, MeteredChat):
-        deps.chat = MeteredChat(deps.chat)
-    return deps
+    """``deps`` with its compute and chat metered (a new Deps; ``deps`` is left as it is)."""
+    return replace(deps, compute=MeteredCompute(deps.compute), chat=MeteredChat(deps.chat))

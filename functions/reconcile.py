@@ -31,12 +31,11 @@ tracer = make_tracer()
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """One reconciliation pass; returns its summary (the scheduler ignores it)."""
-    from bot.bootstrap import stuck_after
     from bot.services.reconcile import reconcile
 
-    bot = runtime.slack_bot(with_charts=runtime.charts_available())
-    lost = _tell_lost_commands(bot.client, context)
-    summary = reconcile(bot.deps, stuck_after=stuck_after(runtime.settings()))
+    worker = runtime.worker(with_charts=runtime.charts_available())
+    lost = _tell_lost_commands(worker.client, context)
+    summary = reconcile(worker.deps)
     for name, items in (("VersionsRepaired", summary.repaired),
                         ("VersionsStuck", summary.stuck),
                         ("LaunchesLost", summary.lost),

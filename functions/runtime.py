@@ -23,7 +23,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.slack.settings import SlackSettings
@@ -32,12 +33,14 @@ if TYPE_CHECKING:
     from slack_bolt.adapter.aws_lambda import SlackRequestHandler
 
     from bot.config import Settings
+    from bot.services.context import Deps
     from bot.slack.wiring import SlackBot
 
 __all__ = [
     "ACK_MODULES",
     "BOT_MODULES",
     "SECRET_PARAMS",
+    "Worker",
     "charts_available",
     "lambda_client",
     "load_slack_settings",
@@ -48,6 +51,7 @@ __all__ = [
     "slack_bot",
     "slack_handler",
     "slack_settings",
+    "worker",
 ]
 
 T = TypeVar("T")
@@ -61,8 +65,8 @@ SECRET_PARAMS = {
 ACK_MODULES = ("slack_bolt.adapter.aws_lambda", "bot.slack.wiring", "bot.slack.app",
                "functions.secrets")
 BOT_MODULES = (*ACK_MODULES, "bot.config", "bot.bootstrap", "bot.slack.interactions",
-               "bot.slack.notifier", "bot.adapters.store_dynamodb",
-               "bot.adapters.compute_sagemaker", "functions.metering")
+               "bot.slack.notifier", "bot.adapters.dynamodb.store",
+               "bot.adapters.sagemaker.compute", "functions.metering")
 
 _caches: list[Callable[[], None]] = []
 
@@ -95,10 +99,13 @@ def slack_settings() -> SlackSettings:
     return load_slack_settings()
 
 
-def load_slack_settings(*, ssm: Any = None, secrets_manager: Any = None) -> SlackSettings:
+def load_slack_settings(*, ssm: Any = None, secrets_manager: Any = None,
+                        secrets: Sequence[str] = tuple(SECRET_PARAMS)) -> SlackSettings:
     """Slack settings with each secret from its store when its ``*_PARAM`` is set.
 
-    ``ConfigError`` names the variable (never the value) when a parameter can't be read.
+    Only the ``secrets`` named are read (a function that never verifies a request asks for
+    the bot token alone: its role can't read the signing secret). ``ConfigError`` names the
+    variable (never the value) when a parameter can't be read.
     """
     from bot.aws import LazyClient
     from functions.secrets import read_secret
@@ -107,8 +114,9 @@ def load_slack_settings(*, ssm: Any = None, secrets_manager: Any = None) -> Slac
     # made if the SDK path is taken.
     ssm = ssm or LazyClient("ssm")
     secrets_manager = secrets_manager or LazyClient("secretsmanager")
-    overrides: dict[str, str] = {}
-    for field, variable in SECRET_PARAMS.items():
+    overrides: dict[str, Any] = {name: None for name in SECRET_PARAMS if name not in secrets}
+    for field in secrets:
+        variable = SECRET_PARAMS[field]
         name = os.environ.get(variable, "").strip()
         if name:
             overrides[field] = read_secret(name, variable, ssm=ssm,
@@ -124,21 +132,43 @@ def charts_available() -> bool:
 
 @per_container
 def slack_bot(*, with_charts: bool) -> SlackBot:
-    """The Bolt app, its Deps (DynamoDB, SageMaker, Slack chat; built on first use of
-    ``.deps``) and WebClient, metered.
-
-    One per ``with_charts`` value: the Slack function never draws charts (matplotlib stays
-    off the ack path), the others do when :func:`charts_available`.
-    """
+    """The Slack function's Bolt app, its Deps (DynamoDB, SageMaker, Slack chat; built on
+    first use of ``.deps``, metered) and WebClient. The Slack function never draws charts
+    (matplotlib stays off the ack path)."""
     from bot.slack.wiring import build_slack_bot
 
-    def meter(deps: Any) -> None:
-        from functions.metering import instrument
+    def metered(deps: Deps) -> Deps:
+        from functions.metering import instrument  # the domain models: off the ack path
 
-        instrument(deps)
+        return instrument(deps)
 
     return build_slack_bot(settings, slack_settings(), with_charts=with_charts,
-                           process_before_response=True, lazy_deps=True, on_deps=meter)
+                           process_before_response=True, lazy_deps=True, on_deps=metered)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What the job-events and reconcile functions run on."""
+
+    deps: Deps
+    client: Any  # slack_sdk.WebClient
+
+
+@per_container
+def worker(*, with_charts: bool) -> Worker:
+    """Metered Deps that tell Slack through a plain Web client: no Bolt app and no signing
+    secret (these functions verify no Slack request; their roles can't read it). Charts are
+    drawn when :func:`charts_available`."""
+    from bot.domain import ConfigError
+    from bot.slack.wiring import build_slack_deps, web_client
+    from functions.metering import instrument
+
+    slack = load_slack_settings(secrets=("bot_token",))
+    if slack.bot_token is None:
+        raise ConfigError("SLACK_BOT_TOKEN is not set (Slack app → OAuth & Permissions).")
+    client = web_client(slack.bot_token.get_secret_value(), slack.api_url)
+    deps = build_slack_deps(settings(), client, with_charts=with_charts)
+    return Worker(deps=instrument(deps), client=client)
 
 
 @per_container

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.domain import (
@@ -24,7 +25,7 @@ from bot.domain import (
     TrainingJobStateChange,
 )
 from bot.domain.job import VERSION_FIXED_FIELDS as _IMMUTABLE
-from bot.ports import Launch, Links, Results
+from bot.ports import EventReport, Launch, Links, Results
 
 
 class MemoryStore:
@@ -214,6 +215,9 @@ class FakeCompute:
         self.launched: list[JobVersion] = []
         self.stopped: list[str] = []
         self.fail_with: BackendError | None = None
+        self.reporting_to: EventReport | None = None
+        self.taken_back: list[JobVersion] = []
+        self.closed = False
         self.results_value = Results(evaluation={"objective": {"metric": "acc", "value": 0.9}},
                                      log_tail=["done"])
         self._lock = threading.Lock()
@@ -245,6 +249,16 @@ class FakeCompute:
     def links(self, version: JobVersion) -> Links:
         return Links(tensorboard=f"http://127.0.0.1:6006/#scalars&regexInput={version.backend_job_name}",
                      console=f"http://console/{version.backend_job_name}")
+
+    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
+        return None  # runs no image, like the local backend
+
+    def start_reporting(self, report: EventReport, active: Sequence[JobVersion]) -> None:
+        self.reporting_to = report
+        self.taken_back = list(active)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class RecordingChat:
@@ -278,6 +292,10 @@ class RecordingChat:
 
     def approval_decided(self, approval, version):  # type: ignore[no-untyped-def]
         self.calls.append(("decided", (approval.id, approval.decision)))
+
+    def thread_link(self, version: JobVersion) -> str | None:
+        return f"https://slack.example/archives/{version.channel}/p{version.message_ts}" if (
+            version.channel and version.message_ts) else None
 
 
 def event(name: str, status: str, secondary: str | None = None, **detail: object

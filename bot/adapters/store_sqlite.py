@@ -268,8 +268,8 @@ class SqliteStore:
                     version.request_key,
                     _ts(version.created_at),
                     _ts(version.ended_at) if version.ended_at else None,
-                    version.model_dump_json(include=FIXED_FIELDS),
-                    version.model_dump_json(exclude=_STATE_EXCLUDE),
+                    version.model_dump_json(include=set(FIXED_FIELDS)),
+                    version.model_dump_json(exclude=set(_STATE_EXCLUDE)),
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -284,7 +284,7 @@ class SqliteStore:
     def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
         """Newest first; all channels when ``channel`` is None."""
         if channel is None:
-            sql, args = "SELECT * FROM jobs", ()
+            sql, args = "SELECT * FROM jobs", tuple[str, ...]()
         else:
             sql, args = "SELECT * FROM jobs WHERE channel = ?", (channel,)
         rows = self._conn().execute(
@@ -353,7 +353,7 @@ class SqliteStore:
                     _undelivered(version),
                     version.backend_job_name,
                     _ts(version.ended_at) if version.ended_at else None,
-                    version.model_dump_json(exclude=_STATE_EXCLUDE),
+                    version.model_dump_json(exclude=set(_STATE_EXCLUDE)),
                     version.job,
                     version.number,
                     version.revision,

@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bot.adapters.local_runs import (
+from bot.adapters.local.runs import (
     process_status,
     read_json,
     signal_group,

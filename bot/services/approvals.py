@@ -48,7 +48,7 @@ def request_approval(
     ))
     ref, error = try_chat("approval card", lambda: deps.chat.approval_requested(approval, version))
     if ref:
-        channel, ts = ref  # type: ignore[misc]
+        channel, ts = ref
         approval = deps.store.set_approval_message(approval.id, channel=channel, ts=ts)
     elif error is not None:
         # Approvers were told directly; the requester's answer names the request either way.

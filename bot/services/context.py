@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.catalog import Catalog
+from bot.domain import Approval, JobVersion, Status
 from bot.ports import Chat, Clock, Compute, DataGuard, JobStore
 from bot.services.authz import Policy
 
@@ -21,22 +22,26 @@ log = logging.getLogger("trainbot")
 class NullChat:
     """A Chat that tells nobody (the CLI prints instead)."""
 
-    def version_created(self, version):  # type: ignore[no-untyped-def]
+    def version_created(self, version: JobVersion) -> tuple[str, str] | None:
         return None
 
-    def version_changed(self, version, previous):  # type: ignore[no-untyped-def]
+    def version_changed(self, version: JobVersion, previous: Status) -> None:
         return None
 
-    def announce(self, version):  # type: ignore[no-untyped-def]
+    def announce(self, version: JobVersion) -> None:
         return None
 
-    def progress(self, version):  # type: ignore[no-untyped-def]
+    def progress(self, version: JobVersion) -> None:
         return None
 
-    def approval_requested(self, approval, version):  # type: ignore[no-untyped-def]
+    def approval_requested(self, approval: Approval, version: JobVersion
+                           ) -> tuple[str, str] | None:
         return None
 
-    def approval_decided(self, approval, version):  # type: ignore[no-untyped-def]
+    def approval_decided(self, approval: Approval, version: JobVersion) -> None:
+        return None
+
+    def thread_link(self, version: JobVersion) -> str | None:
         return None
 
 

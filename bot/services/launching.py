@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
+from functools import partial
 
 from bot.domain import (
     BackendError,
@@ -68,11 +69,11 @@ def post_card(deps: Deps, version: JobVersion) -> JobVersion:
     ref, error = try_chat("card", lambda: deps.chat.version_created(version))
     if ref is None and error is None:
         return version  # no channel: nothing to post
-    if error is not None:
+    if ref is None:
         _, saved = mutate_version(deps.store, version.job, version.number,
                                   lambda v: v.model_copy(update={"card_error": error}))
         return saved
-    channel, ts = ref  # type: ignore[misc]
+    channel, ts = ref
     _, saved = mutate_version(
         deps.store, version.job, version.number,
         lambda v: v.model_copy(update={"channel": channel, "message_ts": ts,
@@ -209,24 +210,25 @@ def _withdraw(
             update={"failure_reason": message})
 
     approval = None
+    attempts = 0
     if version.approval_id:
         try:
             approval = deps.store.get_approval(version.approval_id)
         except NotFound:
             approval = None  # the request is written right after the version
-    for _ in range(MAX_ATTEMPTS if approval is not None and approval.pending else 0):
+    while approval is not None and approval.pending and attempts < MAX_ATTEMPTS:
+        attempts += 1
         current = deps.store.get_version(version.job, version.number)
         if current.status is not Status.AWAITING_APPROVAL:
             return current, current
         try:
             decided, after = deps.store.decide_approval_and_version(
-                approval.id, Decision.WITHDRAWN, by=user, at=now,  # type: ignore[union-attr]
+                approval.id, Decision.WITHDRAWN, by=user, at=now,
                 version=withdrawn(current))
         except StaleWrite:
             continue
         except Conflict:
             break  # decided first: the version moved with it (or older data left it behind)
-        notify("approval decided",
-               lambda d=decided, a=after: deps.chat.approval_decided(d, a))  # type: ignore[misc]
+        notify("approval decided", partial(deps.chat.approval_decided, decided, after))
         return current, after
     return mutate_version(deps.store, version.job, version.number, withdrawn)

@@ -18,6 +18,7 @@ from bot.domain import (
 )
 from bot.ports import Links
 from bot.services.context import Deps
+from bot.services.stuck import is_stuck
 
 __all__ = [
     "MetricDelta",
@@ -45,8 +46,9 @@ class StatusOverview:
     gpus_by_pool: dict[str, int] = field(default_factory=dict)
 
 
-def status_overview(deps: Deps, *, stuck_after: timedelta) -> StatusOverview:
-    """What on-call asks at 3 a.m.: running, queued, awaiting, failed in 24 h, stuck, GPUs."""
+def status_overview(deps: Deps) -> StatusOverview:
+    """What on-call asks at 3 a.m.: running, queued, awaiting, failed in 24 h, stuck (by
+    :func:`~bot.services.stuck.is_stuck`), GPUs."""
     now = deps.clock.now()
     out = StatusOverview(now=now)
     for v in sorted(deps.store.list_active(), key=lambda v: v.created_at):
@@ -60,7 +62,7 @@ def status_overview(deps: Deps, *, stuck_after: timedelta) -> StatusOverview:
             if pool is not None and pool.total_gpus:
                 out.gpus_in_use += pool.total_gpus
                 out.gpus_by_pool[pool.id] = out.gpus_by_pool.get(pool.id, 0) + pool.total_gpus
-            if now - v.last_sign_of_life > stuck_after:
+            if is_stuck(deps, v, now=now):
                 out.stuck.append(v)
     out.failed_recent = sorted(
         (v for v in deps.store.list_ended_since(now - timedelta(hours=24))
@@ -144,13 +146,15 @@ def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
     if deps.catalog.algorithms_root is not None:
         digest = source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
     details = [f"source sha256:{digest[:12]}"] if digest else []
-    image_of = getattr(deps.compute, "training_image", None)  # SageMaker: the published image
     pool = deps.catalog.pools.get(version.spec.pool)
-    if image_of is not None and pool is not None:
+    if pool is not None:
         try:
-            details.append(f"image {image_of(version.spec.algorithm, pool)}")
+            image = deps.compute.training_image(version.spec.algorithm, pool)
         except TrainbotError:
             details.append("image: not published")
+        else:
+            if image is not None:  # None: the backend runs no image (local subprocesses)
+                details.append(f"image {image}")
     nodes.append(LineageNode(
         kind="algorithm", label=f"{version.spec.algorithm}@{version.spec.algorithm_version}",
         detail="; ".join(details),

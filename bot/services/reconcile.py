@@ -6,8 +6,8 @@ For every active version it compares what trainbot stored with what the backend 
   :func:`record_state_change`, exactly as if the event had arrived — same state machine,
   same idempotency, same card update, thread reply and announcement;
 - ``TRAINING`` versions get their live progress refreshed (the chat coalesces edits);
-- running versions silent for longer than ``stuck_after`` are reported as stuck (the rule
-  ``/train status`` uses);
+- running versions silent for longer than ``deps.stuck_after`` are reported as stuck
+  (:func:`~bot.services.stuck.is_stuck`, the rule ``/train status`` uses);
 - approval requests past their deadline are expired, so their cards say so without anyone
   clicking; a request decided while its version still awaits it (a crash between the two
   writes of older trainbots) has its decision applied — an approved version launches;
@@ -38,6 +38,7 @@ from bot.services import approvals
 from bot.services.context import Deps
 from bot.services.launching import dispatch_queued, record_launch_failure
 from bot.services.state_changes import record_state_change, refresh_progress
+from bot.services.stuck import is_stuck
 from bot.services.versions import deliver_outbox
 
 __all__ = ["ReconcileSummary", "reconcile"]
@@ -65,9 +66,7 @@ class ReconcileSummary:
         return asdict(self)
 
 
-def reconcile(
-    deps: Deps, *, stuck_after: timedelta, grace: timedelta = DEFAULT_GRACE
-) -> ReconcileSummary:
+def reconcile(deps: Deps, *, grace: timedelta = DEFAULT_GRACE) -> ReconcileSummary:
     """One pass over the active versions (an index query, never a scan)."""
     summary = ReconcileSummary()
     now = deps.clock.now()
@@ -78,8 +77,7 @@ def reconcile(
                 and now - version.created_at >= grace):
             pools_with_waiting.add(version.spec.pool)
         try:
-            _reconcile_version(deps, version, now=now, stuck_after=stuck_after, grace=grace,
-                               summary=summary)
+            _reconcile_version(deps, version, now=now, grace=grace, summary=summary)
         except Exception:
             log.exception("reconciling %s failed", version.label)
             summary.errors.append(version.label)
@@ -102,8 +100,8 @@ def reconcile(
 
 
 def _reconcile_version(
-    deps: Deps, version: JobVersion, *, now: datetime, stuck_after: timedelta,
-    grace: timedelta, summary: ReconcileSummary,
+    deps: Deps, version: JobVersion, *, now: datetime, grace: timedelta,
+    summary: ReconcileSummary,
 ) -> None:
     if version.status is Status.AWAITING_APPROVAL:
         _settle_request(deps, version, now=now, summary=summary)
@@ -130,7 +128,7 @@ def _reconcile_version(
         if refreshed is not current:
             summary.refreshed.append(current.label)
         current = refreshed
-    if not current.status.terminal and now - current.last_sign_of_life > stuck_after:
+    if is_stuck(deps, current, now=now):
         summary.stuck.append(f"{current.label}: {current.status.value}")
 
 
@@ -157,6 +155,3 @@ def _settle_request(
     except Conflict:
         return  # someone decided in the meantime: their decision stands
     summary.expired.append(f"{version.label} ({approval.id})")
-
-
-

@@ -11,11 +11,12 @@ import logging
 
 from bot.domain import JobVersion, Status, TrainingJobStateChange
 from bot.domain.events import INTERRUPTED
+from bot.ports import Results
 from bot.services.context import Deps
 from bot.services.launching import dispatch_queued
 from bot.services.versions import mutate_version, notify, tell_change
 
-__all__ = ["record_state_change", "refresh_progress"]
+__all__ = ["ServiceEvents", "record_state_change", "refresh_progress"]
 
 log = logging.getLogger("trainbot")
 
@@ -78,7 +79,8 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
     return after
 
 
-def _terminal_fields(deps: Deps, v: JobVersion, event: TrainingJobStateChange, results) -> dict:  # type: ignore[no-untyped-def]
+def _terminal_fields(deps: Deps, v: JobVersion, event: TrainingJobStateChange,
+                     results: Results | None) -> dict[str, object]:
     detail = event.detail
     out: dict[str, object] = {}
     if detail.final_metrics:
@@ -144,3 +146,19 @@ def refresh_progress(deps: Deps, version: JobVersion) -> JobVersion:
     if after is not before:
         notify("progress", lambda: deps.chat.progress(after))
     return after
+
+
+class ServiceEvents:
+    """The :class:`~bot.ports.EventReport` a self-supervising compute (local) reports to:
+    the same service SageMaker's EventBridge events reach."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def state_changed(self, event: TrainingJobStateChange) -> None:
+        record_state_change(self._deps, event)
+
+    def progressed(self, backend_job_name: str) -> None:
+        version = self._deps.store.find_by_backend_name(backend_job_name)
+        if version is not None:
+            refresh_progress(self._deps, version)

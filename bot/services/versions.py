@@ -7,11 +7,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from bot.domain import ChatUndelivered, JobVersion, StaleWrite
 from bot.domain.job import ANNOUNCE
 from bot.ports import JobStore
 from bot.services.context import Deps
+
+T = TypeVar("T")
 
 __all__ = ["deliver_outbox", "mutate_version", "notify", "tell_change", "try_chat"]
 
@@ -51,7 +54,7 @@ def notify(what: str, call: Callable[[], object]) -> object | None:
         return None
 
 
-def try_chat(what: str, call: Callable[[], object]) -> tuple[object | None, str | None]:
+def try_chat(what: str, call: Callable[[], T]) -> tuple[T | None, str | None]:
     """Run a chat call; return ``(result, None)``, or ``(None, code)`` when the chat didn't
     take it (``code`` is the chat's error code, ``internal_error`` for a crash)."""
     try:

@@ -22,7 +22,7 @@ from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from bot.commands import parse, unescape_slack
+from bot.commands import Help, StartForm, parse, unescape_slack
 from bot.domain import InvalidInput
 from bot.slack import options
 from bot.slack.blocks import fallback_text, render_blocks
@@ -37,12 +37,15 @@ __all__ = ["BUTTONS", "MODALS", "MODAL_BUTTONS", "build_app"]
 
 log = logging.getLogger("trainbot.slack")
 
-# Buttons whose work runs lazily: each ``action_id`` names its function in interactions.
+# Buttons that stand for a command (``interactions.BUTTON_COMMANDS`` maps each to it); the
+# command runs lazily, through the same dispatch as `/train`.
 BUTTONS = (
     "show_lineage", "show_logs", "show_eval", "stop_version", "approve_request",
     "delete_preset",
 )
-# Buttons that open a modal: the ack opens a "loading" modal while the trigger is fresh.
+# Buttons that open a modal (a form whose submission is the command): the ack opens a
+# "loading" modal while the trigger is fresh; the lazy half, the interactions function of
+# that name, fills it in.
 MODAL_BUTTONS = {
     "reject_request": "Reject request", "rerun_version": "Rerun", "save_preset": "Save as preset",
 }
@@ -94,11 +97,11 @@ def build_app(
         except InvalidInput as exc:
             ack(response_type="ephemeral", text=esc_keep_mentions(exc.user_text()))
             return
-        if cmd.name == "help":
+        if isinstance(cmd, Help):
             doc = help_doc(cmd.topic)
             ack(response_type="ephemeral", text=fallback_text(doc), blocks=render_blocks(doc))
             return
-        if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+        if isinstance(cmd, StartForm):
             _open_loading(client, command.get("trigger_id"), "Start training")
         shown = esc(unescape_slack(text)[:200]).replace("`", "'")
         ack(response_type="ephemeral", text=f":hourglass: `/train {shown}` …")
@@ -120,10 +123,10 @@ def build_app(
     app.command("/train", matchers=[answered_in_ack])(ack_command)
     app.command("/train")(ack=ack_command, lazy=[run_command])
     for action_id in BUTTONS:
-        app.action(action_id)(ack=_ack, lazy=[_button(action_id, deps)])
+        app.action(action_id)(ack=_ack, lazy=[_pressed(action_id, deps)])
     for action_id, title in MODAL_BUTTONS.items():
-        app.action(action_id)(ack=_ack_opening(title), lazy=[_button(action_id, deps)])
-    app.action(START_PRESET)(ack=_ack, lazy=[_button("start_preset", deps)])
+        app.action(action_id)(ack=_ack_opening(title), lazy=[_opened(action_id, deps)])
+    app.action(START_PRESET)(ack=_ack, lazy=[_pressed("start_preset", deps)])
     app.action("open_tensorboard")(_ack)  # a URL button: Slack opens the link itself
     app.options(options.ACTION_ID)(_suggest(deps))
     for callback_id, has_submit in MODALS.items():
@@ -175,7 +178,7 @@ def _ack_opening(title: str) -> Callable[..., None]:
 
 def _answered_in_ack(command: dict) -> bool:
     try:
-        return parse(command.get("text", ""), from_slack=True).name == "help"
+        return isinstance(parse(command.get("text", ""), from_slack=True), Help)
     except InvalidInput:
         return True
 
@@ -185,7 +188,17 @@ def _answered_in_ack(command: dict) -> bool:
 # is named for what it runs.
 
 
-def _button(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
+def _pressed(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
+    def run(body: dict, respond: Callable[..., Any], client: Any) -> None:
+        from bot.slack import interactions
+
+        interactions.press(action_id, deps, body, respond)
+
+    run.__name__ = run.__qualname__ = action_id
+    return run
+
+
+def _opened(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
     def run(body: dict, respond: Callable[..., Any], client: Any) -> None:
         from bot.slack import interactions
 

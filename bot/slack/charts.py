@@ -6,7 +6,7 @@ import io
 
 from bot.domain import JobVersion
 
-__all__ = ["chart_for", "confusion_matrix_png"]
+__all__ = ["chart_for", "confusion_chart_for", "confusion_matrix_png"]
 
 
 def chart_for(version: JobVersion) -> bytes | None:
@@ -36,6 +36,16 @@ def chart_for(version: JobVersion) -> bytes | None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def confusion_chart_for(version: JobVersion) -> bytes | None:
+    """A classifier's confusion matrix as a picture; None when its evaluation has none."""
+    ev = version.evaluation or {}
+    matrix = ev.get("confusion_matrix")
+    if not matrix:
+        return None
+    classes = [str(c) for c in ev.get("classes") or range(len(matrix))]
+    return confusion_matrix_png(matrix, classes, f"{version.label} confusion matrix")
 
 
 def confusion_matrix_png(matrix: list[list[int]], classes: list[str], title: str) -> bytes:

@@ -18,6 +18,7 @@ from bot.catalog import Catalog
 from bot.domain import Algorithm, HyperParameter, InvalidInput, Preset
 from bot.domain.algorithm import HPValue, HyperParameterType
 from bot.slack import options as opt
+from bot.slack.loading import TITLE_MAX, modal_title, shorten
 from bot.slack.options import HP_BLOCK, MAX_OPTIONS, plain_text
 from bot.views.mrkdwn import code, esc
 
@@ -34,14 +35,12 @@ __all__ = [
 ]
 
 View = dict[str, Any]
-TITLE_MAX = 24  # also submit and close
+# TITLE_MAX (24) also limits submit and close.
 LABEL_MAX = 2000
 HINT_MAX = 2000
 PLACEHOLDER_MAX = 150
 METADATA_MAX = 3000
 MAX_BLOCKS = 100
-# Names of jobs and algorithms break at these rather than mid-word.
-_ID_BREAKS = " -_."
 
 
 def _label(t: str) -> dict[str, Any]:
@@ -53,10 +52,11 @@ def _hint(t: str) -> dict[str, Any]:
 
 
 def rerun_title(job: str, number: int) -> str:
-    """"Rerun <job> v<n>" in a modal title's 24 characters, shortening the job name."""
+    """"Rerun <job> v<n>" in a modal title's 24 characters: the job name is shortened, the
+    version kept."""
     tail = f" v{number}"
     room = TITLE_MAX - len("Rerun ") - len(tail)
-    return "Rerun " + opt.clip(job, room, breaks=_ID_BREAKS) + tail
+    return "Rerun " + shorten(job, room) + tail
 
 
 def _modal(callback_id: str, title: str, blocks: list[dict], meta: dict, submit: str) -> View:
@@ -68,7 +68,7 @@ def _modal(callback_id: str, title: str, blocks: list[dict], meta: dict, submit:
         raise ValueError(f"a modal holds at most {MAX_BLOCKS} blocks, not {len(blocks)}")
     return {
         "type": "modal", "callback_id": callback_id,
-        "title": plain_text(opt.clip(title, TITLE_MAX, breaks=_ID_BREAKS), TITLE_MAX),
+        "title": modal_title(title),
         "submit": plain_text(submit, TITLE_MAX), "close": plain_text("Cancel", TITLE_MAX),
         "private_metadata": metadata, "blocks": blocks,
     }
@@ -102,7 +102,7 @@ def start_choice_view(catalog: Catalog, presets: list[Preset], meta: dict) -> Vi
         source = _external("Type to search algorithms and presets")
     pools = [opt.pool_option(p.id, p.instance_type) for p in catalog.pools.values()]
     pool = _select(pools) if len(pools) <= MAX_OPTIONS else _external("Type to search pools")
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {"type": "input", "block_id": opt.SOURCE_BLOCK, "label": _label("Algorithm or preset"),
          "element": source},
         {"type": "input", "block_id": opt.POOL_BLOCK, "label": _label("Resource pool"),
@@ -237,7 +237,7 @@ def reason_view(approval_id: str, meta: dict) -> View:
 
 
 def save_preset_view(meta: dict) -> View:
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {"type": "input", "block_id": "name", "label": _label("Preset name"),
          "hint": _hint("1-64 letters, digits, - or _. Can't be changed later."),
          "element": {"type": "plain_text_input", "action_id": "value", "max_length": 64}},

@@ -28,6 +28,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -194,7 +195,7 @@ def _handler(app: Any, idle_timeout_s: float) -> type[BaseHTTPRequestHandler]:
             data = body.encode()
             # A connection with a body left unread can't carry another request; when every
             # worker is taken, one kept open for a next request would make others wait.
-            close = unread_body or self.server.crowded()  # type: ignore[attr-defined]
+            close = unread_body or self.server.crowded()  # type: ignore[attr-defined]  # our server class
             self.send_response(status)
             for key, values in (headers or {}).items():
                 for value in values if isinstance(values, list) else [values]:
@@ -280,7 +281,7 @@ def _drain(sock: socket.socket, *, seconds: float = 1.0, limit: int = MAX_BODY) 
 
 def _answer(app: Any, raw: bytes, query: str, header_items: Any
             ) -> tuple[int, str, dict[str, Any]]:
-    headers = {k.lower(): [v] for k, v in header_items}
+    headers: dict[str, str | Sequence[str]] = {k.lower(): [v] for k, v in header_items}
     if bad_timestamp(headers):
         return 401, UNAUTHORIZED_BODY, _JSON
     try:

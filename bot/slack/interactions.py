@@ -1,10 +1,14 @@
-"""What `/train`, the buttons and the modals do once acked: rerun with approval,
-approve/reject, presets, the start form.
+"""What `/train`, the buttons and the modals do once acked — as translations only.
+
+Every slash command, button and form submission becomes a command (:mod:`bot.commands`)
+run by :func:`bot.dispatch.execute`, the path `trainbot` takes too; this module turns Slack
+payloads (a command's text, a button's value, a form's fields) into those commands and the
+replies into Slack answers (an ephemeral message, a modal, field errors). Every request is
+held to the channel allow-list first.
 
 ``bot.slack.app`` registers the listeners and imports this module only when one of them
-runs, so a cold Lambda acks without importing the domain, the services or the store. Each
-function here is named for the ``action_id`` / ``callback_id`` it serves and takes a
-:data:`DepsSource` — the bot's dependencies are built on first use, here.
+runs, so a cold Lambda acks without importing the domain, the services or the store. The
+functions take a :data:`DepsSource` — the bot's dependencies are built on first use, here.
 
 View submissions validate in the ack (cheap, no I/O beyond the catalog) so field errors come
 back inline (``response_action: errors``) instead of as a failed submission.
@@ -18,40 +22,50 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from bot.commands import parse
-from bot.dispatch import Actor, execute
-from bot.domain import (
-    ChatUndelivered,
-    InvalidInput,
-    JobVersion,
-    NotFound,
-    Status,
-    TrainbotError,
+from bot.commands import (
+    Approve,
+    Command,
+    Eval,
+    Help,
+    Lineage,
+    Logs,
+    PresetDelete,
+    PresetSave,
+    Reject,
+    Rerun,
+    Start,
+    StartForm,
+    Stop,
+    parse,
 )
+from bot.dispatch import Actor, Reply, execute
+from bot.domain import ChatUndelivered, InvalidInput, JobVersion, NotFound, Status, TrainbotError
 from bot.domain.approval import Approval
+from bot.domain.job import validate_job_name
 from bot.domain.preset import PRESET_NAME
 from bot.error_text import user_text
-from bot.services import approvals, launching, presets, queries, requests
+from bot.services import approvals, presets
 from bot.services.context import Deps
 from bot.slack import forms, options
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.slack.hints import card_hint
 from bot.slack.loading import external_id, message_view
 from bot.slack.notifier import slack_call
-from bot.views import presenters
-from bot.views.doc import Doc
 from bot.views.mrkdwn import code, esc, esc_keep_mentions
 
-__all__ = ["DepsSource", "open_start_modal", "run_command"]
+__all__ = ["BUTTON_COMMANDS", "DepsSource", "open_start_modal", "press", "run_command"]
 
 log = logging.getLogger("trainbot.slack")
 Respond = Callable[..., Any]
 Ack = Callable[..., None]
 DepsSource = Callable[[], Deps]
+# What the user hears: the text, and the blocks when there are any.
+Message = tuple[str, list[dict] | None]
 
 
-def _ref(body: dict) -> tuple[str, int]:
-    job, _, number = body["actions"][0]["value"].rpartition(":")
+def _ref(value: str) -> tuple[str, int]:
+    """A version button's value: ``JOB:N``."""
+    job, _, number = value.rpartition(":")
     return job, int(number)
 
 
@@ -61,7 +75,7 @@ def _actor(body: dict) -> Actor:
     trigger = body.get("trigger_id")
     team = (body.get("team") or {}).get("id", "")
     return Actor(user=body["user"]["id"], channel=channel,
-                 request_key=f"{team}:{trigger}" if trigger else None)
+                 request_key=f"{team}:{trigger}" if trigger else None, interactive=True)
 
 
 def _reply(respond: Respond, text: str, blocks: list[dict] | None = None) -> None:
@@ -83,30 +97,29 @@ def _reply(respond: Respond, text: str, blocks: list[dict] | None = None) -> Non
                 text=text + "\n(Slack refused the formatted answer; the log has the details.)")
 
 
-def _say(respond: Respond, doc: Doc) -> None:
-    _reply(respond, fallback_text(doc), render_blocks(doc))
-
-
 def _fail(respond: Respond, exc: Exception) -> None:
-    _reply(respond, ":warning: " + esc_keep_mentions(user_text(exc, log=log)))
+    _reply(respond, _problem(exc))
 
 
-def _guard(work: Callable[[Deps, dict, Respond, Any], None]
-           ) -> Callable[[DepsSource, dict, Respond, Any], None]:
-    """Every lazy listener ends in a message to the user — never a silent drop, even when
-    the dependencies themselves can't be built. Every button is held to the channel
-    allow-list."""
+def _problem(exc: Exception) -> str:
+    return ":warning: " + esc_keep_mentions(user_text(exc, log=log))
 
-    def run(deps: DepsSource, body: dict, respond: Respond, client: Any) -> None:
-        try:
-            built = deps()
-            built.policy.check_slack_channel(_actor(body).channel)
-            work(built, body, respond, client)
-        except Exception as exc:
-            _fail(respond, exc)
 
-    run.__name__ = work.__name__
-    return run
+def _message(cmd: Command, reply: Reply) -> Message:
+    """A reply as Slack shows it. A launch's card is in the channel already (or its absence
+    is explained): the requester hears one line about it."""
+    if reply.public and reply.version is not None:
+        preset = cmd.preset if isinstance(cmd, Start) else None
+        return launched_text(reply.version, reply.approval, preset=preset), None
+    return fallback_text(reply.doc), render_blocks(reply.doc)
+
+
+def _run(deps: Deps, cmd: Command, actor: Actor, respond: Respond) -> None:
+    """Run a command and answer through the ``response_url`` — never a silent drop."""
+    try:
+        _reply(respond, *_message(cmd, execute(deps, cmd, actor)))
+    except Exception as exc:
+        _fail(respond, exc)
 
 
 def _modal_guard(title: str) -> Callable[[Callable[[Deps, dict, Respond, Any], dict]],
@@ -122,9 +135,9 @@ def _modal_guard(title: str) -> Callable[[Callable[[Deps, dict, Respond, Any], d
                 built.policy.check_slack_channel(_actor(body).channel)
                 view = work(built, body, respond, client)
             except Exception as exc:
-                text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
+                text = _problem(exc)
                 if _fill_modal(client, body["trigger_id"], message_view(title, text)):
-                    _fail(respond, exc)
+                    _reply(respond, text)
                 return
             problem = _fill_modal(client, body["trigger_id"], view)
             if problem:
@@ -180,32 +193,20 @@ def run_command(deps_source: DepsSource, command: dict, respond: Respond, client
         cmd = parse(command.get("text", ""), from_slack=True)
     except InvalidInput:
         return  # already answered in the ack
-    if cmd.name == "help":
-        return
-    if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+    if isinstance(cmd, Help):
+        return  # answered in the ack
+    if isinstance(cmd, StartForm):
         try:
             problem = open_start_modal(deps, client, command["trigger_id"], actor)
         except Exception as exc:
-            text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
+            text = _problem(exc)
             _fill_modal(client, command["trigger_id"], message_view("Start training", text))
             _reply(respond, text)
             return
         if problem:
             _reply(respond, _modal_problem(problem))
         return
-    try:
-        reply = execute(deps, cmd, actor, stuck_after=deps.stuck_after)
-    except Exception as exc:
-        _fail(respond, exc)
-        return
-    if reply.public and reply.version is not None:
-        _reply(respond, launched_text(reply.version, reply.approval))
-        return
-    _say(respond, reply.doc)
-    if cmd.name == "eval" and reply.version is not None:
-        post = getattr(deps.chat, "post_confusion_matrix", None)
-        if post is not None:
-            post(reply.version, channel=actor.channel)
+    _run(deps, cmd, actor, respond)
 
 
 def launched_text(version: JobVersion, approval: Approval | None, *,
@@ -239,44 +240,36 @@ def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> 
     return _fill_modal(client, trigger_id, view)
 
 
-# -- buttons (one function per action_id) ----------------------------------------------------
+# -- buttons -------------------------------------------------------------------------------
+
+# Each button stands for a command: its action_id → the command, built from its value.
+# The Delete button is behind Slack's own confirm dialog, so it deletes at once.
+BUTTON_COMMANDS: dict[str, Callable[[str], Command]] = {
+    "show_lineage": lambda value: Lineage(*_ref(value)),
+    "show_logs": lambda value: Logs(*_ref(value)),
+    "show_eval": lambda value: Eval(*_ref(value)),
+    "stop_version": lambda value: Stop(*_ref(value)),
+    "approve_request": lambda value: Approve(request_id=value),
+    "start_preset": lambda value: Start(preset=value),
+    "delete_preset": lambda value: PresetDelete(name=value, confirmed=True),
+}
 
 
-@_guard
-def show_lineage(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    job, number = _ref(body)
-    _say(respond, presenters.lineage_doc(queries.lineage(deps, job, number)))
+def press(action_id: str, deps_source: DepsSource, body: dict, respond: Respond) -> None:
+    """A button that stands for a command: run it as `/train` would, answer ephemerally."""
+    try:
+        deps = deps_source()
+        actor = _actor(body)
+        deps.policy.check_slack_channel(actor.channel)
+        cmd = BUTTON_COMMANDS[action_id](body["actions"][0]["value"])
+    except Exception as exc:
+        _fail(respond, exc)
+        return
+    _run(deps, cmd, actor, respond)
 
 
-@_guard
-def show_logs(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    v = queries.get_version(deps, *_ref(body))
-    _say(respond, presenters.logs_doc(v, queries.logs(deps, v, lines=40)))
-
-
-@_guard
-def show_eval(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    version = queries.get_version(deps, *_ref(body))
-    _say(respond, presenters.eval_doc(version))
-    post = getattr(deps.chat, "post_confusion_matrix", None)
-    if post is not None:
-        post(version, channel=_actor(body).channel)
-
-
-@_guard
-def stop_version(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    job, number = _ref(body)
-    v = launching.stop_version(deps, user=body["user"]["id"], job=job, number=number)
-    _say(respond, Doc(title=f"{v.status.emoji} {esc(v.label)}: {v.status.value.lower()}."))
-
-
-@_guard
-def approve_request(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    approval_id = body["actions"][0]["value"]
-    _, v = approvals.decide(deps, approval_id=approval_id, user=body["user"]["id"],
-                            approve=True)
-    _say(respond, Doc(title=f":white_check_mark: Approved — {esc(v.label)} is "
-                            f"{v.status.value.lower()}."))
+# Buttons that open a form (one function per action_id): the form's submission is the
+# command; the button only checks what it can before the form is filled in.
 
 
 @_modal_guard("Reject request")
@@ -288,7 +281,7 @@ def reject_request(deps: Deps, body: dict, respond: Respond, client: Any) -> dic
 
 @_modal_guard("Rerun")
 def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
-    job, number = _ref(body)
+    job, number = _ref(body["actions"][0]["value"])
     v = deps.store.get_version(job, number)
     algorithm = deps.catalog.algorithm(v.spec.algorithm)
     meta = {"job": job, "version": number, "channel": _actor(body).channel}
@@ -299,25 +292,10 @@ def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> dict
 
 @_modal_guard("Save as preset")
 def save_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
-    job, number = _ref(body)
+    job, number = _ref(body["actions"][0]["value"])
     deps.store.get_version(job, number)
     return forms.save_preset_view(
         {"job": job, "version": number, "channel": _actor(body).channel})
-
-
-@_guard
-def start_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    actor = _actor(body)
-    req = requests.LaunchRequest(user=actor.user, preset=body["actions"][0]["value"],
-                                  channel=actor.channel, request_key=actor.request_key)
-    v, approval = requests.start_job(deps, req)
-    _reply(respond, launched_text(v, approval, preset=v.spec.preset))
-
-
-@_guard
-def delete_preset(deps: Deps, body: dict, respond: Respond, client: Any) -> None:
-    p = presets.delete_preset(deps, user=body["user"]["id"], name=body["actions"][0]["value"])
-    _say(respond, Doc(title=f":wastebasket: Preset *{esc(p.name)}* deleted."))
 
 
 def suggest_options(deps_source: DepsSource, body: dict) -> dict:
@@ -333,7 +311,8 @@ def suggest_options(deps_source: DepsSource, body: dict) -> dict:
         return {"options": []}
 
 
-# -- modals: ``<callback_id>_ack`` answers the submission, ``<callback_id>_submit`` acts -----
+# -- modals: ``<callback_id>_ack`` answers the submission, ``<callback_id>_submit`` runs the
+# command the form stands for ------------------------------------------------------------------
 
 
 def _meta(body: dict) -> dict:
@@ -343,40 +322,49 @@ def _meta(body: dict) -> dict:
         return {}
 
 
-def _notify_user(client: Any, user: str, channel: str | None, text: str) -> None:
+def _notify_user(client: Any, user: str, channel: str | None, message: Message) -> None:
     """A view submission has no response_url: tell the user ephemerally in the channel, or
-    — when Slack won't take that (``not_in_channel``, ``channel_not_found``, …) — in a DM.
-    Someone who hears nothing submits again."""
+    — when Slack won't take that (``not_in_channel``, ``channel_not_found``, …) — in a DM,
+    in plain text. Someone who hears nothing submits again."""
+    text, blocks = message
     if channel:
         try:
-            slack_call(client.chat_postEphemeral, channel=channel, user=user, text=text)
+            slack_call(client.chat_postEphemeral, channel=channel, user=user, text=text,
+                       **({"blocks": blocks} if blocks else {}))
             return
         except ChatUndelivered:
             pass  # logged; the DM below
     slack_call(client.chat_postMessage, channel=user, text=text)
 
 
-def _tell(client: Any, body: dict, work: Callable[[], str | None]) -> None:
-    """Run a submission's work and tell its user how it went, whatever happens. ``work``
-    answers ``None`` for a form its ack already refused: nothing more to say. Forms are held
-    to the channel allow-list like commands (a form that names no channel is refused)."""
+def _submit(deps_source: DepsSource, body: dict, client: Any,
+            to_command: Callable[[Deps, dict], Command | None]) -> None:
+    """Run the command a submitted form stands for and tell its user how it went, whatever
+    happens. ``to_command`` reads the form; None for a form its ack already refused: nothing
+    more to say. Forms are held to the channel allow-list like commands (a form that names no
+    channel is refused)."""
     try:
-        text = work()
+        deps = deps_source()
+        cmd = to_command(deps, body)
+        if cmd is None:
+            return
+        actor = Actor(user=body["user"]["id"], channel=_meta(body).get("channel"),
+                      request_key=f"view:{body['view']['id']}", interactive=True)
+        deps.policy.check_slack_channel(actor.channel)
+        message = _message(cmd, execute(deps, cmd, actor))
     except Exception as exc:
-        text = ":warning: " + esc_keep_mentions(user_text(exc, log=log))
-    if text is not None:
-        try:
-            _notify_user(client, body["user"]["id"], _meta(body).get("channel"), text)
-        except ChatUndelivered:
-            log.error("could not tell %s how their form went: %s", body["user"]["id"], text)
+        message = (_problem(exc), None)
+    try:
+        _notify_user(client, body["user"]["id"], _meta(body).get("channel"), message)
+    except ChatUndelivered:
+        log.error("could not tell %s how their form went: %s", body["user"]["id"], message[0])
 
 
 def start_choose_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -> None:
     deps = deps_source()
     values = forms.read_values(view)
     meta = _meta(body)
-    source = values.get("source", "")
-    kind, _, ident = source.partition(":")
+    kind, _, ident = values.get("source", "").partition(":")
     try:
         if kind == "preset":
             preset = presets.show_preset(deps, ident)
@@ -387,15 +375,16 @@ def start_choose_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) 
             algorithm = deps.catalog.algorithm(ident)
             current = algorithm.defaults()
             pool = values.get("pool") or deps.catalog.default_pool
-        name = values.get("name")
-        if name:
-            from bot.domain.job import validate_job_name
-
-            validate_job_name(name)
     except TrainbotError as exc:
-        block = "name" if "job name" in exc.message else "source"
-        ack(response_action="errors", errors={block: exc.message[:150]})
+        ack(response_action="errors", errors={"source": exc.message[:150]})
         return
+    name = values.get("name")
+    if name:
+        try:
+            validate_job_name(name)
+        except TrainbotError as exc:
+            ack(response_action="errors", errors={"name": exc.message[:150]})
+            return
     meta.update({"algorithm": algorithm.id, "preset": ident if kind == "preset" else None,
                  "pool": pool, "name": name})
     ack(response_action="update", view=forms.hyperparameter_view(
@@ -430,51 +419,37 @@ def start_form_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) ->
 rerun_form_ack = start_form_ack
 
 
-def _launched(launch: Callable[[], tuple[Any, Any]]) -> str:
-    v, approval = launch()
-    return launched_text(v, approval)
+def _start_command(deps: Deps, body: dict) -> Start | None:
+    if _form_errors(deps, body):
+        return None
+    meta, values = _meta(body), forms.read_values(body["view"])
+    algorithm = deps.catalog.algorithm(meta["algorithm"])
+    params, _ = forms.validate_form(algorithm, values)
+    return Start(algorithm=None if meta.get("preset") else algorithm.id,
+                 preset=meta.get("preset"), params=params,
+                 pool=values.get("pool") or meta.get("pool"), job_name=meta.get("name"))
+
+
+def _rerun_command(deps: Deps, body: dict) -> Rerun | None:
+    if _form_errors(deps, body):
+        return None
+    meta, values = _meta(body), forms.read_values(body["view"])
+    base = deps.store.get_version(meta["job"], meta["version"])
+    algorithm = deps.catalog.algorithm(base.spec.algorithm)
+    params, _ = forms.validate_form(algorithm, values)
+    # Only what the person changed counts as an override.
+    changed = {k: raw for k, raw in params.items()
+               if algorithm.hyperparameter(k).coerce(raw) != base.spec.hyperparameters.get(k)}
+    return Rerun(job=meta["job"], version=meta["version"], params=changed,
+                 pool=values.get("pool"))
 
 
 def start_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
-    def work() -> str | None:
-        deps = deps_source()
-        if _form_errors(deps, body):
-            return None
-        meta, values = _meta(body), forms.read_values(body["view"])
-        deps.policy.check_slack_channel(meta.get("channel"))
-        algorithm = deps.catalog.algorithm(meta["algorithm"])
-        params, _ = forms.validate_form(algorithm, values)
-        req = requests.LaunchRequest(
-            user=body["user"]["id"], algorithm=None if meta.get("preset") else algorithm.id,
-            preset=meta.get("preset"), params=params, pool=values.get("pool") or meta.get("pool"),
-            job_name=meta.get("name"), channel=meta.get("channel"),
-            request_key=f"view:{body['view']['id']}",
-        )
-        return _launched(lambda: requests.start_job(deps, req))
-
-    _tell(client, body, work)
+    _submit(deps_source, body, client, _start_command)
 
 
 def rerun_form_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
-    def work() -> str | None:
-        deps = deps_source()
-        if _form_errors(deps, body):
-            return None
-        meta, values = _meta(body), forms.read_values(body["view"])
-        deps.policy.check_slack_channel(meta.get("channel"))
-        base = deps.store.get_version(meta["job"], meta["version"])
-        algorithm = deps.catalog.algorithm(base.spec.algorithm)
-        params, _ = forms.validate_form(algorithm, values)
-        # Only what the person changed counts as an override.
-        changed = {k: raw for k, raw in params.items()
-                   if algorithm.hyperparameter(k).coerce(raw) != base.spec.hyperparameters.get(k)}
-        req = requests.LaunchRequest(user=body["user"]["id"], params=changed,
-                                      pool=values.get("pool"), channel=meta.get("channel"),
-                                      request_key=f"view:{body['view']['id']}")
-        return _launched(lambda: requests.rerun(deps, req, job=meta["job"],
-                                                 base_number=meta["version"]))
-
-    _tell(client, body, work)
+    _submit(deps_source, body, client, _rerun_command)
 
 
 def _reason(body: dict) -> str:
@@ -485,18 +460,13 @@ def reject_reason_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict)
     _answer(ack, {} if _reason(body) else {"reason": "Say why, so the requester knows."})
 
 
+def _reject_command(deps: Deps, body: dict) -> Reject | None:
+    reason = _reason(body)
+    return Reject(request_id=_meta(body)["approval"], reason=reason) if reason else None
+
+
 def reject_reason_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
-    if not _reason(body):
-        return
-
-    def work() -> str:
-        deps = deps_source()
-        deps.policy.check_slack_channel(_meta(body).get("channel"))
-        _, v = approvals.decide(deps, approval_id=_meta(body)["approval"],
-                                user=body["user"]["id"], approve=False, note=_reason(body))
-        return f":no_entry_sign: Rejected — {esc(v.label)} will not run."
-
-    _tell(client, body, work)
+    _submit(deps_source, body, client, _reject_command)
 
 
 def _preset_errors(deps: Deps, body: dict) -> dict[str, str]:
@@ -514,17 +484,13 @@ def save_preset_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) -
     _answer(ack, _preset_errors(deps_source(), body))
 
 
-def save_preset_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
-    def work() -> str | None:
-        deps = deps_source()
-        if _preset_errors(deps, body):
-            return None
-        meta, values = _meta(body), forms.read_values(body["view"])
-        deps.policy.check_slack_channel(meta.get("channel"))
-        p = presets.save_preset(deps, user=body["user"]["id"], name=values.get("name", ""),
-                                description=values.get("description"),
-                                from_job=meta["job"], from_version=meta["version"])
-        return (f":bookmark: Saved preset *{esc(p.name)}* — "
-                f"`/train start --preset {esc(p.name)}`.")
+def _save_preset_command(deps: Deps, body: dict) -> PresetSave | None:
+    if _preset_errors(deps, body):
+        return None
+    meta, values = _meta(body), forms.read_values(body["view"])
+    return PresetSave(name=values.get("name", ""), description=values.get("description"),
+                      from_job=meta["job"], from_version=meta["version"])
 
-    _tell(client, body, work)
+
+def save_preset_submit(deps_source: DepsSource, body: dict, client: Any) -> None:
+    _submit(deps_source, body, client, _save_preset_command)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.domain import Approval, ChatUndelivered, JobVersion, Status
+from bot.domain import Algorithm, Approval, ChatUndelivered, JobVersion, Status
 from bot.ports import Links
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
@@ -57,19 +57,20 @@ class SlackChat:
         client: Any,
         *,
         links: Callable[[JobVersion], Links] | None = None,
-        algorithms: dict | None = None,
+        algorithms: Mapping[str, Algorithm] | None = None,
         progress_interval_s: float = 5.0,
         chart: Callable[[JobVersion], bytes | None] | None = None,
-        pools: dict | None = None,
+        confusion_chart: Callable[[JobVersion], bytes | None] | None = None,
         approvers: Callable[[], list[str]] | None = None,
     ) -> None:
         self.client = client
         # Who to tell directly when an approval card can't be posted (user ids).
         self.approvers = approvers or (lambda: [])
         self.links = links or (lambda v: Links())
-        self.algorithms = algorithms or {}
-        self.pools = pools or {}
+        self.algorithms: Mapping[str, Algorithm] = algorithms or {}
+        # Pictures (matplotlib): given only where drawing them is allowed (off the ack path).
         self.chart = chart
+        self.confusion_chart = confusion_chart
         self.progress_interval_s = progress_interval_s
         self._last_card_edit: dict[str, float] = {}
         self._last_channel_edit: dict[str, float] = {}
@@ -160,11 +161,14 @@ class SlackChat:
                        text=text, reply_broadcast=True)
         else:
             slack_call(self.client.chat_postMessage, channel=v.channel, text=text)
-        if v.status is Status.COMPLETED and self.chart is not None and v.message_ts:
-            try:
-                self._upload_chart(v)
-            except Exception:  # a picture is a convenience; the announcement went out
-                log.exception("could not upload the chart of %s", v.label)
+        if v.status is Status.COMPLETED and v.message_ts:
+            # The pictures go into the thread once, with the announcement (which is delivered
+            # once: the outbox claims it); `/train eval` links here rather than posting again.
+            for upload in (self._upload_chart, self._upload_confusion_matrix):
+                try:
+                    upload(v)
+                except Exception:  # a picture is a convenience; the announcement went out
+                    log.exception("could not upload a picture of %s", v.label)
 
     def _upload_chart(self, v: JobVersion) -> None:
         try:
@@ -178,33 +182,32 @@ class SlackChat:
                 filename=f"{v.job}-v{v.number}-curves.png", title=f"{v.label} training curves",
             )
 
-    def post_confusion_matrix(self, v: JobVersion, *, channel: str | None = None) -> None:
+    def _upload_confusion_matrix(self, v: JobVersion) -> None:
         """A classifier's confusion matrix as a picture, into the card's thread."""
-        ev = v.evaluation or {}
-        matrix = ev.get("confusion_matrix")
-        target = v.channel or channel
-        if not matrix or not target:
-            return
-        try:
-            from bot.slack.charts import confusion_matrix_png
+        png = self.confusion_chart(v) if self.confusion_chart else None
+        if png:
+            self.client.files_upload_v2(
+                channel=v.channel, thread_ts=v.message_ts, content=png,
+                filename=f"{v.job}-v{v.number}-confusion.png",
+                title=f"{v.label} confusion matrix")
 
-            classes = [str(c) for c in ev.get("classes") or range(len(matrix))]
-            png = confusion_matrix_png(matrix, classes, f"{v.label} confusion matrix")
-        except ImportError:  # the Lambda bundle has no matplotlib: the table must do
-            log.info("no matplotlib here: confusion matrix of %s not drawn", v.label)
-            return
-        self.client.files_upload_v2(
-            channel=target, thread_ts=v.message_ts if v.channel == target else None, content=png,
-            filename=f"{v.job}-v{v.number}-confusion.png", title=f"{v.label} confusion matrix")
+    def thread_link(self, version: JobVersion) -> str | None:
+        if not (version.channel and version.message_ts):
+            return None
+        try:
+            resp = slack_call(self.client.chat_getPermalink, channel=version.channel,
+                              message_ts=version.message_ts)
+        except ChatUndelivered:
+            return None
+        link_ = resp.get("permalink")
+        return link_ if isinstance(link_, str) else None
 
     # -- approvals ------------------------------------------------------------------------
 
     def approval_requested(self, approval: Approval, version: JobVersion) -> tuple[str, str] | None:
         if not version.channel:
             return None
-        pool = self.pools.get(approval.pool)
-        cost = version.estimated_cost_usd if pool is not None else None
-        doc = presenters.approval_doc(approval, version, estimated_cost=cost)
+        doc = presenters.approval_doc(approval, version)
         try:
             resp = slack_call(self.client.chat_postMessage, channel=version.channel,
                               text=fallback_text(doc), blocks=render_blocks(doc))

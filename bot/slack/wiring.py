@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import ConfigError
 from bot.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
+    from bot.bootstrap import ChatFor
+    from bot.catalog import Catalog
     from bot.config import Settings
+    from bot.domain import JobVersion
+    from bot.ports import Chat, Compute
+    from bot.services.authz import Policy
     from bot.services.context import Deps
+    from bot.slack.directory import Directory
 
-__all__ = ["SlackBot", "build_slack_bot", "web_client"]
+__all__ = ["SlackBot", "build_slack_bot", "build_slack_deps", "slack_chat", "web_client"]
 
 
 class SlackBot:
@@ -59,13 +65,48 @@ def web_client(token: str, api_url: str) -> Any:
     return client
 
 
+def slack_chat(client: Any, directory: Directory, *, with_charts: bool) -> ChatFor:
+    """How the Deps' Chat is built on Slack: cards link to what the compute serves, the
+    approvers (user groups expanded) are the policy's."""
+
+    def chat_for(compute: Compute, catalog: Catalog, policy: Policy) -> Chat:
+        from bot.ports import Links
+        from bot.slack.notifier import SlackChat
+
+        def links(version: JobVersion) -> Links:
+            return compute.links(version) if version.backend_job_name else Links()
+
+        chart = confusion = None
+        if with_charts:
+            from bot.slack.charts import chart_for, confusion_chart_for
+
+            chart, confusion = chart_for, confusion_chart_for
+        return SlackChat(
+            client, links=links, algorithms=catalog.algorithms,
+            approvers=lambda: directory.expand(policy.approvers + policy.admins),
+            chart=chart, confusion_chart=confusion)
+
+    return chat_for
+
+
+def build_slack_deps(settings: Settings, client: Any, *, with_charts: bool,
+                     overrides: Mapping[str, Any] | None = None) -> Deps:
+    """The bot's Deps telling Slack through ``client`` (group membership read from Slack)."""
+    from bot.bootstrap import build_deps
+    from bot.slack.directory import Directory
+
+    directory = Directory(client)
+    return build_deps(settings, chat_for=slack_chat(client, directory, with_charts=with_charts),
+                      is_member=directory.is_member, **(overrides or {}))
+
+
 def build_slack_bot(settings: Settings | Callable[[], Settings], slack: SlackSettings, *,
-                    deps_overrides: dict | None = None, client: Any = None,
+                    deps_overrides: dict[str, Any] | None = None, client: Any = None,
                     process_before_response: bool = True, with_charts: bool = True,
-                    lazy_deps: bool = False, on_deps: Callable[[Deps], None] | None = None
+                    lazy_deps: bool = False, on_deps: Callable[[Deps], Deps] | None = None
                     ) -> SlackBot:
     """The Slack bot. ``settings`` may be a function, called when the Deps are built;
-    ``on_deps`` sees them once built (the Lambda functions meter them)."""
+    ``on_deps`` may wrap them once built (the Lambda functions meter them)."""
     if slack.signing_secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is not set (Slack app → Basic Information).")
     if slack.bot_token is None:
@@ -76,26 +117,9 @@ def build_slack_bot(settings: Settings | Callable[[], Settings], slack: SlackSet
     client = client or web_client(token, slack.api_url)
 
     def build() -> Deps:
-        from bot.bootstrap import build_deps
-        from bot.services.queries import links
-        from bot.slack.directory import Directory
-        from bot.slack.notifier import SlackChat
-
-        chat = SlackChat(client)
-        directory = Directory(client)
-        deps = build_deps(settings() if callable(settings) else settings, chat=chat,
-                          is_member=directory.is_member, **(deps_overrides or {}))
-        chat.links = lambda v: links(deps, v)
-        chat.algorithms = deps.catalog.algorithms
-        chat.pools = deps.catalog.pools
-        chat.approvers = lambda: directory.expand(deps.policy.approvers + deps.policy.admins)
-        if with_charts:
-            from bot.slack.charts import chart_for
-
-            chat.chart = chart_for
-        if on_deps is not None:
-            on_deps(deps)
-        return deps
+        deps = build_slack_deps(settings() if callable(settings) else settings, client,
+                                with_charts=with_charts, overrides=deps_overrides)
+        return on_deps(deps) if on_deps is not None else deps
 
     bot: SlackBot
     # The ack answers help itself, before the settings exist on a cold Lambda: it reads the

@@ -38,7 +38,7 @@ class Doc:
     image_url: str | None = None
 
     def add(self, text: str | None = None, **kw: object) -> Doc:
-        self.sections.append(Section(text=text, **kw))  # type: ignore[arg-type]
+        self.sections.append(Section(text=text, **kw))  # type: ignore[arg-type]  # Section's own fields
         return self
 
     @property

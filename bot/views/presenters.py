@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from bot.catalog import Catalog
-from bot.domain import Algorithm, Approval, JobVersion, Lineage, Preset, Status
+from bot.domain import Algorithm, Approval, Decision, JobVersion, Lineage, Preset, Status
 from bot.ports import Links
 from bot.services.queries import StatusOverview, VersionDiff
 from bot.views.doc import Button, Doc
@@ -83,7 +84,8 @@ def pools_doc(catalog: Catalog) -> Doc:
 
 def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | None = None,
                  now: datetime | None = None) -> Doc:
-    """The version card: updated in place on every change."""
+    """The version card: updated in place on every change, so every line must hold in the
+    state it shows — nothing says it ran before it ran, or runs after it ended."""
     v = version
     parent = f" (from v{v.parent})" if v.parent else ""
     title = (f"{v.status.emoji} *{esc(v.job)} v{v.number}*{parent} — "
@@ -105,17 +107,17 @@ def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | No
     if timing:
         fields.append(("Time", timing))
     if v.compute_note:
-        fields.append(("Compute", esc(v.compute_note)))
+        fields.append(("Compute", esc(_compute_note(v.compute_note))))
     doc.add(_params(v), fields=fields)
+    objective = algorithm.objective.metric if algorithm else None
     if v.progress and not v.status.terminal:
-        doc.add(_progress(v))
+        doc.add(_progress(v, objective))
     if v.spot_interruptions:
         doc.add(_spot(v))
     if v.metrics:
-        objective = algorithm.objective.metric if algorithm else None
-        doc.add("*Metrics*  " + "  ".join(
+        doc.add(_metrics_heading(v.status) + "  " + "  ".join(
             (f"*{esc(k)}={_num(x)}*" if k == objective else f"{esc(k)}={_num(x)}")
-            for k, x in sorted(v.metrics.items())))
+            for k, x in _objective_first(v.metrics, objective)))
     if v.status is Status.FAILED or v.status is Status.REJECTED:
         doc.add(f":warning: *Reason:* {esc(_clip(v.failure_reason or 'unknown', 500))}")
         if v.log_tail and v.status is Status.FAILED:
@@ -131,29 +133,32 @@ def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | No
 def card_buttons(v: JobVersion, links: Links) -> list[Button]:
     ref = f"{v.job}:{v.number}"
     out = []
-    if links.tensorboard:
+    # A backend may know a version's TensorBoard URL and log stream from the moment it is
+    # launched; until the run begins, both would open on nothing.
+    if links.tensorboard and _run_began(v):
         out.append(Button("TensorBoard", "open_tensorboard", ref, url=links.tensorboard))
     out.append(Button("Lineage", "show_lineage", ref))
-    if v.backend_job_name:
+    if v.backend_job_name and _run_began(v):
         out.append(Button("Logs", "show_logs", ref))
     if v.status.terminal and v.status is not Status.REJECTED:
         out.append(Button("Rerun", "rerun_version", ref))
         out.append(Button("Save as preset", "save_preset", ref))
     if v.status is Status.COMPLETED:
         out.append(Button("Evaluation", "show_eval", ref))
-    if not v.status.terminal and v.status is not Status.AWAITING_APPROVAL:
+    if not v.status.terminal and v.status not in (Status.AWAITING_APPROVAL, Status.STOPPING):
+        ending = ("The run ends and can't be resumed." if _run_began(v)
+                  else "It won't run.")
         out.append(Button("Stop", "stop_version", ref, style="danger",
-                          confirm=f"Stop {v.label}? The run ends and can't be resumed."))
+                          confirm=f"Stop {esc(v.label)}? {ending}"))
     return out
 
 
 def versions_doc(job: str, versions: list[JobVersion], *,
-                 objectives: dict[str, str] | None = None) -> Doc:
+                 objectives: Mapping[str, str] | None = None) -> Doc:
     """``objectives``: algorithm id → its objective metric, shown first for each version."""
     doc = Doc(title=f"Versions of *{esc(job)}*")
     for v in versions:
-        first = (objectives or {}).get(v.spec.algorithm)
-        ordered = sorted(v.metrics.items(), key=lambda kv: (kv[0] != first, kv[0]))
+        ordered = _objective_first(v.metrics, (objectives or {}).get(v.spec.algorithm))
         metric = esc(", ".join(f"{k}={_num(x)}" for k, x in ordered[:2]) or "—")
         parent = f" ← v{v.parent}" if v.parent else ""
         doc.add(f"{v.status.emoji} *v{v.number}*{parent} {v.status.value} · "
@@ -162,7 +167,9 @@ def versions_doc(job: str, versions: list[JobVersion], *,
     return doc
 
 
-def diff_doc(d: VersionDiff) -> Doc:
+def diff_doc(d: VersionDiff, *, objectives: Mapping[str, str] | None = None) -> Doc:
+    """``objectives``: algorithm id → its objective metric, listed first (by ``d.b``'s
+    algorithm, the one the diff judges "better" by)."""
     doc = Doc(title=f"*{esc(d.b.job)}*: v{d.a.number} → v{d.b.number}")
     if d.changes:
         doc.add("*Changes*", fields=[(esc(k), f"{code(a)} → {code(b)}")
@@ -170,11 +177,13 @@ def diff_doc(d: VersionDiff) -> Doc:
     else:
         doc.add("Same parameters, data and pool.")
     if d.metrics:
+        objective = (objectives or {}).get(d.b.spec.algorithm)
         rows = []
-        for m in d.metrics:
+        for m in sorted(d.metrics, key=lambda m: m.name != objective):  # stable: rest keep order
             arrow = {True: " :arrow_up: better", False: " :arrow_down: worse", None: ""}[m.better]
             delta = f" ({m.b - m.a:+.4g})" if m.a is not None and m.b is not None else ""
-            rows.append((esc(m.name), f"{_num(m.a)} → {_num(m.b)}{delta}{arrow}"))
+            name = esc(m.name) + (" (objective)" if m.name == objective else "")
+            rows.append((name, f"{_num(m.a)} → {_num(m.b)}{delta}{arrow}"))
         doc.add("*Metrics*", fields=rows)
     return doc
 
@@ -225,7 +234,9 @@ def logs_doc(v: JobVersion, lines: list[str]) -> Doc:
     return doc
 
 
-def status_doc(o: StatusOverview, *, stuck_after: timedelta) -> Doc:
+def status_doc(o: StatusOverview, *, stuck_after: timedelta,
+               objectives: Mapping[str, str] | None = None) -> Doc:
+    """``objectives``: algorithm id → its objective metric, first in each progress line."""
     doc = Doc(title=f":satellite: trainbot status — {o.now:%Y-%m-%d %H:%M} UTC")
     doc.add(fields=[("Running", str(len(o.running))), ("Queued", str(len(o.queued))),
                     ("Awaiting approval", str(len(o.awaiting))),
@@ -239,7 +250,8 @@ def status_doc(o: StatusOverview, *, stuck_after: timedelta) -> Doc:
     def line(v: JobVersion) -> str:
         age = _age(o.now - v.created_at)
         flag = " :warning: *stuck*" if (v.job, v.number) in stuck else ""
-        prog = f" · {_progress(v)}" if v.progress else ""
+        prog = f" · {_progress(v, (objectives or {}).get(v.spec.algorithm))}" \
+            if v.progress else ""
         return (f"{v.status.emoji} *{esc(v.label)}* {code(v.spec.pool)} · {v.status.value} · "
                 f"{age}{prog} · {mention(v.requested_by)}{flag}")
 
@@ -289,24 +301,37 @@ def preset_doc(p: Preset) -> Doc:
 
 
 def approval_doc(a: Approval, v: JobVersion, *, estimated_cost: float | None = None) -> Doc:
+    """The approval card, posted when requested and updated in place once decided.
+
+    The estimate is the version's own (priced when it was requested), so the decided card
+    shows the same figure as the requested one; ``estimated_cost`` overrides it.
+    """
+    cost = estimated_cost if estimated_cost is not None else v.estimated_cost_usd
     base = f" (rerun of v{a.base_version})" if a.base_version else ""
-    doc = Doc(title=f":raising_hand: {mention(a.requested_by)} asks to run "
+    asks = "asks" if a.pending else "asked"
+    doc = Doc(title=f":raising_hand: {mention(a.requested_by)} {asks} to run "
                     f"*{esc(a.job)} v{a.version}*{base}")
     changes = ", ".join(f"{code(k)}={code(v_)}" for k, v_ in a.overrides.items()) or "no changes"
-    doc.add(f"Why approval: {esc(a.reason)}", fields=[
-        ("Changes", changes), ("Pool", code(a.pool)),
-        ("Estimated cost", f"≤ ${estimated_cost:.2f}" if estimated_cost is not None else "—"),
-        ("Expires", f"{a.expires_at:%Y-%m-%d %H:%M} UTC"),
-    ])
+    fields = [("Changes", changes), ("Pool", code(a.pool)),
+              ("Estimated cost", f"≤ ${cost:.2f}" if cost is not None else "—")]
+    if a.pending:
+        fields.append(("Expires", f"{a.expires_at:%Y-%m-%d %H:%M} UTC"))
+    doc.add(f"Why approval: {esc(a.reason)}", fields=fields)
     if a.pending:
         doc.buttons.append(Button("Approve", "approve_request", a.id, style="primary"))
         doc.buttons.append(Button("Reject", "reject_request", a.id, style="danger"))
     else:
-        note = f" — {esc(a.decision_note)}" if a.decision_note else ""
-        doc.context.append(f"{a.decision} by {mention(a.decided_by)} at "
-                           f"{a.decided_at:%Y-%m-%d %H:%M} UTC{note}" if a.decided_at else "")
+        doc.context.append(_decision(a))
     doc.context.append(f"request {code(a.id)}")
     return doc
+
+
+def _decision(a: Approval) -> str:
+    at = f" at {a.decided_at:%Y-%m-%d %H:%M} UTC" if a.decided_at else ""
+    if a.decision is Decision.EXPIRED:
+        return f"expired{at}: nobody decided in time"
+    note = f" — {esc(a.decision_note)}" if a.decision_note else ""
+    return f"{a.decision} by {mention(a.decided_by)}{at}{note}"
 
 
 def _params(v: JobVersion) -> str:
@@ -323,7 +348,35 @@ def _kv(d: dict, n: int) -> str:
     return text + (f"  … +{len(items) - n}" if len(items) > n else "")
 
 
-def _progress(v: JobVersion) -> str:
+def _objective_first(metrics: Mapping[str, float],
+                     objective: str | None) -> list[tuple[str, float]]:
+    """The algorithm's objective metric first, then the others by name."""
+    return sorted(metrics.items(), key=lambda kv: (kv[0] != objective, kv[0]))
+
+
+def _metrics_heading(status: Status) -> str:
+    if status is Status.COMPLETED:
+        return "*Metrics*"
+    return "*Last metrics*" if status.terminal else "*Metrics so far*"
+
+
+def _run_began(v: JobVersion) -> bool:
+    """Whether the backend started running the version (``started_at`` is set on STARTING
+    or TRAINING; a missed event can skip both on the way to COMPLETED)."""
+    return v.started_at is not None or v.status in (
+        Status.TRAINING, Status.UPLOADING, Status.COMPLETED)
+
+
+# Launch notes are written when a version is launched, often before it runs, and stored with
+# it; older local-compute notes said "ran locally on CPU (…)". Shown as what they describe.
+_PAST_NOTE = "ran locally on CPU"
+
+
+def _compute_note(note: str) -> str:
+    return "local CPU" + note[len(_PAST_NOTE):] if note.startswith(_PAST_NOTE) else note
+
+
+def _progress(v: JobVersion, objective: str | None = None) -> str:
     p = v.progress
     if p is None:
         return ""
@@ -332,28 +385,32 @@ def _progress(v: JobVersion) -> str:
         pct = p.percent or 0.0
         bar = "█" * int(pct / 10) + "░" * (10 - int(pct / 10))
         parts.append(f"{bar} {int(p.current)}/{int(p.total)} ({pct:.0f}%)")
-    parts.extend(esc(f"{k}={_num(x)}") for k, x in list(p.metrics.items())[:3])
+    parts.extend(esc(f"{k}={_num(x)}") for k, x in _objective_first(p.metrics, objective)[:3])
     return " ".join(parts)
 
 
 def _spot(v: JobVersion) -> str:
     """Managed spot: an interruption is weathered, not a stop."""
     n = v.spot_interruptions
-    if v.status.terminal or v.secondary_status == "Training":
-        return f":recycle: resumed after {n} spot interruption{'s' if n > 1 else ''}"
+    times = f"{n} spot interruption{'s' if n > 1 else ''}"
+    if v.status.terminal or v.status is Status.STOPPING:
+        return f":recycle: {times} during the run"
+    if v.secondary_status == "Training":
+        return f":recycle: resumed after {times}"
     epoch = (f"checkpoint epoch {int(v.progress.current)}"
              if v.progress and v.progress.current is not None else "the last checkpoint")
     return f":recycle: spot interruption {n} — resuming from {epoch}"
 
 
 def _timing(v: JobVersion, now: datetime | None) -> str:
+    """When the run started and how long it took (or has taken): only what is known."""
     if v.started_at is None:
         return ""
     text = f"started {v.started_at:%H:%M:%S} UTC"
     if v.ended_at:
         text += f", took {_age(v.ended_at - v.started_at)}"
-    elif now is not None:
-        text += f", running {_age(now - v.started_at)}"
+    elif now is not None and not v.status.terminal:
+        text += f", {_age(now - v.started_at)} ago"
     return text
 
 
@@ -361,6 +418,8 @@ def _cost(v: JobVersion) -> str:
     if v.actual_cost_usd is not None:
         return f"${v.actual_cost_usd:.2f} actual" + (
             f" (est. ≤ ${v.estimated_cost_usd:.2f})" if v.estimated_cost_usd else "")
+    if v.status.terminal and not v.backend_job_name:
+        return "none (never launched)"
     return f"≤ ${v.estimated_cost_usd:.2f} est." if v.estimated_cost_usd is not None else "—"
 
 

@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bot.adapters.dynamodb.store import DynamoStore
 from bot.adapters.dynamodb_schema import ensure_tables
-from bot.adapters.store_dynamodb import DynamoStore
 from bot.adapters.store_sqlite import SqliteStore
 from bot.ports import JobStore
 

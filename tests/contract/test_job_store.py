@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.adapters import store_sqlite
-from bot.adapters.store_dynamodb import DynamoStore
+from bot.adapters.dynamodb.store import DynamoStore
 from bot.adapters.store_sqlite import SqliteStore
 from bot.domain import (
     Approval,

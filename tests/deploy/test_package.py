@@ -98,8 +98,8 @@ def test_the_slack_function_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
         "import functions.slack_events, functions.runtime\n"
-        "import bot.slack.wiring, bot.slack.app, bot.adapters.store_dynamodb\n"
-        "import bot.adapters.compute_sagemaker, slack_bolt.adapter.aws_lambda\n"
+        "import bot.slack.wiring, bot.slack.app, bot.adapters.dynamodb.store\n"
+        "import bot.adapters.sagemaker.compute, slack_bolt.adapter.aws_lambda\n"
         f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
         "print(heavy)\n"
     )

@@ -22,7 +22,8 @@ from tests.deploy.infra_fragments import DYNAMODB_FRAGMENT, rendered_text
 
 FUNCTIONS = ("SlackEvents", "JobEvents", "Reconcile")
 ROLES = tuple(f"{f}Role" for f in FUNCTIONS)
-SHARED_POLICIES = ("StorePolicy", "ComputePolicy", "SlackSecretsPolicy")
+SHARED_POLICIES = ("StorePolicy", "ComputePolicy", "SlackBotTokenPolicy",
+                   "SlackSigningSecretPolicy")
 # Actions AWS offers no resource-level permission for (or, for ECR login, account-wide).
 ANY_RESOURCE_OK = {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
                    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
@@ -127,8 +128,9 @@ def test_every_variable_is_one_the_bot_reads(packaged: Packaged) -> None:
         settings = Settings(**{k.removeprefix("TRAINBOT_").lower(): v for k, v in plain.items()})
         assert settings.store == "dynamodb" and settings.compute == "sagemaker"
         assert {"TRAINBOT_TABLE", "TRAINBOT_IDEMPOTENCY_TABLE", "TRAINBOT_BUCKET",
-                "TRAINBOT_SAGEMAKER_ROLE_ARN", "SLACK_SIGNING_SECRET_PARAM",
-                "SLACK_BOT_TOKEN_PARAM"} <= set(env)
+                "TRAINBOT_SAGEMAKER_ROLE_ARN", "SLACK_BOT_TOKEN_PARAM"} <= set(env)
+        # Only the Slack function verifies requests: only it is told where the secret is.
+        assert ("SLACK_SIGNING_SECRET_PARAM" in env) == (fn == "SlackEvents"), fn
         assert "SLACK_BOT_TOKEN" not in env and "SLACK_SIGNING_SECRET" not in env
 
 
@@ -210,11 +212,26 @@ def test_sagemaker_access_is_trainbots_training_jobs_and_its_role(packaged: Pack
 
 
 def test_slack_secrets_are_the_two_named_parameters(packaged: Packaged) -> None:
-    [params] = _allowed(packaged, ("SlackSecretsPolicy",))
-    assert params["Action"] == "ssm:GetParameter"
-    resources = [r["Fn::Sub"] for r in params["Resource"]]
-    assert [r.rsplit(":parameter", 1)[1] for r in resources] == [
-        f"/trainbot/{STAGE}/slack-signing-secret", f"/trainbot/{STAGE}/slack-bot-token"]
+    read = {}
+    for policy in ("SlackBotTokenPolicy", "SlackSigningSecretPolicy"):
+        [params] = _allowed(packaged, (policy,))
+        assert params["Action"] == "ssm:GetParameter"
+        [resource] = [r["Fn::Sub"] for r in params["Resource"]]
+        read[policy] = resource.rsplit(":parameter", 1)[1]
+    assert read == {"SlackBotTokenPolicy": f"/trainbot/{STAGE}/slack-bot-token",
+                    "SlackSigningSecretPolicy": f"/trainbot/{STAGE}/slack-signing-secret"}
+
+
+def test_only_the_slack_function_can_read_the_signing_secret(packaged: Packaged) -> None:
+    """The job-events and reconcile functions verify no Slack request (they post with the
+    bot token alone), so their roles are not granted the signing secret."""
+    granted = {role for role in ROLES if {"Ref": "SlackSigningSecretPolicy"} in
+               packaged.resources[role]["Properties"].get("ManagedPolicyArns", [])}
+    assert granted == {"SlackEventsRole"}
+    for role in ROLES:
+        sids = {s.get("Sid") for s in _role_statements(packaged, role)}
+        assert ("SlackSigningSecret" in sids) == (role == "SlackEventsRole"), role
+        assert "SlackBotToken" in sids, role
 
 
 def test_training_jobs_run_as_a_role_only_sagemaker_assumes(packaged: Packaged) -> None:

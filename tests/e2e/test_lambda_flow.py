@@ -24,12 +24,13 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from bot.adapters.algorithm_catalog import CATALOG_KEY, PublishedAlgorithm, PublishedCatalog
+from bot.adapters.dynamodb.store import DynamoStore
 from bot.adapters.dynamodb_schema import ensure_tables
-from bot.adapters.store_dynamodb import DynamoStore
 from bot.aws import aws_client
 from bot.domain import ConfigError, JobVersion, NotFound, Status
-from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
+from bot.localslack.server import LocalSlack
 from bot.localslack.signing import block_actions_body, slash_command_body
+from bot.localslack.workspace import DEFAULT_CHANNEL
 from functions import job_events, lazy, local_invoke, reconcile, runtime, slack_events
 from functions.local_extension import LocalSecretsExtension
 from functions.local_invoke import LocalContext
@@ -279,6 +280,28 @@ def test_reconcile_applies_the_state_a_missed_event_would_have_brought(stack: St
                for u in _card_updates(stack.slack, version.message_ts or ""))
     again = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
     assert again["checked"] == 0 and again["repaired"] == []
+
+
+def test_job_events_and_reconcile_run_without_the_signing_secret(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their roles can't read the signing secret (infra/iam.yml), and they need not: they
+    verify no Slack request, they post with the bot token alone."""
+    stack.start("start image-classification --pool gpu-1 --name nosecret")
+    stack.start("start image-classification --pool gpu-1 --name nosecret2")
+    first, second = stack.version("nosecret"), stack.version("nosecret2")
+    runtime.reset()
+    monkeypatch.delenv("SLACK_SIGNING_SECRET_PARAM")
+    aws_client("ssm").delete_parameter(Name=SIGNING_PARAM)  # as unreadable as it gets
+
+    result = job_events.handler(state_change_event(first.backend_job_name or ""),
+                                FakeContext("trainbot-e2e-jobEvents"))
+    summary = reconcile.handler({}, FakeContext("trainbot-e2e-reconcile"))
+
+    assert result["outcome"] == "applied" and result["status"] == "COMPLETED"
+    assert summary["repaired"] == ["nosecret2 v1: QUEUED → COMPLETED"]
+    for version in (first, second):
+        assert any("COMPLETED" in json.dumps(u["blocks"])
+                   for u in _card_updates(stack.slack, version.message_ts or ""))
 
 
 def test_an_approval_click_launches_and_its_latency_is_measured(

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.adapters.local.compute import LocalCompute
+from bot.adapters.local_data import LocalData
+from bot.adapters.tensorboard_local import LocalTensorBoard
 from bot.config import Settings
 from bot.domain import JobVersion
 from bot.localslack.server import LocalSlack
@@ -44,23 +47,35 @@ def algorithms_dir(tmp: Path, names: list[str]) -> Path:
 
 
 class Harness:
-    def __init__(self, tmp: Path, *, algorithms: list[str], **settings: Any) -> None:
+    """``tensorboard=False``: card links skip the local TensorBoard server (seconds of CPU
+    each) — the local compute is built without one."""
+
+    def __init__(self, tmp: Path, *, algorithms: list[str], tensorboard: bool = True,
+                 **settings: Any) -> None:
         self.slack = LocalSlack(bot_token=TOKEN).start()
         self.settings = Settings(home=tmp / "home", algorithms_dir=algorithms_dir(tmp, algorithms),
                                  tensorboard_port=0, **settings)
         slack = SlackSettings(signing_secret=SECRET, bot_token=TOKEN,
                               api_url=self.slack.api_url)
-        self.bot: SlackBot = build_slack_bot(self.settings, slack, with_charts=True)
+        overrides: dict[str, Any] = {}
+        self._tensorboard: LocalTensorBoard | None = None
+        if self.settings.compute == "local":
+            if tensorboard:
+                self._tensorboard = LocalTensorBoard(self.settings.runs_dir, port=0,
+                                                     state_dir=self.settings.home)
+            overrides["compute"] = LocalCompute(
+                self.settings.runs_dir, algorithms_root=self.settings.algorithms_dir,
+                job_prefix=self.settings.job_prefix, tensorboard=self._tensorboard,
+                data=LocalData(self.settings.data_dirs))
+        self.bot: SlackBot = build_slack_bot(self.settings, slack, with_charts=True,
+                                             deps_overrides=overrides)
         self.server = BoltHTTPServer(self.bot.app, port=0).start()
 
     def close(self) -> None:
         self.server.stop()
-        close = getattr(self.bot.deps.compute, "close", None)
-        if close:
-            close()
-        tb = getattr(self.bot.deps.compute, "tensorboard", None)
-        if tb is not None:
-            tb.stop()
+        self.bot.deps.compute.close()
+        if self._tensorboard is not None:
+            self._tensorboard.stop()
         self.slack.stop()
 
     # -- sending what Slack sends ----------------------------------------------------------

@@ -8,14 +8,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from bot.adapters.compute_local import RESTART_REASON, LocalCompute, detect_gpus, plan_processes
-from bot.adapters.local_runs import process_status, read_json
+from bot.adapters.local.compute import LocalCompute
+from bot.adapters.local.detail import RESTART_REASON
+from bot.adapters.local.plan import detect_gpus, plan_processes
+from bot.adapters.local.runs import process_status, read_json
 from bot.catalog import load_algorithms
 from bot.domain import (
     Algorithm,
@@ -27,7 +29,7 @@ from bot.domain import (
     TrainingJobStateChange,
 )
 from bot.domain.naming import TRAINING_JOB_NAME, backend_job_name
-from bot.ports import Compute
+from bot.ports import Compute, EventReport
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "algorithms"
 REPO_ALGORITHMS = Path(__file__).parents[2] / "algorithms"
@@ -38,17 +40,23 @@ TERMINAL = ("Completed", "Failed", "Stopped")
 
 
 class EventLog:
-    """A sink that records events and lets a test wait for one."""
+    """An EventReport that records what it is told and lets a test wait for an event."""
 
     def __init__(self) -> None:
         self.events: list[TrainingJobStateChange] = []
+        self.progressed_at: list[tuple[str, float]] = []  # (backend job name, monotonic time)
         self._cond = threading.Condition()
 
-    def __call__(self, event: TrainingJobStateChange) -> None:
+    def state_changed(self, event: TrainingJobStateChange) -> None:
         assert threading.current_thread() is not threading.main_thread()
         with self._cond:
             self.events.append(event)
             self._cond.notify_all()
+
+    def progressed(self, backend_job_name: str) -> None:
+        assert threading.current_thread() is not threading.main_thread()
+        with self._cond:
+            self.progressed_at.append((backend_job_name, time.monotonic()))
 
     def of(self, name: str) -> list[TrainingJobStateChange]:
         with self._cond:
@@ -95,11 +103,16 @@ def runs_dir(tmp_path: Path) -> Iterator[Path]:
 def make_compute(runs_dir: Path) -> Iterator[Callable[..., LocalCompute]]:
     made: list[LocalCompute] = []
 
-    def make(sink: EventLog | None = None, **options: object) -> LocalCompute:
+    def make(report: EventReport | None = None, active: Sequence[JobVersion] = (),
+             **options: object) -> LocalCompute:
+        """A LocalCompute reporting to ``report`` (none: it reports nothing), having taken
+        back ``active``."""
         settings: dict = {"poll_interval_s": 0.05, "stop_grace_s": GRACE_S,
                           "progress_interval_s": 0.1, "gpu_names": [], **options}
-        compute = LocalCompute(runs_dir, algorithms_root=FIXTURES, sink=sink, **settings)
+        compute = LocalCompute(runs_dir, algorithms_root=FIXTURES, **settings)
         made.append(compute)
+        if report is not None:
+            compute.start_reporting(report, active)
         return compute
 
     yield make
@@ -171,6 +184,10 @@ def test_fixture_manifests_are_valid_algorithms(algorithms: dict[str, Algorithm]
 def test_local_compute_implements_the_compute_port(compute: LocalCompute) -> None:
     assert isinstance(compute, Compute)
     assert compute.name == "local"
+
+
+def test_a_local_run_has_no_training_image(compute: LocalCompute) -> None:
+    assert compute.training_image("quick-metrics", GPU4) is None
 
 
 def test_completed_run_reports_every_state_in_order(
@@ -302,7 +319,7 @@ def test_launch_note_and_artifacts(compute: LocalCompute, events: EventLog,
     events.wait(launch.backend_job_name)
 
     assert launch.backend_job_name == version.backend_job_name  # the service's name is kept
-    assert launch.compute_note == "ran locally on CPU (pool gpu-4 asks for 4× GPU; none here)"
+    assert launch.compute_note == "local CPU (pool gpu-4 asks for 4× GPU; none here)"
     root = runs_dir / launch.backend_job_name
     assert launch.artifacts.model == (root / "model").as_uri()
     assert launch.artifacts.logs == (root / "logs" / "stdout.log").as_uri()
@@ -321,27 +338,33 @@ def test_links_without_tensorboard_point_at_the_log(
     assert links.logs == (run_dir(runs_dir, version) / "logs" / "stdout.log").as_uri()
 
 
-def test_on_progress_is_called_but_throttled(
+def test_progress_is_reported_but_throttled(
         make_compute: Callable[..., LocalCompute], events: EventLog,
         algorithms: dict[str, Algorithm]) -> None:
-    calls: list[tuple[str, float]] = []
-    compute = make_compute(events, on_progress=lambda n: calls.append((n, time.monotonic())),
-                           progress_interval_s=0.3)
+    compute = make_compute(events, progress_interval_s=0.3)
     version = start(compute, algorithms["quick-metrics"], hps={"epochs": 40, "sleep_s": 1.0})
     events.wait(version.backend_job_name or "")
 
+    calls = list(events.progressed_at)
     assert calls and {name for name, _ in calls} == {version.backend_job_name}
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(calls)]
     assert all(gap >= 0.29 for gap in gaps)
     assert len(calls) <= 5
 
 
-def test_a_failing_sink_never_stops_the_monitor(
-        make_compute: Callable[..., LocalCompute], algorithms: dict[str, Algorithm]) -> None:
-    def broken(event: TrainingJobStateChange) -> None:
+class BrokenReport:
+    """An EventReport whose every call fails, as when the store is down."""
+
+    def state_changed(self, event: TrainingJobStateChange) -> None:
         raise RuntimeError("store down")
 
-    compute = make_compute(broken)  # type: ignore[arg-type]
+    def progressed(self, backend_job_name: str) -> None:
+        raise RuntimeError("store down")
+
+
+def test_a_failing_report_never_stops_the_monitor(
+        make_compute: Callable[..., LocalCompute], algorithms: dict[str, Algorithm]) -> None:
+    compute = make_compute(BrokenReport())
     version = start(compute, algorithms["quick-metrics"])
 
     deadline = time.monotonic() + 20
@@ -467,8 +490,7 @@ def test_recover_reattaches_to_a_running_job(
     before.wait(version.backend_job_name or "", ("Training",))
     first.close()  # the bot goes away; the process does not
 
-    second = make_compute(after)
-    second.recover([version])
+    make_compute(after, active=[version])
     done = after.wait(version.backend_job_name or "", TERMINAL)
 
     assert done.detail.status == "Completed"
@@ -489,7 +511,7 @@ def test_recover_reports_a_job_that_finished_while_the_bot_was_down(
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
-    make_compute(after).recover([version])
+    make_compute(after, active=[version])
 
     assert after.wait(version.backend_job_name or "").detail.status == "Completed"
 
@@ -510,7 +532,7 @@ def test_recover_fails_a_version_whose_process_is_gone(
         time.sleep(0.02)
     never_ran = version_of(algorithms["sleeper"], number=2)  # named, but no run folder
 
-    make_compute(after).recover([version, never_ran])
+    make_compute(after, active=[version, never_ran])
 
     for v in (version, never_ran):
         failed = after.wait(v.backend_job_name or "")
@@ -519,9 +541,10 @@ def test_recover_fails_a_version_whose_process_is_gone(
 
 
 def test_recover_ignores_other_backends_and_unnamed_versions(
-        compute: LocalCompute, events: EventLog, algorithms: dict[str, Algorithm]) -> None:
+        make_compute: Callable[..., LocalCompute], events: EventLog,
+        algorithms: dict[str, Algorithm]) -> None:
     sagemaker = version_of(algorithms["sleeper"]).model_copy(update={"backend": "sagemaker"})
-    compute.recover([sagemaker, version_of(algorithms["sleeper"], named=False)])
+    make_compute(events, active=[sagemaker, version_of(algorithms["sleeper"], named=False)])
     time.sleep(0.2)
     assert events.events == []
 
@@ -667,8 +690,9 @@ def test_image_classification_runs_distributed_on_cpu(
     if not (REPO_ALGORITHMS / "image-classification" / "manifest.yml").exists():
         pytest.skip("algorithms/image-classification isn't there yet")
     algorithm = load_algorithms(REPO_ALGORITHMS)["image-classification"]
-    compute = LocalCompute(runs_dir, algorithms_root=REPO_ALGORITHMS, sink=events,
-                           poll_interval_s=0.2, gpu_names=[])
+    compute = LocalCompute(runs_dir, algorithms_root=REPO_ALGORITHMS, poll_interval_s=0.2,
+                           gpu_names=[])
+    compute.start_reporting(events, [])
     small = {k: v for k, v in {"epochs": 1, "width": 4, "batch_size": 64, "amp": False}.items()
              if any(h.name == k for h in algorithm.hyperparameters)}
     version = version_of(algorithm, pool=GPU4, hps=small)

@@ -21,9 +21,11 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from bot.adapters import compute_sagemaker
 from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedCatalog
-from bot.adapters.compute_sagemaker import LOG_GROUP, SageMakerCompute
+from bot.adapters.sagemaker import output
+from bot.adapters.sagemaker.compute import SageMakerCompute
+from bot.adapters.sagemaker.logs import LOG_GROUP
+from bot.adapters.sagemaker.request import build_create_training_job_request
 from bot.catalog import Catalog, load_pools
 from bot.config import RerunApproval, Settings
 from bot.domain import (
@@ -38,6 +40,7 @@ from bot.domain import (
     Status,
 )
 from bot.domain.naming import backend_job_name
+from bot.ports import Compute
 from bot.services.authz import Policy
 from bot.services.context import Deps
 from bot.services.requests import LaunchRequest, start_job
@@ -199,6 +202,28 @@ def test_catalog_is_loaded_lazily_and_reloaded_when_an_algorithm_is_missing(aws:
     assert compute.training_image("toy", GPU) == PUBLISHED.images.gpu
 
 
+def test_training_image_of_an_unpublished_algorithm_is_a_config_error(aws: dict) -> None:
+    compute = make_compute(aws, catalog=PublishedCatalog(region=REGION, bucket=BUCKET))
+    with pytest.raises(ConfigError, match="trainbot algorithms publish") as raised:
+        compute.training_image("toy", GPU)
+    assert isinstance(raised.value.__cause__, BackendRejected)
+
+
+class Untouchable:
+    """An AWS client or an event report that must not be used."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"{name} was called")
+
+
+def test_reporting_and_closing_do_nothing() -> None:
+    """EventBridge reports SageMaker's state changes; this process holds nothing to release."""
+    compute = make_compute({name: Untouchable() for name in ("sagemaker", "logs", "s3")})
+    assert isinstance(compute, Compute)
+    compute.start_reporting(Untouchable(), [make_version()])
+    compute.close()
+
+
 def test_catalog_from_another_region_is_rejected(aws: dict) -> None:
     other = CATALOG.model_copy(update={"region": "eu-west-1"})
     compute = make_compute(aws, catalog=lambda: other)
@@ -355,7 +380,7 @@ def test_oversized_or_broken_output_is_skipped(aws: dict, compute: SageMakerComp
     put_output(aws, v, b"not a tarball")
     assert compute.results(v, ALGO).evaluation is None
     put_output(aws, v, output_tarball({"evaluation.json": b'{"a": 1}'}))
-    monkeypatch.setattr(compute_sagemaker, "MAX_OUTPUT_BYTES", 10)
+    monkeypatch.setattr(output, "MAX_OUTPUT_BYTES", 10)
     assert compute.results(v, ALGO).evaluation is None
 
 
@@ -467,8 +492,7 @@ def test_a_retried_create_that_already_went_through_is_accepted(
 ) -> None:
     compute, stub = stubbed
     v = make_version()
-    request = compute_sagemaker.build_create_training_job_request(
-        v, ALGO, GPU, PUBLISHED, compute.setup)
+    request = build_create_training_job_request(v, ALGO, GPU, PUBLISHED, compute.setup)
     stub.add_client_error("create_training_job", "ResourceInUse", "already exists",
                           http_status_code=400)
     stub.add_response("describe_training_job", {

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.compute_local import LocalCompute
+from bot.adapters.local.compute import LocalCompute
+from bot.adapters.local.runs import process_status, read_json
 from bot.adapters.local_data import LocalData
-from bot.adapters.local_runs import process_status, read_json
 from bot.catalog import load_algorithms
 from bot.domain import (
     Algorithm,
@@ -58,14 +58,19 @@ print("done")
 
 
 class EventLog:
+    """An EventReport that records state changes and lets a test wait for a run's end."""
+
     def __init__(self) -> None:
         self.events: list[TrainingJobStateChange] = []
         self._cond = threading.Condition()
 
-    def __call__(self, event: TrainingJobStateChange) -> None:
+    def state_changed(self, event: TrainingJobStateChange) -> None:
         with self._cond:
             self.events.append(event)
             self._cond.notify_all()
+
+    def progressed(self, backend_job_name: str) -> None:
+        pass
 
     def wait(self, name: str, timeout: float = 120.0) -> TrainingJobStateChange:
         def found() -> TrainingJobStateChange | None:
@@ -99,9 +104,10 @@ def make_compute(home: Path, events: EventLog) -> Iterator[Callable[..., LocalCo
     made: list[LocalCompute] = []
 
     def make(root: Path = FIXTURES, **options: object) -> LocalCompute:
-        compute = LocalCompute(home / "runs", algorithms_root=root, sink=events,
-                               poll_interval_s=0.05, gpu_names=[], **options)  # type: ignore[arg-type]
+        compute = LocalCompute(home / "runs", algorithms_root=root, poll_interval_s=0.05,
+                               gpu_names=[], **options)  # type: ignore[arg-type]
         made.append(compute)
+        compute.start_reporting(events, [])
         return compute
 
     yield make

@@ -132,7 +132,8 @@ def test_every_registered_button_and_modal_has_its_function() -> None:
     from bot.slack import interactions
     from bot.slack.app import BUTTONS, MODAL_BUTTONS, MODALS
 
-    for action_id in (*BUTTONS, *MODAL_BUTTONS, "start_preset"):
+    assert set(interactions.BUTTON_COMMANDS) == {*BUTTONS, "start_preset"}
+    for action_id in MODAL_BUTTONS:
         assert callable(getattr(interactions, action_id)), action_id
     for callback_id, has_submit in MODALS.items():
         assert callable(getattr(interactions, f"{callback_id}_ack")), callback_id

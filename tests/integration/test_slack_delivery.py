@@ -14,8 +14,9 @@ import pytest
 from bot.catalog import Catalog, load_pools
 from bot.config import RerunApproval
 from bot.domain import Status
-from bot.localslack.client import build_view_values
-from bot.localslack.server import DEFAULT_CHANNEL, LocalSlack
+from bot.localslack.modal_values import build_view_values
+from bot.localslack.server import LocalSlack
+from bot.localslack.workspace import DEFAULT_CHANNEL
 from bot.services.authz import Policy
 from bot.services.context import Deps
 from bot.services.reconcile import reconcile
@@ -68,7 +69,7 @@ def test_a_failing_thread_reply_does_not_cost_the_announcement(slack: LocalSlack
     assert f"<@{REQUESTER}>" in announcement["text"]
     # Redelivered events and later reconciles say nothing more.
     record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))
-    reconcile(deps, stuck_after=deps.stuck_after)
+    reconcile(deps)
     assert len(_announcements(slack)) == 1
 
 
@@ -84,7 +85,7 @@ def test_an_announcement_slack_refused_is_delivered_by_the_next_reconcile(
     assert done is not None and done.outbox == ["announce"]
     assert _announcements(slack) == []
 
-    summary = reconcile(deps, stuck_after=deps.stuck_after)
+    summary = reconcile(deps)
 
     assert summary.delivered == ["exp v1"]
     [announcement] = [m for m in slack.messages(DEFAULT_CHANNEL)

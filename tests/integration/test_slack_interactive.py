@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.localslack.client import build_view_values
+from bot.localslack.modal_values import build_view_values
 from tests.integration.slack_harness import Harness
 
 REQUESTER, APPROVER, APPROVER2, OTHER = "U0LOCAL1", "U0LOCAL2", "U0LOCAL3", "U0OTHER"
@@ -163,7 +163,7 @@ def test_chart_is_uploaded_into_the_thread_on_completion(h: Harness) -> None:
     assert files[0]["content"][:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_eval_posts_the_confusion_matrix_picture(h: Harness) -> None:
+def test_eval_links_to_the_pictures_in_the_thread_and_posts_nothing(h: Harness) -> None:
     _first_version(h)
     v = h.version("exp")
     v = h.bot.deps.store.save_version(v.model_copy(update={"evaluation": {
@@ -171,12 +171,14 @@ def test_eval_posts_the_confusion_matrix_picture(h: Harness) -> None:
         "classes": ["a", "b"], "confusion_matrix": [[5, 1], [0, 4]],
         "per_class": [{"class": "a", "precision": 1.0, "recall": 0.83, "f1": 0.9, "support": 6}],
     }}))
+    uploads = len(h.slack.requests_for("files.getUploadURLExternal"))
     h.press("show_eval", "exp:1", message_ts=v.message_ts or "0")
-    h.wait_ephemeral("Per class")
-    # Listed from files.getUploadURLExternal on; the bytes arrive next, then completion.
-    uploads = h.wait(lambda: [f for f in h.slack.files()
-                              if "confusion" in f.get("name", "") and f["completed"]] or None)
-    assert uploads[0]["content"][:4] == b"\x89PNG"
+    answer = h.wait_ephemeral("Per class")
+    assert "Confusion matrix and curves" in answer and "in the card" in answer
+    h.command("eval exp")
+    h.wait(lambda: len([e for e in h.ephemeral_texts() if "Per class" in e]) == 2)
+    # The ephemeral answers link to the thread; nothing more goes into the public thread.
+    assert len(h.slack.requests_for("files.getUploadURLExternal")) == uploads
 
 
 def test_preset_delete_asks_for_confirmation(h: Harness) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bot.adapters.compute_local import LocalCompute
+from bot.adapters.local.compute import LocalCompute
 from bot.adapters.tensorboard_local import LocalTensorBoard, stop_owned
 from bot.domain import BackendError, JobSpec, JobVersion, Status
 from tests.processes import processes_mentioning

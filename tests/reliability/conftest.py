@@ -87,7 +87,7 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Job
         store = SqliteStore(tmp_path / "trainbot.db")
         request.addfinalizer(store.close)
         return store
-    from bot.adapters.store_dynamodb import DynamoStore
+    from bot.adapters.dynamodb.store import DynamoStore
 
     client, _ = request.getfixturevalue("dynamodb")
     return DynamoStore(TABLE, client=AtomicRequests(client))
@@ -95,11 +95,7 @@ def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Job
 
 def fast_harness(tmp: Path, *, algorithms: list[str], **settings: Any) -> Harness:
     """A Harness whose card links skip the local TensorBoard server (seconds of CPU each)."""
-    harness = Harness(tmp, algorithms=algorithms, **settings)
-    compute: Any = harness.bot.deps.compute
-    if hasattr(compute, "tensorboard"):
-        compute.tensorboard = None
-    return harness
+    return Harness(tmp, algorithms=algorithms, tensorboard=False, **settings)
 
 
 @pytest.fixture

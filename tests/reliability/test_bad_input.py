@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedCatalog
-from bot.adapters.compute_sagemaker import SageMakerCompute, plan_launch
-from bot.commands import COMMANDS, parse
+from bot.adapters.sagemaker.compute import SageMakerCompute
+from bot.adapters.sagemaker.request import SageMakerSetup, plan_launch
+from bot.commands import COMMANDS, StartForm, parse
 from bot.config import Settings
 from bot.domain import (
     BackendRejected,
@@ -100,8 +101,7 @@ def answer_to(h: Harness, text: str, user: str) -> dict:
     assert block_kit_problems(h.slack, extra=[ack], since=len(h.slack.requests)) == []
     if not ack["text"].startswith(":hourglass:"):
         return ack  # answered in the ack: help or a parse error
-    cmd = parse(text)
-    if cmd.name == "start" and not cmd.algorithm and not cmd.preset:
+    if isinstance(parse(text), StartForm):
         opened = h.wait(lambda: [r for r in h.slack.requests_for("views.open")
                                  if r.params.get("trigger_id") == inter["trigger_id"]], 10)
         return {"text": "modal", "blocks": opened[0].params["view"]["blocks"]}
@@ -350,7 +350,6 @@ def test_s3_data_in_an_allowed_bucket_is_accepted() -> None:
                    data={"train": "s3://shared/prefix/"})
     v = JobVersion(job="ok", number=1, spec=spec, requested_by="U1", status=Status.QUEUED,
                    created_at=NOW, updated_at=NOW, backend_job_name="trainbot-ok-v1-abcd")
-    from bot.adapters.compute_sagemaker import SageMakerSetup
     from bot.catalog import load_pools
 
     setup = SageMakerSetup(role_arn="arn:aws:iam::1:role/t", bucket="team-ml",

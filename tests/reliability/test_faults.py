@@ -16,7 +16,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,10 @@ from botocore.awsrequest import AWSResponse
 from moto.server import ThreadedMotoServer
 
 from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedCatalog
-from bot.adapters.compute_sagemaker import SageMakerCompute
+from bot.adapters.dynamodb.store import DynamoStore
 from bot.adapters.dynamodb_schema import ensure_tables
-from bot.adapters.local_runs import RunDir, read_json
-from bot.adapters.store_dynamodb import DynamoStore
+from bot.adapters.local.runs import RunDir, read_json
+from bot.adapters.sagemaker.compute import SageMakerCompute
 from bot.aws import aws_client
 from bot.bootstrap import build_deps
 from bot.config import RerunApproval, Settings
@@ -273,7 +272,7 @@ def deps_on(settings: Settings) -> Iterator[Callable[[], Deps]]:
 
     yield build
     for d in made:
-        d.compute.close()  # type: ignore[attr-defined]
+        d.compute.close()
         for v in d.store.list_active():
             kill_group(settings, v)
         d.store.close()  # type: ignore[attr-defined]
@@ -322,7 +321,7 @@ def test_bot_restart_mid_run_recovers_and_completes(
     first = deps_on()
     v = launch_sleeper(first, "survivor", 1.5)
     wait_status(first, "survivor", Status.TRAINING)
-    first.compute.close()  # type: ignore[attr-defined]  # the old bot process goes away
+    first.compute.close()  # the old bot process goes away
 
     second = deps_on()
 
@@ -338,7 +337,7 @@ def test_bot_restart_after_the_process_died_fails_the_version_with_the_reason(
     first = deps_on()
     v = launch_sleeper(first, "orphan", 0)
     wait_status(first, "orphan", Status.TRAINING)
-    first.compute.close()  # type: ignore[attr-defined]
+    first.compute.close()
     os.killpg(runner_pid(settings, v), signal.SIGKILL)  # dies while no bot watches
     time.sleep(0.2)
 
@@ -396,7 +395,7 @@ def test_dying_while_an_approval_is_applied_never_strands_the_request(
     restarted = service_deps(make_store(kind, request, tmp_path), compute=compute,
                              policy=policy)
     restarted.clock.advance(minutes=10)  # type: ignore[attr-defined]
-    reconcile(restarted, stuck_after=timedelta(hours=1))
+    reconcile(restarted)
     v2 = restarted.store.get_version("exp", 2)
     decided = restarted.store.get_approval(approval.id)
     if decided.pending:
@@ -421,7 +420,7 @@ def test_a_request_stranded_by_an_older_trainbot_is_applied_by_one_reconcile(
     deps.store.decide_approval(approval.id, Decision.APPROVED, by="UAPPROVER",
                                at=deps.clock.now())
 
-    summary = reconcile(deps, stuck_after=timedelta(hours=1))
+    summary = reconcile(deps)
 
     v2 = deps.store.get_version("exp", 2)
     assert summary.repaired == [

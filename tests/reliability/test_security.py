@@ -15,7 +15,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedCatalog
-from bot.adapters.compute_sagemaker import SageMakerCompute
+from bot.adapters.sagemaker.compute import SageMakerCompute
 from bot.commands import parse
 from bot.config import RerunApproval
 from bot.dispatch import Actor, execute
@@ -367,8 +366,7 @@ def test_sagemaker_tensorboard_links_are_landing_pages_never_presigned() -> None
             user=REQUESTER, algorithm="toy", job_name="tb", pool="local-cpu", channel=CHANNEL))
         deps.compute = compute  # links and the `tb` command now read SageMaker's
         record_state_change(deps, event(v.backend_job_name or "", "Completed", "Completed"))
-        reply = execute(deps, parse("tb tb"), Actor(user=REQUESTER, channel=CHANNEL),
-                        stuck_after=timedelta(minutes=30))
+        reply = execute(deps, parse("tb tb"), Actor(user=REQUESTER, channel=CHANNEL))
         traffic = json.dumps([r.params for r in slack.requests]) + json.dumps(reply.doc.__dict__,
                                                                              default=str)
 

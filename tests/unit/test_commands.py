@@ -6,32 +6,86 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.commands import COMMANDS, parse, parse_duration, unescape_slack
+from bot.commands import (
+    COMMANDS,
+    Algorithms,
+    Approve,
+    Command,
+    Diff,
+    Eval,
+    Help,
+    Lineage,
+    Logs,
+    Pools,
+    PresetDelete,
+    PresetList,
+    PresetSave,
+    PresetShow,
+    Reject,
+    Rerun,
+    Show,
+    Start,
+    StartForm,
+    StatusQuery,
+    Stop,
+    Tb,
+    Versions,
+    parse,
+    parse_duration,
+    unescape_slack,
+)
 from bot.domain import InvalidInput
 
 
 @pytest.mark.parametrize(("text", "expect"), [
     ("start image-classification lr=0.01 --pool gpu-1",
-     {"name": "start", "algorithm": "image-classification", "params": {"lr": "0.01"},
-      "pool": "gpu-1"}),
+     Start(algorithm="image-classification", params={"lr": "0.01"}, pool="gpu-1")),
     ("start tabular-classification --data train=s3://bkt/x --name exp-1 --max-runtime 2h",
-     {"data": {"train": "s3://bkt/x"}, "job_name": "exp-1", "max_runtime_s": 7200}),
-    ("start --preset nightly epochs=3", {"preset": "nightly", "params": {"epochs": "3"}}),
-    ("rerun exp1 v2 lr=0.1 --pool=gpu-4", {"job": "exp1", "version": 2, "pool": "gpu-4"}),
-    ("stop exp1", {"job": "exp1", "version": None}),
-    ("diff exp1 v1 3", {"version": 1, "other_version": 3}),
+     Start(algorithm="tabular-classification", data={"train": "s3://bkt/x"}, job_name="exp-1",
+           max_runtime_s=7200)),
+    ("start --preset nightly epochs=3", Start(preset="nightly", params={"epochs": "3"})),
+    ("start", StartForm()),
+    ("start --wait", StartForm()),
+    ("rerun exp1 v2 lr=0.1 --pool=gpu-4 --wait",
+     Rerun(job="exp1", version=2, params={"lr": "0.1"}, pool="gpu-4", wait=True)),
+    ("stop exp1", Stop(job="exp1")),
+    ("stop exp1 v3 --wait", Stop(job="exp1", version=3, wait=True)),
+    ("status", StatusQuery()),
+    ("status exp1", StatusQuery(job="exp1")),
+    ("versions exp1", Versions(job="exp1")),
+    ("show exp1 v2", Show(job="exp1", version=2)),
+    ("lineage exp1", Lineage(job="exp1")),
+    ("eval exp1 v1", Eval(job="exp1", version=1)),
+    ("logs exp1", Logs(job="exp1")),
+    ("tb exp1 3", Tb(job="exp1", version=3)),
+    ("diff exp1 v1 3", Diff(job="exp1", a=1, b=3)),
     ("preset save p1 --from exp1 v2 --description 'nightly run'",
-     {"sub": "save", "preset": "p1", "job": "exp1", "version": 2, "description": "nightly run"}),
-    ("preset save p2 tabular-classification max_iter=50", {"algorithm": "tabular-classification"}),
-    ("reject abcd1234 --reason “too expensive”", {"request_id": "abcd1234",
-                                                  "reason": "too expensive"}),
-    ("", {"name": "help"}),
-    ("HELP start", {"name": "help", "topic": "start"}),
+     PresetSave(name="p1", from_job="exp1", from_version=2, description="nightly run")),
+    ("preset save p2 tabular-classification max_iter=50 --pool gpu-1 --spot",
+     PresetSave(name="p2", algorithm="tabular-classification", params={"max_iter": "50"},
+                pool="gpu-1")),
+    ("preset list", PresetList()),
+    ("preset show p1", PresetShow(name="p1")),
+    ("preset delete p1", PresetDelete(name="p1")),
+    ("approve abcd1234", Approve(request_id="abcd1234")),
+    ("reject abcd1234 --reason “too expensive”", Reject(request_id="abcd1234",
+                                                       reason="too expensive")),
+    ("algorithms", Algorithms()),
+    ("algorithms toy", Algorithms(algorithm="toy")),
+    ("pools", Pools()),
+    ("", Help()),
+    ("HELP start", Help(topic="start")),
 ])
-def test_grammar(text: str, expect: dict) -> None:
-    cmd = parse(text)
-    for key, value in expect.items():
-        assert getattr(cmd, key) == value
+def test_grammar(text: str, expect: Command) -> None:
+    assert parse(text) == expect
+
+
+def test_every_verb_has_a_command_class() -> None:
+    verbs = {type(parse(text)).verb for text in (
+        "help", "algorithms", "pools", "start x", "rerun j", "stop j", "status", "versions j",
+        "show j", "diff j 1 2", "lineage j", "eval j", "logs j", "tb j", "preset list",
+        "approve r", "reject r")}
+    assert verbs == set(COMMANDS)
 
 
 @pytest.mark.parametrize(("text", "needle"), [

@@ -11,7 +11,7 @@ from slack_sdk.models.views import View
 
 from bot.catalog import Catalog, load_pools
 from bot.domain import Algorithm, JobSpec, Preset, ResourcePool
-from bot.slack import forms, options
+from bot.slack import forms, loading, options
 from tests.unit.conftest import ALGO
 
 LONG_WORDS = "Gradient boosted decision trees with early stopping and class weights " * 3
@@ -149,19 +149,49 @@ def test_a_choice_too_long_for_an_option_value_maps_back_exactly() -> None:
 def test_modal_title_is_cut_between_words() -> None:
     view = forms.hyperparameter_view(ALGO, {}, {}, callback_id="rerun_form",
                                      title="Rerun tabular-classification v2")
-    assert view["title"]["text"] == "Rerun tabular…"
+    assert view["title"]["text"] == "Rerun tabular-…"
 
 
 @pytest.mark.parametrize(("job", "number", "title"), [
     ("digits", 2, "Rerun digits v2"),
-    ("tabular-classification", 2, "Rerun tabular… v2"),
-    ("tabular-classification-exp", 12, "Rerun tabular… v12"),
-    ("abcdefghijklmnopqrstuvwxyz", 3, "Rerun abcdefghijklmn… v3"),
+    ("tabular-classification", 2, "Rerun tabular-… v2"),
+    ("tabular-classification-exp", 12, "Rerun tabular-… v12"),
+    ("image_classification.resnet", 7, "Rerun image_… v7"),
+    ("abcdefghijklmnopqrstuvwxyz", 3, "Rerun abcdefghijklmn… v3"),  # no break: cut in it
 ])
 def test_rerun_title_keeps_the_version_and_whole_words(job: str, number: int,
                                                        title: str) -> None:
     assert forms.rerun_title(job, number) == title
     assert len(title) <= 24
+
+
+TITLES = [
+    "Rerun tabular-classification v3", "Rerun image-classification-resnet50-finetune v12",
+    "Reject request from a very long name", "Save preset nightly_digits.resnet",
+    "Rerun abcdefghijklmnopqrstuvwxyz v3", "Start training", "Rerun",
+]
+
+
+@pytest.mark.parametrize("title", TITLES)
+def test_modal_titles_fit_and_end_on_a_whole_word(title: str) -> None:
+    views = [loading.loading_view(title, "trigger-1"), loading.message_view(title, "text"),
+             forms.hyperparameter_view(ALGO, {}, {}, callback_id="rerun_form", title=title)]
+    for view in views:
+        shown = view["title"]["text"]
+        assert len(shown) <= 24
+        if shown == title:
+            continue
+        assert shown.endswith("…")
+        kept = shown[:-1]
+        assert title.startswith(kept)
+        # Cut at a break: the kept part ends with one, or the title goes on with one.
+        assert kept[-1] in " -_." or title[len(kept)] in " -_.", shown
+
+
+def test_loading_and_form_titles_are_shortened_alike() -> None:
+    title = "Rerun tabular-classification v3"
+    assert loading.loading_view(title, "t")["title"]["text"] == "Rerun tabular-…"
+    assert loading.message_view(title, "x")["title"]["text"] == "Rerun tabular-…"
 
 
 def test_more_than_100_choices_use_an_external_select_with_the_current_value() -> None:

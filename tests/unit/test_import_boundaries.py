@@ -25,7 +25,7 @@ def test_domain_imports_no_framework() -> None:
 
 
 @pytest.mark.parametrize("module", ["bot.slack.app", "bot.slack.wiring", "functions.slack_events",
-                                    "bot.adapters.compute_local", "bot.dispatch"])
+                                    "bot.adapters.local.compute", "bot.dispatch"])
 def test_nothing_heavy_on_the_slack_ack_path(module: str) -> None:
     assert not _loaded_after(f"import {module}") & set(HEAVY)
 

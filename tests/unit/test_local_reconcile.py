@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 
 from bot.domain import Decision, Status
 from bot.local_reconcile import ReconcileTimer
 from bot.services.context import Deps
 from bot.services.reconcile import ReconcileSummary
 from bot.services.requests import LaunchRequest, start_job
-
-STUCK = timedelta(minutes=30)
 
 
 def _wait_for(condition, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
@@ -30,7 +27,7 @@ def test_an_overdue_approval_expires_without_any_command(deps: Deps) -> None:
     assert version.status is Status.AWAITING_APPROVAL
     deps.clock.advance(minutes=deps.policy.approval_ttl_minutes + 1)  # type: ignore[attr-defined]
 
-    with ReconcileTimer(deps, interval_s=0.05, stuck_after=STUCK):
+    with ReconcileTimer(deps, interval_s=0.05):
         expired = _wait_for(lambda: deps.store.get_version("big", 1).status is Status.REJECTED)
 
     assert expired
@@ -38,21 +35,21 @@ def test_an_overdue_approval_expires_without_any_command(deps: Deps) -> None:
 
 
 def test_a_failing_pass_is_logged_and_the_next_one_runs(deps: Deps) -> None:
-    calls: list[timedelta] = []
+    calls: list[Deps] = []
 
-    def flaky(_deps: Deps, *, stuck_after: timedelta) -> ReconcileSummary:
-        calls.append(stuck_after)
+    def flaky(given: Deps) -> ReconcileSummary:
+        calls.append(given)
         if len(calls) == 1:
             raise RuntimeError("store unavailable")
         return ReconcileSummary()
 
-    with ReconcileTimer(deps, interval_s=0.02, stuck_after=STUCK, reconcile_fn=flaky):
+    with ReconcileTimer(deps, interval_s=0.02, reconcile_fn=flaky):
         assert _wait_for(lambda: len(calls) >= 3)
-    assert calls[0] == STUCK
+    assert calls[0] is deps
 
 
 def test_stop_ends_the_thread_promptly(deps: Deps) -> None:
-    timer = ReconcileTimer(deps, interval_s=60, stuck_after=STUCK).start()
+    timer = ReconcileTimer(deps, interval_s=60).start()
     started = time.monotonic()
 
     timer.stop()

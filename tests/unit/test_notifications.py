@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 
@@ -14,8 +13,6 @@ from bot.services.reconcile import reconcile
 from bot.services.requests import LaunchRequest, start_job
 from bot.services.state_changes import record_state_change
 from tests.fakes import RecordingChat, event
-
-STUCK = timedelta(minutes=30)
 
 
 def _start(deps: Deps, name: str = "exp1", channel: str | None = "C1") -> JobVersion:
@@ -77,13 +74,13 @@ def test_an_announcement_slack_refused_is_kept_and_delivered_by_the_reconcile(
     assert deps.store.list_undelivered() == [done]
     assert not [c for c in chat.calls if c[0] == "announced"]
 
-    summary = reconcile(deps, stuck_after=STUCK)
+    summary = reconcile(deps)
 
     assert summary.delivered == ["exp1 v1"]
     assert [c for c in chat.calls if c[0] == "announced"] == [
         ("announced", ("exp1 v1", Status.COMPLETED))]
     assert deps.store.get_version("exp1", 1).outbox == []
-    reconcile(deps, stuck_after=STUCK)
+    reconcile(deps)
     assert len([c for c in chat.calls if c[0] == "announced"]) == 1  # once
 
 
@@ -140,7 +137,7 @@ def test_a_resumed_spot_job_is_not_stuck(deps: Deps) -> None:
     deps.clock.advance(minutes=35)  # type: ignore[attr-defined]
     record_state_change(deps, event(name, "InProgress", "Interrupted",
                                     LastModifiedTime=deps.clock.now().timestamp() * 1000))
-    assert reconcile(deps, stuck_after=STUCK).stuck == []
+    assert reconcile(deps).stuck == []
 
 
 def test_an_older_event_does_not_overwrite_a_newer_secondary_status(deps: Deps) -> None:
@@ -228,6 +225,6 @@ def test_versions_show_the_objective_metric_first(deps: Deps) -> None:
                                     FinalMetricDataList=[
                                         {"MetricName": "train:loss", "Value": 0.3},
                                         {"MetricName": "validation:accuracy", "Value": 0.9}]))
-    reply = execute(deps, parse("versions exp1"), Actor(user="U1"), stuck_after=STUCK)
+    reply = execute(deps, parse("versions exp1"), Actor(user="U1"))
     line = next(x for x in render_text(reply.doc).splitlines() if "v1" in x)
     assert line.index("validation:accuracy=0.9") < line.index("train:loss")

@@ -206,6 +206,27 @@ def test_main_dry_run_prints_the_catalog(algorithms_dir: Path, tmp_path: Path,
     assert not out.exists()
 
 
+def test_a_cpu_image_alone_says_gpu_pools_will_run_it(
+    algorithms_dir: Path, s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cpu = "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:cpu"
+    argv = ["--bucket", BUCKET, "--region", REGION, "--out", str(tmp_path / "c.json"),
+            "--algorithms-dir", str(algorithms_dir), "--cpu-image", cpu]
+    assert publishing.main(argv, s3_client=s3) == 0
+    err = capsys.readouterr().err
+    assert "GPU pools will run the --cpu-image" in err and "--gpu-image" in err
+    assert publishing.main([*argv, "--gpu-image", cpu + "-gpu"], s3_client=s3) == 0
+    assert "GPU pools" not in capsys.readouterr().err
+
+
+def test_a_gpu_image_alone_is_refused(algorithms_dir: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--bucket", BUCKET, "--region", REGION, "--algorithms-dir", str(algorithms_dir),
+            "--gpu-image", "x/train:gpu", "--dry-run"]
+    assert publishing.main(argv) == 2
+    assert "--gpu-image goes with --cpu-image" in capsys.readouterr().err
+
+
 def test_main_needs_a_bucket(algorithms_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--region", REGION, "--algorithms-dir", str(algorithms_dir)]
     assert publishing.main(argv, resolve_image=fake_resolver()) == 2

@@ -13,7 +13,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedCatalog
-from bot.adapters.compute_sagemaker import (
+from bot.adapters.sagemaker.request import (
     SageMakerSetup,
     build_create_training_job_request,
     plan_launch,

@@ -1,26 +1,44 @@
-"""The command grammar shared by `/train …` in Slack and the `trainbot …` CLI.
+"""The words of `/train …` (and `trainbot …`) → a command of :mod:`bot.commands.verbs`.
 
-``parse("start image-classification lr=0.01 --pool gpu-1")`` returns a typed command.
-Every malformed input raises :class:`InvalidInput` with the problem and the right usage —
-nothing else (property-tested with hypothesis).
+``parse("start image-classification lr=0.01 --pool gpu-1")`` returns a ``Start``. Every
+malformed input raises :class:`InvalidInput` with the problem and the right usage — nothing
+else (property-tested with hypothesis).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import TypedDict
 
+from bot.commands.verbs import (
+    Algorithms,
+    Approve,
+    Command,
+    Diff,
+    Eval,
+    Help,
+    Lineage,
+    Logs,
+    Pools,
+    PresetDelete,
+    PresetList,
+    PresetSave,
+    PresetShow,
+    Reject,
+    Rerun,
+    Show,
+    Start,
+    StartForm,
+    StatusQuery,
+    Stop,
+    Tb,
+    Versions,
+)
 from bot.domain.errors import InvalidInput
 
-__all__ = [
-    "COMMANDS",
-    "USAGE",
-    "Command",
-    "parse",
-    "parse_duration",
-    "unescape_slack",
-]
+__all__ = ["COMMANDS", "USAGE", "parse", "parse_duration", "parse_max_runtime", "unescape_slack"]
 
 USAGE: dict[str, str] = {
     "help": "help [COMMAND]",
@@ -41,7 +59,7 @@ USAGE: dict[str, str] = {
     "preset": "preset save NAME (--from JOB [vN] | ALGORITHM [key=value …] [--pool POOL] "
     "[--data CHANNEL=URI …]) [--description TEXT]  ·  preset list  ·  preset show NAME  ·  "
     "preset delete NAME",
-    "approve": "approve REQUEST_ID",
+    "approve": "approve REQUEST_ID [--wait]",
     "reject": "reject REQUEST_ID [--reason TEXT]",
 }
 COMMANDS = tuple(USAGE)
@@ -55,30 +73,6 @@ _VERSION = re.compile(r"^[vV]?(\d{1,6})$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _DURATION = re.compile(r"^(\d{1,7})([smhd]?)$")
 MAX_TEXT = 4000
-
-
-@dataclass(frozen=True)
-class Command:
-    """A parsed command. ``name`` is the verb; the rest is what that verb takes."""
-
-    name: str
-    sub: str | None = None
-    job: str | None = None
-    version: int | None = None
-    other_version: int | None = None
-    algorithm: str | None = None
-    preset: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    pool: str | None = None
-    data: dict[str, str] = field(default_factory=dict)
-    job_name: str | None = None
-    spot: bool | None = None
-    max_runtime_s: int | None = None
-    wait: bool = False
-    description: str | None = None
-    reason: str | None = None
-    request_id: str | None = None
-    topic: str | None = None
 
 
 def unescape_slack(text: str) -> str:
@@ -106,7 +100,7 @@ def parse(text: str, *, from_slack: bool = False) -> Command:
             hint="Try `/train help`.",
         ) from None
     if not words:
-        return Command(name="help")
+        return Help()
     verb, rest = words[0].lower(), words[1:]
     parser = _PARSERS.get(verb)
     if parser is None:
@@ -222,117 +216,117 @@ class _Words:
         return job, version
 
 
-def _help(w: _Words) -> Command:
+def _help(w: _Words) -> Help:
     pos, _ = w.split({})
     if len(pos) > 1:
         raise w.error("`help` takes at most one command name.")
     topic = pos[0].lower() if pos else None
     if topic is not None and topic not in USAGE:
         raise w.error(f"There's no command `{_clip(topic)}`.")
-    return Command(name="help", topic=topic)
+    return Help(topic=topic)
 
 
-def _algorithms(w: _Words) -> Command:
+def _algorithms(w: _Words) -> Algorithms:
     pos, _ = w.split({})
     if len(pos) > 1:
         raise w.error("`algorithms` takes at most one algorithm id.")
-    return Command(name="algorithms", algorithm=pos[0] if pos else None)
+    return Algorithms(algorithm=pos[0] if pos else None)
 
 
-def _pools(w: _Words) -> Command:
+def _pools(w: _Words) -> Pools:
     pos, _ = w.split({})
     if pos:
         raise w.error("`pools` takes no arguments.")
-    return Command(name="pools")
+    return Pools()
 
 
 _LAUNCH_FLAGS = {"pool": True, "data": True, "spot": False, "max-runtime": True}
 
 
-def _launch_options(w: _Words, options: dict[str, list[str]]) -> dict[str, object]:
+class _LaunchOptions(TypedDict):
+    pool: str | None
+    data: dict[str, str]
+    spot: bool | None
+    max_runtime_s: int | None
+
+
+def _launch_options(w: _Words, options: dict[str, list[str]]) -> _LaunchOptions:
     runtime = w.one(options, "max-runtime")
     data = w.key_values(options.get("data", []), what="data channel")
     for channel, uri in data.items():
         if not uri:
             raise w.error(f"`--data {channel}=` needs a URI.")
-    return {
-        "pool": w.one(options, "pool"),
-        "data": data,
-        "spot": True if "spot" in options else None,
-        "max_runtime_s": parse_max_runtime(runtime) if runtime is not None else None,
-    }
+    return _LaunchOptions(
+        pool=w.one(options, "pool"),
+        data=data,
+        spot=True if "spot" in options else None,
+        max_runtime_s=parse_max_runtime(runtime) if runtime is not None else None,
+    )
 
 
-def _start(w: _Words) -> Command:
+def _start(w: _Words) -> Start | StartForm:
     pos, opts = w.split({**_LAUNCH_FLAGS, "name": True, "preset": True, "wait": False})
     preset = w.one(opts, "preset")
     algorithm = None
     if preset is None:
         if not pos:
-            # `/train start` alone: Slack opens the start form; the CLI explains usage.
-            return Command(name="start", wait="wait" in opts)
+            return StartForm()
         algorithm = pos.pop(0)
         if "=" in algorithm or algorithm.startswith("-"):
             raise w.error(
                 f"`{_clip(algorithm)}` is not an algorithm id; the algorithm comes first."
             )
-    return Command(
-        name="start",
-        algorithm=algorithm,
-        preset=preset,
-        params=w.key_values(pos),
-        job_name=w.one(opts, "name"),
-        wait="wait" in opts,
-        **_launch_options(w, opts),  # type: ignore[arg-type]
-    )
+    return Start(algorithm=algorithm, preset=preset, params=w.key_values(pos),
+                 job_name=w.one(opts, "name"), wait="wait" in opts,
+                 **_launch_options(w, opts))
 
 
-def _rerun(w: _Words) -> Command:
+def _rerun(w: _Words) -> Rerun:
     pos, opts = w.split({**_LAUNCH_FLAGS, "wait": False})
     job, version = w.job_and_version([p for p in pos if "=" not in p])
     params = w.key_values([p for p in pos if "=" in p])
-    return Command(
-        name="rerun", job=job, version=version, params=params, wait="wait" in opts,
-        **_launch_options(w, opts),  # type: ignore[arg-type]
-    )
+    return Rerun(job=job, version=version, params=params, wait="wait" in opts,
+                 **_launch_options(w, opts))
 
 
-def _job_version_command(name: str, *, flags: dict[str, bool] | None = None):
+def _stop(w: _Words) -> Stop:
+    pos, opts = w.split({"wait": False})
+    job, version = w.job_and_version(pos)
+    return Stop(job=job, version=version, wait="wait" in opts)
+
+
+def _of_version(cls: Callable[[str, int | None], Command]) -> Callable[[_Words], Command]:
+    """The parser of a verb that takes ``JOB [vN]`` and nothing else."""
+
     def parse_it(w: _Words) -> Command:
-        pos, opts = w.split(flags or {})
-        job, version = w.job_and_version(pos)
-        return Command(name=name, job=job, version=version, wait="wait" in opts)
+        pos, _ = w.split({})
+        return cls(*w.job_and_version(pos))
 
     return parse_it
 
 
-def _status(w: _Words) -> Command:
+def _status(w: _Words) -> StatusQuery:
     pos, _ = w.split({})
     if len(pos) > 1:
         raise w.error("`status` takes at most a job name.")
-    if pos:
-        job, version = w.job_and_version(pos)
-        return Command(name="status", job=job, version=version)
-    return Command(name="status")
+    return StatusQuery(job=w.job_and_version(pos)[0] if pos else None)
 
 
-def _versions(w: _Words) -> Command:
+def _versions(w: _Words) -> Versions:
     pos, _ = w.split({})
     if len(pos) != 1:
         raise w.error("`versions` takes exactly one job name.")
-    job, _v = w.job_and_version(pos)
-    return Command(name="versions", job=job)
+    return Versions(job=w.job_and_version(pos)[0])
 
 
-def _diff(w: _Words) -> Command:
+def _diff(w: _Words) -> Diff:
     pos, _ = w.split({})
     if len(pos) != 3:
         raise w.error("`diff` needs a job and two versions.")
-    return Command(name="diff", job=pos[0], version=w.version(pos[1]),
-                   other_version=w.version(pos[2]))
+    return Diff(job=pos[0], a=w.version(pos[1]), b=w.version(pos[2]))
 
 
-def _preset(w: _Words) -> Command:
+def _preset(w: _Words) -> PresetList | PresetShow | PresetDelete | PresetSave:
     if not w.words:
         raise w.error("`preset` needs a subcommand: save, list, show or delete.")
     sub = w.words[0].lower()
@@ -341,12 +335,12 @@ def _preset(w: _Words) -> Command:
         pos, _ = w.split({})
         if pos:
             raise w.error("`preset list` takes no arguments.")
-        return Command(name="preset", sub="list")
+        return PresetList()
     if sub in ("show", "delete"):
         pos, _ = w.split({})
         if len(pos) != 1:
             raise w.error(f"`preset {sub}` takes exactly one preset name.")
-        return Command(name="preset", sub=sub, preset=pos[0])
+        return PresetShow(name=pos[0]) if sub == "show" else PresetDelete(name=pos[0])
     if sub != "save":
         raise w.error(f"`{_clip(sub)}` is not a preset subcommand (save, list, show, delete).")
     pos, opts = w.split({**_LAUNCH_FLAGS, "from": True, "description": True})
@@ -356,36 +350,36 @@ def _preset(w: _Words) -> Command:
     description = w.one(opts, "description")
     source = w.one(opts, "from")
     if source is not None:
-        job = source
-        version = None
-        if pos and _VERSION.match(pos[0]):
-            version = w.version(pos.pop(0))
+        version = w.version(pos.pop(0)) if pos and _VERSION.match(pos[0]) else None
         params = w.key_values(pos)
-        return Command(name="preset", sub="save", preset=name, job=job, version=version,
-                       params=params, description=description,
-                       **_launch_options(w, opts))  # type: ignore[arg-type]
+        launch = _launch_options(w, opts)
+        return PresetSave(name=name, description=description, from_job=source,
+                          from_version=version, params=params, pool=launch["pool"],
+                          data=launch["data"])
     if not pos:
         raise w.error("`preset save NAME` needs `--from JOB [vN]` or an algorithm.")
     algorithm = pos.pop(0)
     if "=" in algorithm:
         raise w.error(f"`{_clip(algorithm)}` is not an algorithm id; the algorithm comes first.")
-    return Command(name="preset", sub="save", preset=name, algorithm=algorithm,
-                   params=w.key_values(pos), description=description,
-                   **_launch_options(w, opts))  # type: ignore[arg-type]
+    params = w.key_values(pos)
+    # --spot and --max-runtime are read (and checked) as for start; a preset keeps neither.
+    launch = _launch_options(w, opts)
+    return PresetSave(name=name, description=description, algorithm=algorithm, params=params,
+                      pool=launch["pool"], data=launch["data"])
 
 
-def _approve(w: _Words) -> Command:
-    pos, _ = w.split({})
+def _approve(w: _Words) -> Approve:
+    pos, opts = w.split({"wait": False})
     if len(pos) != 1:
         raise w.error("`approve` takes exactly one request id.")
-    return Command(name="approve", request_id=pos[0])
+    return Approve(request_id=pos[0], wait="wait" in opts)
 
 
-def _reject(w: _Words) -> Command:
+def _reject(w: _Words) -> Reject:
     pos, opts = w.split({"reason": True})
     if len(pos) != 1:
         raise w.error("`reject` takes exactly one request id.")
-    return Command(name="reject", request_id=pos[0], reason=w.one(opts, "reason"))
+    return Reject(request_id=pos[0], reason=w.one(opts, "reason"))
 
 
 def _option_dashes(word: str) -> str:
@@ -407,21 +401,21 @@ def _clip(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[_Words], Command]] = {
     "help": _help,
     "algorithms": _algorithms,
     "pools": _pools,
     "start": _start,
     "rerun": _rerun,
-    "stop": _job_version_command("stop", flags={"wait": False}),
+    "stop": _stop,
     "status": _status,
     "versions": _versions,
-    "show": _job_version_command("show"),
+    "show": _of_version(Show),
     "diff": _diff,
-    "lineage": _job_version_command("lineage"),
-    "eval": _job_version_command("eval"),
-    "logs": _job_version_command("logs"),
-    "tb": _job_version_command("tb"),
+    "lineage": _of_version(Lineage),
+    "eval": _of_version(Eval),
+    "logs": _of_version(Logs),
+    "tb": _of_version(Tb),
     "preset": _preset,
     "approve": _approve,
     "reject": _reject,

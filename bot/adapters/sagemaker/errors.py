@@ -1,7 +1,7 @@
 """botocore failures → trainbot's :class:`BackendError` family, with short user-facing text.
 
 Messages never carry credentials or request ids; AWS messages are trimmed. Throttling and
-5xx are retried by the client's adaptive retry mode (see ``bot.bootstrap.aws_client``,
+5xx are retried by the client's adaptive retry mode (see :func:`bot.aws.aws_client`,
 https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html); what still
 fails reaches :func:`translate` and becomes a "try again" message.
 """

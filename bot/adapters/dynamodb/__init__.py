@@ -1,0 +1,11 @@
+"""The production :class:`~bot.ports.JobStore`: one DynamoDB table, conditional writes only.
+
+- :mod:`.keys` is the key design: every partition and sort key, and the attribute values
+  they are made of;
+- :mod:`.items` turns models into items and back (index attributes included);
+- :mod:`.writes` builds the conditional Put/Update requests (pure, no I/O);
+- :mod:`.transactions` reads why a transaction was cancelled and retries the retryable;
+- :mod:`.store` is the port (:class:`~.store.DynamoStore`).
+
+The tables themselves (key schema, indexes) are defined in :mod:`bot.adapters.dynamodb_schema`.
+"""

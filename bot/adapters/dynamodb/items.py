@@ -1,0 +1,188 @@
+"""Models as items and back.
+
+Models are kept as JSON strings (no ``Decimal`` round trips for floats); only keys and index
+keys are separate attributes. Index attributes are derived from the model on every write, so
+an index can never disagree with the item it points at.
+
+Version items hold two JSON attributes: ``fixed`` (written once, when the version is created)
+and ``state`` (what ``save_version`` replaces), so a save can never rewrite a spec or lineage.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+from bot.adapters.dynamodb.keys import (
+    ACTIVE,
+    ALL_JOBS,
+    OUTBOX,
+    Item,
+    approval_key,
+    backend_key,
+    backend_partition,
+    channel_partition,
+    ended_partition,
+    guard_key,
+    job_key,
+    number,
+    preset_key,
+    sparse_partition,
+    text,
+    timestamp,
+    version_key,
+    version_tail,
+)
+from bot.adapters.dynamodb_schema import (
+    ACTIVE_INDEX,
+    ACTIVE_SHARDS,
+    ALL_JOBS_INDEX,
+    BACKEND_INDEX,
+    CHANNEL_INDEX,
+    ENDED_INDEX,
+)
+from bot.domain import Approval, JobVersion, Preset, TrainingJob
+from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
+from bot.domain.job import VERSION_FIXED_FIELDS
+
+__all__ = [
+    "APPROVAL_MUTABLE",
+    "FIXED_FIELDS",
+    "approval_from_item",
+    "approval_item",
+    "backend_pointer_item",
+    "guard_item",
+    "job_from_item",
+    "job_item",
+    "preset_from_item",
+    "preset_item",
+    "version_from_item",
+    "version_item",
+    "version_state",
+]
+
+FIXED_FIELDS = VERSION_FIXED_FIELDS
+_STATE_EXCLUDE = FIXED_FIELDS | {"revision"}
+APPROVAL_MUTABLE = APPROVAL_MUTABLE_FIELDS
+
+
+# -- encoding ---------------------------------------------------------------------------
+
+
+def backend_pointer_item(version: JobVersion) -> Item:
+    """The item that finds ``version`` by its backend job name with a consistent GetItem
+    (the backend-name index is eventually consistent: an early event could miss it)."""
+    assert version.backend_job_name, "only a version that names its backend job"
+    return {
+        **backend_key(version.backend_job_name),
+        "job": text(version.job),
+        "number": number(version.number),
+    }
+
+
+def guard_item(version: JobVersion) -> Item:
+    """The item that finds ``version`` by the request key it was stored under."""
+    assert version.request_key is not None, "only a version stored under a request key"
+    return {
+        **guard_key(version.request_key),
+        "job": text(version.job),
+        "number": number(version.number),
+    }
+
+
+def job_item(job: TrainingJob) -> Item:
+    """A new job's item: its version counter starts at 1 (the version stored with it)."""
+    when = f"{timestamp(job.created_at)}#{job.name}"
+    item = {
+        **job_key(job.name),
+        "latest_version": number(1),
+        "body": text(job.model_dump_json(exclude={"latest_version"})),
+        f"{ALL_JOBS_INDEX}PK": text(ALL_JOBS),
+        f"{ALL_JOBS_INDEX}SK": text(when),
+    }
+    if job.channel:
+        item[f"{CHANNEL_INDEX}PK"] = text(channel_partition(job.channel))
+        item[f"{CHANNEL_INDEX}SK"] = text(when)
+    return item
+
+
+def version_state(version: JobVersion) -> dict[str, dict[str, str] | None]:
+    """The attributes ``save_version`` rewrites; ``None`` means the attribute must be absent.
+
+    Index attributes follow the state: a terminal version leaves the sparse active index, a
+    version gets into the ended index once it has ``ended_at``.
+    """
+    tail = version_tail(version.job, version.number)
+    active = not version.status.terminal
+    # The same sparse index lists ended versions whose outbox isn't empty (under OUTBOX#),
+    # so the reconcile finds undelivered notices without a scan.
+    undelivered = not active and bool(version.outbox)
+    shard = zlib.crc32(tail.encode()) % ACTIVE_SHARDS
+    prefix = ACTIVE if active else OUTBOX if undelivered else None
+    part = sparse_partition(prefix, shard) if prefix else None
+    ended = timestamp(version.ended_at) if version.ended_at else None
+    backend = version.backend_job_name
+    holds_slot = version.pool_slot and active
+    return {
+        "state": text(version.model_dump_json(exclude=set(_STATE_EXCLUDE))),
+        # Present while the version holds a place of its pool: the write that gives the
+        # place back is conditional on it, so a place is never given back twice.
+        "slot": text(version.spec.pool) if holds_slot else None,
+        "status": text(version.status.value),
+        f"{ACTIVE_INDEX}PK": text(part) if part else None,
+        f"{ACTIVE_INDEX}SK": text(f"{timestamp(version.created_at)}#{tail}") if part else None,
+        f"{BACKEND_INDEX}PK": text(backend_partition(backend)) if backend else None,
+        f"{ENDED_INDEX}PK": text(ended_partition(ended[:10])) if ended else None,
+        f"{ENDED_INDEX}SK": text(f"{ended}#{tail}") if ended else None,
+    }
+
+
+def version_item(version: JobVersion) -> Item:
+    state = {k: v for k, v in version_state(version).items() if v is not None}
+    return {
+        **version_key(version.job, version.number),
+        "revision": number(version.revision),
+        "fixed": text(version.model_dump_json(include=set(FIXED_FIELDS))),
+        **state,
+    }
+
+
+def approval_item(approval: Approval) -> Item:
+    data = approval.model_dump(mode="json")
+    item = {
+        **approval_key(approval.id),
+        "body": text(approval.model_dump_json(exclude=set(APPROVAL_MUTABLE))),
+    }
+    item.update({k: text(data[k]) for k in APPROVAL_MUTABLE if data[k] is not None})
+    return item
+
+
+def preset_item(preset: Preset) -> Item:
+    return {**preset_key(preset.scope, preset.name), "body": text(preset.model_dump_json())}
+
+
+# -- decoding ---------------------------------------------------------------------------
+
+
+def version_from_item(item: Item) -> JobVersion:
+    data = {
+        **json.loads(item["fixed"]["S"]),
+        **json.loads(item["state"]["S"]),
+        "revision": int(item["revision"]["N"]),
+    }
+    return JobVersion.model_validate(data)
+
+
+def job_from_item(item: Item) -> TrainingJob:
+    data = {**json.loads(item["body"]["S"]), "latest_version": int(item["latest_version"]["N"])}
+    return TrainingJob.model_validate(data)
+
+
+def approval_from_item(item: Item) -> Approval:
+    data = json.loads(item["body"]["S"])
+    data.update({k: item[k]["S"] for k in APPROVAL_MUTABLE if k in item})
+    return Approval.model_validate(data)
+
+
+def preset_from_item(item: Item) -> Preset:
+    return Preset.model_validate_json(item["body"]["S"])

@@ -1,0 +1,124 @@
+"""The single table's keys: every partition and sort key trainbot writes or queries.
+
+Items and queries both build their keys here, so a writer and a reader can't disagree on a
+prefix. The layout is drawn in :mod:`bot.adapters.dynamodb_schema`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "ACTIVE",
+    "ALL_JOBS",
+    "META",
+    "OUTBOX",
+    "VERSION_PREFIX",
+    "Item",
+    "approval_key",
+    "backend_key",
+    "backend_partition",
+    "channel_partition",
+    "ended_partition",
+    "guard_key",
+    "job_key",
+    "job_partition",
+    "number",
+    "pool_key",
+    "preset_key",
+    "preset_partition",
+    "sparse_partition",
+    "text",
+    "timestamp",
+    "version_key",
+    "version_tail",
+]
+
+Item = dict[str, dict[str, Any]]
+"""An item in the low-level client's form: attribute name → ``{"S": …}`` / ``{"N": …}``."""
+
+META = "META"
+VERSION_PREFIX = "V#"
+ALL_JOBS = "JOBS"  # the all-jobs index's one partition
+# The sparse index's partitions: versions that run, and ended ones with undelivered notices.
+ACTIVE = "ACTIVE"
+OUTBOX = "OUTBOX"
+
+
+def text(value: str) -> dict[str, str]:
+    """A string attribute value."""
+    return {"S": value}
+
+
+def number(value: int) -> dict[str, str]:
+    """A number attribute value (the client sends numbers as text)."""
+    return {"N": str(value)}
+
+
+def timestamp(moment: datetime) -> str:
+    """Fixed-width UTC text, so that string order is time order in the indexes."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def job_partition(job: str) -> str:
+    """The job's META item and all its ``V#`` items share this partition."""
+    return f"JOB#{job}"
+
+
+def preset_partition(scope: str) -> str:
+    return f"PRESET#{scope}"
+
+
+def backend_partition(backend_job_name: str) -> str:
+    """The backend pointer's PK, and the backend-name index's key."""
+    return f"BACKEND#{backend_job_name}"
+
+
+def channel_partition(channel: str) -> str:
+    return f"CHANNEL#{channel}"
+
+
+def ended_partition(day: str) -> str:
+    """The ended index's partition for a UTC day, ``YYYY-MM-DD``."""
+    return f"ENDED#{day}"
+
+
+def sparse_partition(prefix: str, shard: int) -> str:
+    """``ACTIVE#<shard>`` or ``OUTBOX#<shard>``."""
+    return f"{prefix}#{shard}"
+
+
+def version_tail(job: str, number: int) -> str:
+    """``<job>#<000001>``: ends the index sort keys, so equal times sort by version."""
+    return f"{job}#{number:06d}"
+
+
+def job_key(job: str) -> Item:
+    return {"PK": text(job_partition(job)), "SK": text(META)}
+
+
+def version_key(job: str, number: int) -> Item:
+    return {"PK": text(job_partition(job)), "SK": text(f"{VERSION_PREFIX}{number:06d}")}
+
+
+def guard_key(request_key: str) -> Item:
+    return {"PK": text(f"REQ#{request_key}"), "SK": text(META)}
+
+
+def preset_key(scope: str, name: str) -> Item:
+    return {"PK": text(preset_partition(scope)), "SK": text(name)}
+
+
+def approval_key(approval_id: str) -> Item:
+    return {"PK": text(f"APPROVAL#{approval_id}"), "SK": text(META)}
+
+
+def backend_key(backend_job_name: str) -> Item:
+    return {"PK": text(backend_partition(backend_job_name)), "SK": text(META)}
+
+
+def pool_key(pool: str) -> Item:
+    return {"PK": text(f"POOL#{pool}"), "SK": text(META)}

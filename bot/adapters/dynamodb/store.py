@@ -1,0 +1,484 @@
+"""The production :class:`~bot.ports.JobStore`: one DynamoDB table, conditional writes only.
+
+The layout (keys, indexes) is defined in :mod:`bot.adapters.dynamodb_schema`, the items in
+:mod:`.items`, the writes and their conditions in :mod:`.writes`. This module runs them and
+turns a false condition into the port's errors (``Conflict``, ``StaleWrite``, ``NotFound``).
+Nothing here scans the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+from botocore.exceptions import ClientError
+
+from bot.adapters.dynamodb.items import (
+    approval_from_item,
+    approval_item,
+    backend_pointer_item,
+    job_from_item,
+    preset_from_item,
+    preset_item,
+    version_from_item,
+)
+from bot.adapters.dynamodb.keys import (
+    ACTIVE,
+    ALL_JOBS,
+    META,
+    OUTBOX,
+    VERSION_PREFIX,
+    Item,
+    approval_key,
+    backend_key,
+    backend_partition,
+    channel_partition,
+    ended_partition,
+    guard_key,
+    job_key,
+    job_partition,
+    preset_key,
+    preset_partition,
+    sparse_partition,
+    text,
+    timestamp,
+    version_key,
+)
+from bot.adapters.dynamodb.transactions import (
+    CHECK_FAILED,
+    backoff,
+    cancellation_codes,
+    check_failed,
+    retryable,
+    transact,
+)
+from bot.adapters.dynamodb.writes import (
+    allocation,
+    approval_message_update,
+    decide_update,
+    pool_claim,
+    pool_release,
+    preset_delete,
+    put_new,
+    version_update,
+)
+from bot.adapters.dynamodb_schema import (
+    ACTIVE_INDEX,
+    ACTIVE_SHARDS,
+    ALL_JOBS_INDEX,
+    BACKEND_INDEX,
+    CHANNEL_INDEX,
+    ENDED_INDEX,
+)
+from bot.clock import SystemClock
+from bot.domain import (
+    Approval,
+    Conflict,
+    Decision,
+    JobVersion,
+    NotFound,
+    Preset,
+    StaleWrite,
+    TrainingJob,
+)
+from bot.ports import Clock
+
+__all__ = ["MAX_ALLOCATION_ATTEMPTS", "DynamoStore", "default_client"]
+
+# Version allocation retries when another writer took the number first. Each round one writer
+# wins, so this bounds the wait of a writer among that many concurrent ones.
+MAX_ALLOCATION_ATTEMPTS = 100
+
+
+def default_client() -> Any:
+    """A DynamoDB client that backs off adaptively when throttled."""
+    # Imported here: callers that pass a client in (tests, the Lambda wiring) skip it.
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("dynamodb", config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
+
+
+class DynamoStore:
+    """A :class:`~bot.ports.JobStore` over one DynamoDB table.
+
+    ``client`` is a low-level boto3 DynamoDB client (thread-safe; built with adaptive retries
+    when not given). ``clock`` bounds the days :meth:`list_ended_since` looks at.
+    """
+
+    def __init__(self, table_name: str, *, client: Any = None, clock: Clock | None = None) -> None:
+        self.table_name = table_name
+        self._client = client if client is not None else default_client()
+        self._clock = clock or SystemClock()
+
+    # -- low-level helpers ------------------------------------------------------------
+
+    def _get(self, key: Item) -> Item | None:
+        response = self._client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
+        return response.get("Item")
+
+    def _query(self, **kwargs: Any) -> Iterator[Item]:
+        """Every item a Query matches, following pagination."""
+        kwargs["TableName"] = self.table_name
+        while True:
+            page = self._client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _query_index(self, index: str, partition: str, **kwargs: Any) -> Iterator[Item]:
+        """Every item of one partition of ``index``."""
+        return self._query(
+            IndexName=index,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": f"{index}PK"},
+            ExpressionAttributeValues={":pk": text(partition)},
+            **kwargs,
+        )
+
+    def _query_partition(self, partition: str) -> Iterator[Item]:
+        """Every item of one table partition, consistently read."""
+        return self._query(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": text(partition)},
+            ConsistentRead=True,
+        )
+
+    # -- jobs and versions ------------------------------------------------------------
+
+    def add_version(
+        self, draft: JobVersion, *, new_job: TrainingJob | None = None
+    ) -> tuple[JobVersion, bool]:
+        """See :meth:`bot.ports.JobStore.add_version`.
+
+        One transaction moves the job's counter from n to n+1 (conditional on n), puts
+        ``V#n+1`` and the request-key guard; losing the counter race means retrying with the
+        counter's new value, losing the guard means the request was already served.
+        """
+        if new_job is not None and new_job.name != draft.job:
+            raise ValueError(f"new_job {new_job.name!r} is not the draft's job {draft.job!r}")
+        if draft.request_key is not None:
+            replayed = self._by_request_key(draft.request_key)
+            if replayed is not None:
+                return replayed, False
+        latest = 0 if new_job is not None else self._latest_version(draft.job)
+        for attempt in range(MAX_ALLOCATION_ATTEMPTS):
+            if attempt:
+                backoff(attempt)
+            stored = draft.model_copy(update={"number": latest + 1, "revision": 1})
+            try:
+                self._client.transact_write_items(
+                    TransactItems=allocation(self.table_name, stored, new_job))
+            except ClientError as exc:
+                codes = cancellation_codes(exc)
+                if stored.request_key is not None and codes[2] == CHECK_FAILED:
+                    return self._replayed(stored.request_key, exc), False
+                if codes[0] == CHECK_FAILED:
+                    latest = self._counter_moved(draft.job, new_job, exc)
+                elif not retryable(codes):
+                    raise
+                continue
+            return stored, True
+        raise Conflict(
+            f"Too many versions of `{draft.job}` are being started at once.",
+            hint="Try again in a moment.",
+        )
+
+    def _counter_moved(self, job: str, new_job: TrainingJob | None, exc: ClientError) -> int:
+        """After the first transaction item failed: the counter to try next, or the error."""
+        if new_job is not None:
+            raise Conflict(f"A job named `{job}` already exists.") from exc
+        reasons = exc.response.get("CancellationReasons", [])
+        old = reasons[0].get("Item") if reasons else None
+        if old is None:
+            # Either the job is gone, or this endpoint doesn't return the item: read it.
+            return self._latest_version(job)
+        return int(old["latest_version"]["N"])
+
+    def _latest_version(self, job: str) -> int:
+        return self.get_job(job).latest_version
+
+    def _by_request_key(self, request_key: str) -> JobVersion | None:
+        guard = self._get(guard_key(request_key))
+        if guard is None:
+            return None
+        return self.get_version(guard["job"]["S"], int(guard["number"]["N"]))
+
+    def _replayed(self, request_key: str, exc: ClientError) -> JobVersion:
+        version = self._by_request_key(request_key)
+        if version is None:  # the guard failed, so it exists; guards are never deleted
+            raise Conflict(f"Request `{request_key}` is in an inconsistent state.") from exc
+        return version
+
+    def get_job(self, name: str) -> TrainingJob:
+        item = self._get(job_key(name))
+        if item is None:
+            raise NotFound(f"No job named `{name}`.")
+        return job_from_item(item)
+
+    def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
+        """Newest first; all channels when ``channel`` is None."""
+        if limit < 1:
+            return []  # Query rejects Limit=0
+        index, partition = (
+            (ALL_JOBS_INDEX, ALL_JOBS) if channel is None
+            else (CHANNEL_INDEX, channel_partition(channel))
+        )
+        items = self._query_index(index, partition, ScanIndexForward=False, Limit=limit)
+        jobs: list[TrainingJob] = []
+        for item in items:
+            if len(jobs) >= limit:
+                break
+            jobs.append(job_from_item(item))
+        return jobs
+
+    def get_version(self, job: str, number: int) -> JobVersion:
+        item = self._get(version_key(job, number))
+        if item is None:
+            raise NotFound(f"No version {number} of job `{job}`.")
+        return version_from_item(item)
+
+    def list_versions(self, job: str) -> list[JobVersion]:
+        """Oldest first. ``NotFound`` if the job does not exist.
+
+        One query reads the job's whole partition: its META item and every ``V#`` item.
+        """
+        items = list(self._query_partition(job_partition(job)))
+        if not any(item["SK"]["S"] == META for item in items):
+            raise NotFound(f"No job named `{job}`.")
+        return [version_from_item(item) for item in items
+                if item["SK"]["S"].startswith(VERSION_PREFIX)]
+
+    def save_version(self, version: JobVersion) -> JobVersion:
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored.
+
+        A version that ends while holding a pool place gives it back in the same
+        transaction (the pool's counter goes down by one).
+        """
+        if version.pool_slot and version.status.terminal:
+            return self._save_releasing(version.model_copy(update={"pool_slot": False}))
+        try:
+            response = self._client.update_item(
+                **version_update(self.table_name, version),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            self._raise_stale(version, exc)
+        return version_from_item(response["Attributes"])
+
+    def _save_releasing(self, version: JobVersion) -> JobVersion:
+        update = version_update(self.table_name, version, releasing=True)
+        try:
+            transact(self._client,
+                     [{"Update": update}, pool_release(self.table_name, version.spec.pool)])
+        except ClientError as exc:
+            if cancellation_codes(exc)[0] != CHECK_FAILED:
+                raise
+            self._raise_stale(version, exc)
+        return version.model_copy(update={"revision": version.revision + 1})
+
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+        """See :meth:`bot.ports.JobStore.claim_launch`. One transaction: the version
+        (compare-and-set), the ``BACKEND#<name>`` pointer (must be new) and, with ``slots``,
+        the pool's counter (``active < slots``)."""
+        if slots is not None:
+            version = version.model_copy(update={"pool_slot": True})
+        items = [{"Update": version_update(self.table_name, version)},
+                 put_new(self.table_name, backend_pointer_item(version))]
+        if slots is not None:
+            items.append(pool_claim(self.table_name, version.spec.pool, slots=slots))
+        try:
+            transact(self._client, items)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes[0] == CHECK_FAILED:
+                self._raise_stale(version, exc)
+            if codes[1] == CHECK_FAILED:
+                raise Conflict(
+                    f"Backend job name `{version.backend_job_name}` is already in use."
+                ) from exc
+            if len(codes) > 2 and codes[2] == CHECK_FAILED:
+                return None  # every place of the pool is held
+            raise
+        return version.model_copy(update={"revision": version.revision + 1})
+
+    def _raise_stale(self, version: JobVersion, exc: ClientError) -> NoReturn:
+        old = exc.response.get("Item") or self._get(version_key(version.job, version.number))
+        if old is None:
+            raise NotFound(f"No version {version.number} of job `{version.job}`.") from exc
+        raise StaleWrite(
+            f"{version.label} changed meanwhile (revision {old['revision']['N']}, "
+            f"written from {version.revision})."
+        ) from exc
+
+    def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
+        """Through the ``BACKEND#<name>`` pointer written with the launch's claim, then the
+        version, both consistent reads. Versions named before pointers existed are found
+        through the backend-name index (keys only)."""
+        pointer = self._get(backend_key(backend_job_name))
+        if pointer is not None:
+            item = self._get(version_key(pointer["job"]["S"], int(pointer["number"]["N"])))
+            return None if item is None else version_from_item(item)
+        for key in self._query_index(BACKEND_INDEX, backend_partition(backend_job_name)):
+            item = self._get({"PK": key["PK"], "SK": key["SK"]})
+            if item is not None:
+                return version_from_item(item)
+        return None
+
+    def list_active(self) -> list[JobVersion]:
+        """Non-terminal versions, oldest first: every shard of the sparse active index."""
+        return self._list_sparse(ACTIVE)
+
+    def list_undelivered(self) -> list[JobVersion]:
+        """Ended versions with an outbox, oldest first (the same index, ``OUTBOX#`` keys)."""
+        return self._list_sparse(OUTBOX)
+
+    def _list_sparse(self, prefix: str) -> list[JobVersion]:
+        items: list[Item] = []
+        for shard in range(ACTIVE_SHARDS):
+            items += self._query_index(ACTIVE_INDEX, sparse_partition(prefix, shard))
+        items.sort(key=lambda item: item[f"{ACTIVE_INDEX}SK"]["S"])
+        return [version_from_item(item) for item in items]
+
+    def list_ended_since(self, since: datetime) -> list[JobVersion]:
+        """Versions with ``ended_at >= since``, earliest end first.
+
+        One query per UTC day from ``since`` to tomorrow (tomorrow absorbs clock skew between
+        the writer and this reader), so callers should ask for short windows.
+        """
+        lower = timestamp(since)
+        day = datetime.fromisoformat(lower[:10]).date()
+        last = max(day, self._clock.now().astimezone(UTC).date()) + timedelta(days=1)
+        versions: list[JobVersion] = []
+        while day <= last:
+            versions += map(
+                version_from_item,
+                self._query(
+                    IndexName=ENDED_INDEX,
+                    KeyConditionExpression="#pk = :pk AND #sk >= :since",
+                    ExpressionAttributeNames={
+                        "#pk": f"{ENDED_INDEX}PK",
+                        "#sk": f"{ENDED_INDEX}SK",
+                    },
+                    ExpressionAttributeValues={
+                        ":pk": text(ended_partition(day.isoformat())),
+                        ":since": text(lower),
+                    },
+                ),
+            )
+            day += timedelta(days=1)
+        return versions
+
+    # -- presets ----------------------------------------------------------------------
+
+    def create_preset(self, preset: Preset) -> Preset:
+        """``Conflict`` if a preset of that name exists in the scope."""
+        try:
+            self._client.put_item(**put_new(self.table_name, preset_item(preset))["Put"])
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            raise Conflict(f"A preset named `{preset.name}` already exists.") from exc
+        return preset
+
+    def get_preset(self, scope: str, name: str) -> Preset:
+        item = self._get(preset_key(scope, name))
+        if item is None:
+            raise NotFound(f"No preset named `{name}`.")
+        return preset_from_item(item)
+
+    def list_presets(self, scope: str) -> list[Preset]:
+        """Sorted by name (the sort key's byte order)."""
+        return [preset_from_item(item) for item in self._query_partition(preset_partition(scope))]
+
+    def delete_preset(self, scope: str, name: str) -> None:
+        """``NotFound`` if there is no such preset."""
+        try:
+            self._client.delete_item(**preset_delete(self.table_name, scope, name))
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            raise NotFound(f"No preset named `{name}`.") from exc
+
+    # -- approvals --------------------------------------------------------------------
+
+    def create_approval(self, approval: Approval) -> Approval:
+        """``Conflict`` if an approval with that id exists."""
+        try:
+            self._client.put_item(**put_new(self.table_name, approval_item(approval))["Put"])
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            raise Conflict(f"Approval `{approval.id}` already exists.") from exc
+        return approval
+
+    def get_approval(self, approval_id: str) -> Approval:
+        item = self._get(approval_key(approval_id))
+        if item is None:
+            raise NotFound(f"No approval request `{approval_id}`.")
+        return approval_from_item(item)
+
+    def decide_approval(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str = ""
+    ) -> Approval:
+        """Record the decision if none was recorded yet; ``Conflict`` naming who decided."""
+        try:
+            response = self._client.update_item(
+                **decide_update(self.table_name, approval_id, decision, by=by, at=at, note=note),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            self._raise_decided(approval_id, exc)
+        return approval_from_item(response["Attributes"])
+
+    def decide_approval_and_version(
+        self, approval_id: str, decision: Decision, *, by: str, at: datetime,
+        version: JobVersion, note: str = "",
+    ) -> tuple[Approval, JobVersion]:
+        """See :meth:`bot.ports.JobStore.decide_approval_and_version`: one transaction, the
+        approval conditional on being undecided, the version on its revision."""
+        decide = decide_update(self.table_name, approval_id, decision, by=by, at=at, note=note)
+        items = [{"Update": decide}, {"Update": version_update(self.table_name, version)}]
+        try:
+            transact(self._client, items)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes[0] == CHECK_FAILED:
+                self._raise_decided(approval_id, exc)
+            if codes[1] == CHECK_FAILED:
+                self._raise_stale(version, exc)
+            raise
+        return self.get_approval(approval_id), version.model_copy(
+            update={"revision": version.revision + 1})
+
+    def _raise_decided(self, approval_id: str, exc: ClientError) -> NoReturn:
+        old = exc.response.get("Item") or self._get(approval_key(approval_id))
+        if old is None:
+            raise NotFound(f"No approval request `{approval_id}`.") from exc
+        earlier = approval_from_item(old)
+        raise Conflict(
+            f"This request was already {earlier.decision} by {earlier.decided_by}."
+        ) from exc
+
+    def set_approval_message(self, approval_id: str, *, channel: str, ts: str) -> Approval:
+        try:
+            response = self._client.update_item(
+                **approval_message_update(self.table_name, approval_id, channel=channel, ts=ts),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            raise NotFound(f"No approval request `{approval_id}`.") from exc
+        return approval_from_item(response["Attributes"])
+
+    def __repr__(self) -> str:
+        return f"DynamoStore({self.table_name!r})"

@@ -1,0 +1,175 @@
+"""The conditional writes, as request parameters (pure, no I/O).
+
+Each function returns what the low-level client takes, for one table: a ``Put``/``Update``
+entry of ``TransactWriteItems`` or the keyword arguments of ``UpdateItem``/``DeleteItem``.
+Every write carries its condition: nothing here writes blind.
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.adapters.dynamodb.items import guard_item, job_item, version_item, version_state
+from bot.adapters.dynamodb.keys import (
+    Item,
+    approval_key,
+    job_key,
+    number,
+    pool_key,
+    preset_key,
+    text,
+    version_key,
+)
+from bot.domain import Decision, JobVersion, TrainingJob
+
+__all__ = [
+    "allocation",
+    "approval_message_update",
+    "decide_update",
+    "pool_claim",
+    "pool_release",
+    "preset_delete",
+    "put_new",
+    "version_update",
+]
+
+
+def put_new(table: str, item: Item) -> dict[str, Any]:
+    """A ``Put`` that fails when an item with that key exists."""
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+    }
+
+
+def allocation(table: str, stored: JobVersion, new_job: TrainingJob | None) -> list[dict]:
+    """The transaction that stores version ``stored.number``: [job counter or new job,
+    version, request-key guard (only with a request key)]. The counter moves from n-1 to n
+    only if it is still n-1."""
+    if new_job is not None:
+        first = put_new(table, job_item(new_job))
+    else:
+        first = {
+            "Update": {
+                "TableName": table,
+                "Key": job_key(stored.job),
+                "UpdateExpression": "SET latest_version = :next",
+                "ConditionExpression": "latest_version = :latest",
+                "ExpressionAttributeValues": {
+                    ":latest": number(stored.number - 1),
+                    ":next": number(stored.number),
+                },
+                # The winner's counter comes back with the failure: no re-read needed.
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+    items = [first, put_new(table, version_item(stored))]
+    if stored.request_key is not None:
+        items.append(put_new(table, guard_item(stored)))
+    return items
+
+
+def version_update(table: str, version: JobVersion, *, releasing: bool = False) -> dict:
+    """The Update (compare-and-set on ``revision``) that writes ``version``'s state;
+    ``releasing`` also requires the stored version to hold a pool place."""
+    state = version_state(version)
+    names = {f"#{k}": k for k in state}
+    present = {k: v for k, v in state.items() if v is not None}
+    sets = ["revision = :next", *(f"#{k} = :{k}" for k in present)]
+    removes = [f"#{k}" for k, v in state.items() if v is None]
+    expression = "SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    condition = "revision = :revision"
+    if releasing:
+        condition += " AND attribute_exists(#slot)"
+    return {
+        "TableName": table,
+        "Key": version_key(version.job, version.number),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": {
+            ":revision": number(version.revision),
+            ":next": number(version.revision + 1),
+            **{f":{k}": v for k, v in present.items()},
+        },
+    }
+
+
+def pool_claim(table: str, pool: str, *, slots: int) -> dict[str, Any]:
+    """Take one of the pool's ``slots`` places: fails when all are held."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": pool_key(pool),
+            "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
+            "ConditionExpression": "attribute_not_exists(active) OR active < :slots",
+            "ExpressionAttributeValues": {
+                ":zero": number(0), ":one": number(1), ":slots": number(slots),
+            },
+        }
+    }
+
+
+def pool_release(table: str, pool: str) -> dict[str, Any]:
+    """Give one place of the pool back. Unconditional: it goes in a transaction with the
+    version update that requires the version to hold the place."""
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": pool_key(pool),
+            "UpdateExpression": "ADD active :minus_one",
+            "ExpressionAttributeValues": {":minus_one": number(-1)},
+        }
+    }
+
+
+def decide_update(
+    table: str, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str
+) -> dict:
+    """Record a decision on an approval that exists and has none yet."""
+    return {
+        "TableName": table,
+        "Key": approval_key(approval_id),
+        "UpdateExpression": "SET #d = :d, #by = :by, #at = :at, #note = :note",
+        "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(#d)",
+        "ExpressionAttributeNames": {
+            "#d": "decision",
+            "#by": "decided_by",
+            "#at": "decided_at",
+            "#note": "decision_note",
+        },
+        "ExpressionAttributeValues": {
+            ":d": text(decision.value),
+            ":by": text(by),
+            ":at": text(at.isoformat()),
+            ":note": text(note),
+        },
+    }
+
+
+def approval_message_update(table: str, approval_id: str, *, channel: str, ts: str) -> dict:
+    """Where the approval's card is, on an approval that exists."""
+    return {
+        "TableName": table,
+        "Key": approval_key(approval_id),
+        "UpdateExpression": "SET #channel = :channel, #ts = :ts",
+        "ConditionExpression": "attribute_exists(PK)",
+        "ExpressionAttributeNames": {"#channel": "channel", "#ts": "message_ts"},
+        "ExpressionAttributeValues": {":channel": text(channel), ":ts": text(ts)},
+    }
+
+
+def preset_delete(table: str, scope: str, name: str) -> dict[str, Any]:
+    """Delete a preset that exists."""
+    return {
+        "TableName": table,
+        "Key": preset_key(scope, name),
+        "ConditionExpression": "attribute_exists(PK)",
+    }

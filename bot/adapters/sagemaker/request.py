@@ -1,0 +1,320 @@
+"""The CreateTrainingJob request for a version, as pure functions (no I/O, no boto3).
+
+A version runs as one SageMaker training job in script mode: the PyTorch Deep Learning
+Container named in the published catalog (:mod:`bot.adapters.algorithm_catalog`) downloads the
+algorithm's ``sourcedir.tar.gz`` and runs its entry point, exactly what the SDK's estimators do.
+
+Decisions (see the docstrings for the why):
+
+- hyperparameter values are JSON-encoded, as the SDK does, so the training toolkit's
+  ``json.loads`` returns each value with its type (a string stays a string);
+- managed spot only when the spec asks for it *and* the pool and the algorithm allow it;
+  checkpoints only with spot (the one case where SageMaker restores them);
+- TensorBoard output always, so every version has a managed TensorBoard link.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from bot.adapters.algorithm_catalog import PublishedAlgorithm, split_s3_uri
+from bot.domain import Algorithm, Artifacts, BackendRejected, JobVersion, ResourcePool
+from bot.domain.naming import TRAINING_JOB_NAME
+
+__all__ = [
+    "LaunchPlan",
+    "SageMakerSetup",
+    "build_create_training_job_request",
+    "encode_hyperparameters",
+    "plan_launch",
+    "sanitize_tag_value",
+    "spot_savings",
+]
+
+PREFIX = "trainbot"
+CHECKPOINT_DIR = "/opt/ml/checkpoints"
+TENSORBOARD_DIR = "/opt/ml/output/tensorboard"
+MAX_RUNTIME_S = 28 * 24 * 3600
+_LOG_INFO = 20  # logging.INFO, the SDK's default container log level
+_TAG_PUNCTUATION = frozenset("_.:/=+-@ ")
+# Instance families whose storage is local NVMe: SageMaker rejects a VolumeKmsKeyId for them
+# (it is encrypted by the instance's hardware module). https://docs.aws.amazon.com/sagemaker/
+# latest/APIReference/API_ResourceConfig.html#sagemaker-Type-ResourceConfig-VolumeKmsKeyId
+_LOCAL_STORAGE_FAMILIES = frozenset({
+    "g4dn", "g5", "g6", "g6e", "gr6", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6",
+    "trn1", "trn1n", "trn2", "m5d", "c5d", "r5d", "m6id", "c6id", "r6id",
+})
+
+
+@dataclass(frozen=True)
+class SageMakerSetup:
+    """Account-level settings every request uses (from :class:`bot.config.Settings`)."""
+
+    role_arn: str
+    bucket: str
+    region: str
+    allowed_buckets: tuple[str, ...] = ()
+    kms_key_id: str | None = None
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    keep_alive_seconds: int = 0
+
+    def output_path(self, version: JobVersion) -> str:
+        """SageMaker writes ``<this>/<training job name>/output/{model,output}.tar.gz``."""
+        return f"s3://{self.bucket}/{PREFIX}/output/{version.job}/"
+
+    def tensorboard_path(self, version: JobVersion) -> str:
+        return f"s3://{self.bucket}/{PREFIX}/tensorboard/{version.job}/v{version.number}/"
+
+    def checkpoint_path(self, version: JobVersion) -> str:
+        return f"s3://{self.bucket}/{PREFIX}/checkpoints/{version.job}/v{version.number}/"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """A CreateTrainingJob request and what it implies for the version."""
+
+    request: dict[str, Any]
+    image: str
+    spot: bool
+    checkpoints: bool
+    distributed: bool
+    artifacts: Artifacts
+    note: str
+
+
+def plan_launch(
+    version: JobVersion,
+    algorithm: Algorithm,
+    pool: ResourcePool,
+    published: PublishedAlgorithm,
+    setup: SageMakerSetup,
+) -> LaunchPlan:
+    """Build the CreateTrainingJob request for ``version`` (no I/O).
+
+    Raises :class:`BackendRejected` for what SageMaker can't run: a local-only pool, local
+    (``file://``) data, a bucket outside ``allowed_buckets``, a bad job name, no image.
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
+    """
+    name = _job_name(version)
+    if pool.instance_type == "local" or not pool.instance_type.startswith("ml."):
+        raise BackendRejected(f"Pool `{pool.id}` runs only on the local backend.",
+                              hint="Pick a pool with an ml.* instance type (`/train pools`).")
+    image = published.image_for(gpu=pool.is_gpu)
+    if not image:
+        raise BackendRejected(f"No CPU training image is published for `{algorithm.id}`.",
+                              hint="Use a GPU pool, or republish with a CPU image.")
+    spot = uses_spot(version, algorithm, pool)
+    checkpoints = spot and algorithm.supports_checkpoints
+    distributed = uses_distributed(algorithm, pool)
+    hyperparameters = encode_hyperparameters(version.spec.hyperparameters)
+    hyperparameters.update(_script_mode(name, published, setup, pool, distributed=distributed))
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in algorithm.metrics],
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "RoleArn": setup.role_arn,
+        "HyperParameters": hyperparameters,
+        "OutputDataConfig": _output_config(setup, version),
+        "ResourceConfig": _resource_config(setup, pool),
+        "StoppingCondition": _stopping_condition(version.spec.max_runtime_s, spot=spot),
+        "TensorBoardOutputConfig": {
+            "S3OutputPath": setup.tensorboard_path(version), "LocalPath": TENSORBOARD_DIR},
+        "EnableNetworkIsolation": False,
+        "Tags": _tags(version),
+    }
+    channels = input_channels(version, algorithm, setup)
+    if channels:
+        request["InputDataConfig"] = channels
+    if spot:
+        request["EnableManagedSpotTraining"] = True
+    if checkpoints:
+        request["CheckpointConfig"] = {
+            "S3Uri": setup.checkpoint_path(version), "LocalPath": CHECKPOINT_DIR}
+    if setup.subnets and setup.security_groups:
+        request["VpcConfig"] = {"Subnets": list(setup.subnets),
+                                "SecurityGroupIds": list(setup.security_groups)}
+    artifacts = Artifacts(
+        output=f"{setup.output_path(version)}{name}/output/",
+        tensorboard=setup.tensorboard_path(version),
+        checkpoints=setup.checkpoint_path(version) if checkpoints else None,
+    )
+    return LaunchPlan(request=request, image=image, spot=spot, checkpoints=checkpoints,
+                      distributed=distributed, artifacts=artifacts,
+                      note=_note(version, pool, spot=spot))
+
+
+def build_create_training_job_request(
+    version: JobVersion,
+    algorithm: Algorithm,
+    pool: ResourcePool,
+    published: PublishedAlgorithm,
+    setup: SageMakerSetup,
+) -> dict[str, Any]:
+    """The CreateTrainingJob keyword arguments (see :func:`plan_launch`)."""
+    return plan_launch(version, algorithm, pool, published, setup).request
+
+
+def uses_spot(version: JobVersion, algorithm: Algorithm, pool: ResourcePool) -> bool:
+    """Managed spot needs all three: the spec asks, the pool allows, the algorithm copes."""
+    return version.spec.spot and pool.spot_allowed and algorithm.supports_spot
+
+
+def uses_distributed(algorithm: Algorithm, pool: ResourcePool) -> bool:
+    """torchrun across every GPU (and host) when there is more than one of either."""
+    return algorithm.supports_distributed and (pool.total_gpus > 1 or pool.instance_count > 1)
+
+
+def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    """Every value JSON-encoded, as the SageMaker SDK does (``3``, ``0.1``, ``true``,
+    ``"adam"``). The training toolkit ``json.loads`` each value back, so types survive and a
+    string like ``"true"`` stays a string; the algorithms' parsers accept both forms.
+    https://github.com/aws/sagemaker-training-toolkit/blob/master/src/sagemaker_training/environment.py
+    """
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def sanitize_tag_value(text: str) -> str:
+    """A tag value AWS accepts: ``^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$``, at most 256 chars;
+    anything else becomes ``_``. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html
+    """
+    def ok(ch: str) -> bool:
+        return ch in _TAG_PUNCTUATION or unicodedata.category(ch)[0] in "LZN"
+
+    return "".join(ch if ok(ch) else "_" for ch in text)[:256]
+
+
+def spot_savings(billable_seconds: float | None, training_seconds: float | None) -> float | None:
+    """The fraction managed spot saved: ``1 − billable/training`` (0.7 means 70 %).
+
+    None when either time is unknown or training time is zero. Clamped to [0, 1].
+    https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html
+    """
+    if billable_seconds is None or not training_seconds or training_seconds <= 0:
+        return None
+    return round(min(1.0, max(0.0, 1.0 - billable_seconds / training_seconds)), 4)
+
+
+def input_channels(
+    version: JobVersion, algorithm: Algorithm, setup: SageMakerSetup
+) -> list[dict[str, Any]]:
+    """S3 channels: the spec's data over the manifest's ``s3://`` defaults.
+
+    ``builtin:`` channels are left out (the script uses its bundled data, as locally);
+    ``file://`` is rejected; with ``allowed_buckets`` set, so is any other bucket.
+    """
+    data = {c.name: c.default for c in algorithm.channels
+            if c.default and c.default.startswith("s3://")}
+    data.update(version.spec.data)
+    channels = []
+    for name, uri in sorted(data.items()):
+        if uri.startswith("builtin:"):
+            continue
+        if not uri.startswith("s3://"):
+            raise BackendRejected(
+                f"Channel `{name}` reads {uri}: local data needs the local backend.",
+                hint="On SageMaker use `--data CHANNEL=s3://bucket/prefix` (or builtin data).")
+        bucket, _ = split_s3_uri(uri)
+        if setup.allowed_buckets and bucket not in setup.allowed_buckets:
+            raise BackendRejected(
+                f"Channel `{name}` reads bucket `{bucket}`, which trainbot may not use.",
+                hint="Allowed buckets: " + ", ".join(f"`{b}`" for b in setup.allowed_buckets))
+        channels.append({
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+        })
+    return channels
+
+
+def has_local_storage(instance_type: str) -> bool:
+    """Whether the instance family's storage is local NVMe (no ``VolumeKmsKeyId`` then)."""
+    parts = instance_type.split(".")
+    return len(parts) == 3 and parts[1] in _LOCAL_STORAGE_FAMILIES
+
+
+def _job_name(version: JobVersion) -> str:
+    name = version.backend_job_name
+    if not name or len(name) > 63 or not TRAINING_JOB_NAME.match(name):
+        raise BackendRejected(f"`{name}` is not a valid SageMaker training job name.")
+    return name
+
+
+def _script_mode(
+    name: str, published: PublishedAlgorithm, setup: SageMakerSetup, pool: ResourcePool, *,
+    distributed: bool,
+) -> dict[str, str]:
+    # The keys the SDK's Framework estimators set; the PyTorch container reads them.
+    keys: dict[str, Any] = {
+        "sagemaker_program": published.entry_point,
+        "sagemaker_submit_directory": published.source_uri,
+        "sagemaker_region": setup.region,
+        "sagemaker_container_log_level": _LOG_INFO,
+        "sagemaker_job_name": name,
+    }
+    if distributed:
+        # distribution={"torch_distributed": {"enabled": True}}: the toolkit starts torchrun
+        # with one process per GPU on every host.
+        keys["sagemaker_torch_distributed_enabled"] = True
+        keys["sagemaker_instance_type"] = pool.instance_type
+    return encode_hyperparameters(keys)
+
+
+def _output_config(setup: SageMakerSetup, version: JobVersion) -> dict[str, str]:
+    config = {"S3OutputPath": setup.output_path(version)}
+    if setup.kms_key_id:
+        config["KmsKeyId"] = setup.kms_key_id
+    return config
+
+
+def _resource_config(setup: SageMakerSetup, pool: ResourcePool) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "InstanceType": pool.instance_type,
+        "InstanceCount": pool.instance_count,
+        "VolumeSizeInGB": pool.volume_size_gb,
+    }
+    if setup.kms_key_id and not has_local_storage(pool.instance_type):
+        config["VolumeKmsKeyId"] = setup.kms_key_id
+    if setup.keep_alive_seconds > 0:
+        config["KeepAlivePeriodInSeconds"] = min(setup.keep_alive_seconds, 3600)
+    return config
+
+
+def _stopping_condition(max_runtime_s: int, *, spot: bool) -> dict[str, int]:
+    runtime = min(max_runtime_s, MAX_RUNTIME_S)
+    condition = {"MaxRuntimeInSeconds": runtime}
+    if spot:
+        # Waiting for spot capacity counts against MaxWait (≥ MaxRuntime): allow as long
+        # again as the run itself, at least an hour, within SageMaker's 28-day ceiling.
+        condition["MaxWaitTimeInSeconds"] = min(runtime + max(runtime, 3600), MAX_RUNTIME_S)
+    return condition
+
+
+def _tags(version: JobVersion) -> list[dict[str, str]]:
+    values = {
+        "trainbot:job": version.job,
+        "trainbot:version": str(version.number),
+        "trainbot:channel": version.channel,
+        "trainbot:requested-by": version.requested_by,
+    }
+    return [{"Key": key, "Value": sanitize_tag_value(value)}
+            for key, value in values.items() if value]
+
+
+def _note(version: JobVersion, pool: ResourcePool, *, spot: bool) -> str:
+    note = f"{pool.instance_count}× {pool.instance_type}"
+    if spot:
+        return note + ", managed spot"
+    if version.spec.spot:
+        return note + ", on-demand (spot isn't available for this pool/algorithm)"
+    return note
