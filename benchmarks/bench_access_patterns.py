@@ -245,27 +245,28 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
 
 
 def sqlite_size(n: int, folder: Path) -> dict[str, Any]:
-    from bot.adapters import store_sqlite as ss
+    from bot.adapters.sqlite import SqliteStore
+    from bot.adapters.sqlite.rows import FIXED_FIELDS, STATE_EXCLUDE, timestamp
 
     now = datetime.now(UTC)
     jobs, versions, presets = population(n, now)
-    store = ss.SqliteStore(folder / f"bench-{n}.db")
+    store = SqliteStore(folder / f"bench-{n}.db")
     began = time.perf_counter()
     conn = store._conn()
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany(
         "INSERT INTO jobs (name, channel, created_at, latest_version, body) "
         "VALUES (?, ?, ?, ?, ?)",
-        [(j.name, j.channel, ss._ts(j.created_at), j.latest_version,
+        [(j.name, j.channel, timestamp(j.created_at), j.latest_version,
           j.model_dump_json(exclude={"latest_version"})) for j in jobs])
     conn.executemany(
         "INSERT INTO versions (job, number, revision, status, terminal, backend_job_name, "
         "request_key, created_at, ended_at, fixed, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(v.job, v.number, v.revision, v.status.value, int(v.status.terminal),
-          v.backend_job_name, v.request_key, ss._ts(v.created_at),
-          ss._ts(v.ended_at) if v.ended_at else None,
-          v.model_dump_json(include=ss.FIXED_FIELDS),
-          v.model_dump_json(exclude=ss._STATE_EXCLUDE)) for v in versions])
+          v.backend_job_name, v.request_key, timestamp(v.created_at),
+          timestamp(v.ended_at) if v.ended_at else None,
+          v.model_dump_json(include=FIXED_FIELDS),
+          v.model_dump_json(exclude=STATE_EXCLUDE)) for v in versions])
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     populate = time.perf_counter() - began

@@ -96,7 +96,7 @@ def burst(port: int, bodies: list[str]) -> list[tuple[int | str, float]]:
 
 
 def _versions(home: Path) -> list[Any]:
-    from bot.adapters.store_sqlite import SqliteStore
+    from bot.adapters.sqlite import SqliteStore
 
     path = home / "trainbot.db"
     if not path.exists():

@@ -11,22 +11,30 @@ import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.aws import LazyClient, aws_region
 from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.ports import Chat, Compute, DataGuard, JobStore
+from bot.domain import ConfigError
+from bot.ports import Chat, Compute, DataGuard, FileInbox, JobStore
+from bot.services.algorithms import AlgorithmOf, Algorithms
 from bot.services.authz import MembershipCheck, Policy, no_groups
 from bot.services.context import Deps, NullChat
+
+if TYPE_CHECKING:
+    from bot.adapters.file_store import FileStorage
 
 __all__ = [
     "ChatFor",
     "build_catalog",
     "build_compute",
     "build_deps",
+    "build_file_storage",
     "build_policy",
     "build_store",
+    "data_dirs",
     "start_reporting",
     "stuck_after",
 ]
@@ -48,7 +56,7 @@ def build_store(settings: Settings) -> JobStore:
 
         aws_region()  # fail at start, naming the variable, rather than on first use
         return DynamoStore(settings.table, client=LazyClient("dynamodb"))
-    from bot.adapters.store_sqlite import SqliteStore
+    from bot.adapters.sqlite import SqliteStore
 
     private_home(settings.home)
     private_file(settings.db_path)
@@ -91,10 +99,10 @@ def build_compute(settings: Settings, catalog: Catalog, *,
         detach=detach_tensorboard)
     return LocalCompute(settings.runs_dir, algorithms_root=settings.algorithms_dir,
                         job_prefix=settings.job_prefix, tensorboard=tensorboard,
-                        data=LocalData(settings.data_dirs))
+                        data=LocalData(data_dirs(settings)))
 
 
-ChatFor = Callable[[Compute, Catalog, Policy], Chat]
+ChatFor = Callable[[Compute, AlgorithmOf, Policy], Chat]
 """Builds the Chat of a Deps from the parts it tells about (Slack: the card's links come
 from the compute, the approvers from the policy)."""
 
@@ -106,6 +114,7 @@ def build_policy(settings: Settings, *, is_member: MembershipCheck | None = None
         allow_self_approval=settings.allow_self_approval,
         approval_ttl_minutes=settings.approval_ttl_minutes,
         is_member=is_member or no_groups,
+        algorithm_publishers=list(settings.algorithm_publishers),
     )
 
 
@@ -117,31 +126,36 @@ def build_deps(
     is_member: MembershipCheck | None = None,
     store: JobStore | None = None,
     compute: Compute | None = None,
+    files: FileInbox | None = None,
     recover: bool = True,
     detach_tensorboard: bool = False,
 ) -> Deps:
     """The one place a :class:`Deps` is put together; the entry points only choose parts.
 
-    ``chat`` or ``chat_for`` (built from the compute, catalog and policy it tells about);
-    neither: nobody is told (the CLI prints). ``detach_tensorboard``: a TensorBoard server
-    this process starts outlives it (the short-lived CLI); otherwise it is stopped when
-    this process exits. ``recover``: a backend that supervises its runs itself (local)
-    takes back the active versions a previous process started.
+    ``chat`` or ``chat_for`` (built from the compute, algorithm lookup and policy it tells
+    about); neither: nobody is told (the CLI prints). ``files``: chat files usable as data.
+    ``detach_tensorboard``: a TensorBoard server this process starts outlives it (the
+    short-lived CLI); otherwise it is stopped when this process exits. ``recover``: a
+    backend that supervises its runs itself (local) takes back the active versions a
+    previous process started.
     """
     catalog = build_catalog(settings)
     policy = build_policy(settings, is_member=is_member)
     compute = compute or build_compute(settings, catalog, detach_tensorboard=detach_tensorboard)
+    store = store or build_store(settings)
+    algorithm_of = Algorithms(catalog, store, settings.scope).find
     deps = Deps(
-        store=store or build_store(settings),
+        store=store,
         compute=compute,
         catalog=catalog,
         clock=SystemClock(),
         policy=policy,
-        chat=chat or (chat_for(compute, catalog, policy) if chat_for else NullChat()),
+        chat=chat or (chat_for(compute, algorithm_of, policy) if chat_for else NullChat()),
         job_prefix=settings.job_prefix,
         scope=settings.scope,
         stuck_after=stuck_after(settings),
         local_data=_local_data(settings),
+        files=files,
     )
     start_reporting(deps, recover=recover)
     return deps
@@ -152,7 +166,27 @@ def _local_data(settings: Settings) -> DataGuard | None:
         return None
     from bot.adapters.local_data import LocalData
 
-    return LocalData(settings.data_dirs)
+    return LocalData(data_dirs(settings))
+
+
+def data_dirs(settings: Settings) -> list[Path]:
+    """The folders local data may come from: ``TRAINBOT_DATA_DIRS`` and, always, where
+    files shared in Slack are stored (``$TRAINBOT_HOME/data``)."""
+    return list(dict.fromkeys([*settings.data_dirs, settings.home / "data"]))
+
+
+def build_file_storage(settings: Settings) -> FileStorage:
+    """Where files shared in Slack are stored: S3 on AWS, ``$TRAINBOT_HOME/data`` locally."""
+    from bot.adapters.file_store import LocalFileStorage, S3FileStorage
+
+    if settings.compute == "sagemaker":
+        if not settings.bucket:
+            raise ConfigError("TRAINBOT_BUCKET is not set: files shared in Slack are stored "
+                              "there for training.")
+        return S3FileStorage(LazyClient("s3"), settings.bucket, settings.scope,
+                             kms_key_id=settings.kms_key_id)
+    private_home(settings.home)
+    return LocalFileStorage(settings.home / "data")
 
 
 def start_reporting(deps: Deps, *, recover: bool) -> None:

@@ -1,17 +1,33 @@
-"""Loading the preset algorithm manifests and the resource pools from files."""
+"""Loading the preset algorithm manifests and the resource pools from files, and reading an
+algorithm's source dir (its files, their digest, the checks a team's own folder passes)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from bot.domain import Algorithm, ConfigError, InvalidInput, NotFound, ResourcePool
 
-__all__ = ["Catalog", "load_algorithms", "load_pools", "source_digest", "source_files"]
+__all__ = [
+    "MAX_SOURCE_BYTES",
+    "Catalog",
+    "SourceFile",
+    "files_digest",
+    "load_algorithms",
+    "load_manifest",
+    "load_pools",
+    "read_source",
+    "read_source_folder",
+    "source_digest",
+    "source_files",
+]
 
 DEFAULT_POOLS = Path(__file__).parent / "data" / "pools.yml"
 # libyaml's parser when PyYAML was built with it: several times faster on a cold start.
@@ -85,34 +101,133 @@ class Catalog:
 
 
 SHARED_DIR = "_shared"
+# Left out of every source dir: caches and version control, never part of the algorithm.
+_SKIPPED_DIRS = frozenset({"__pycache__", ".git"})
+# A registered algorithm's source dir, all files together (SageMaker downloads and unpacks
+# it before every training job; keep data out of it).
+MAX_SOURCE_BYTES = 50 * 1024 * 1024
 
 
-def source_files(root: Path) -> list[tuple[str, Path]]:
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of an algorithm's source dir, read once: what is digested is what is stored."""
+
+    name: str  # its path in the source dir, with '/'
+    data: bytes
+    executable: bool = False
+
+
+def source_files(root: Path, *, shared: bool = True) -> list[tuple[str, Path]]:
     """``(name in the source dir, file)`` for an algorithm folder, sorted.
 
-    The modules in ``<algorithms>/_shared`` are laid beside the folder's own files (which win
-    on a name clash): each algorithm is uploaded alone as a SageMaker source dir, so it must
-    carry them, while the repository keeps one copy. ``__pycache__`` is left out.
+    ``shared`` (the presets): the modules in ``<algorithms>/_shared`` are laid beside the
+    folder's own files (which win on a name clash): each algorithm is uploaded alone as a
+    SageMaker source dir, so it must carry them, while the repository keeps one copy. A team's
+    own folder (``shared=False``) is exactly its own files. ``__pycache__`` and ``.git`` are
+    left out; a symlinked folder is not followed (:func:`read_source_folder` refuses one).
     """
     entries: dict[str, Path] = {}
-    for base in (root.resolve().parent / SHARED_DIR, root):
+    bases = (root.resolve().parent / SHARED_DIR, root) if shared else (root,)
+    for base in bases:
         if base.is_dir():
             for path in base.rglob("*"):
                 rel = path.relative_to(base)
-                if path.is_file() and "__pycache__" not in rel.parts:
+                if path.is_file() and _SKIPPED_DIRS.isdisjoint(rel.parts):
                     entries[rel.as_posix()] = path
     return sorted(entries.items())
 
 
-def source_digest(root: Path) -> str | None:
+def files_digest(files: Iterable[tuple[str, bytes]]) -> str:
+    """sha256 over ``(name, bytes)`` pairs in the order given (sorted by name for a folder)."""
+    h = hashlib.sha256()
+    for name, data in files:
+        h.update(name.encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def source_digest(root: Path, *, shared: bool = True) -> str | None:
     """sha256 over an algorithm's source dir: names and bytes (None if no folder).
 
-    Publishing names the uploaded source by it; lineage shows it with or without a publish.
+    Publishing names the uploaded source by it; lineage shows it with or without a publish;
+    registration identifies a team's algorithm version by it (``shared=False``).
     """
     if not root.is_dir():
         return None
-    h = hashlib.sha256()
-    for name, path in source_files(root):
-        h.update(name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    return files_digest((name, path.read_bytes()) for name, path in source_files(root,
+                                                                                 shared=shared))
+
+
+def read_source(root: Path, *, shared: bool = True) -> list[SourceFile]:
+    """The files of :func:`source_files`, read: ``files_digest`` of them is
+    :func:`source_digest`."""
+    return [SourceFile(name, path.read_bytes(), os.access(path, os.X_OK))
+            for name, path in source_files(root, shared=shared)]
+
+
+def read_source_folder(folder: Path, *, max_bytes: int = MAX_SOURCE_BYTES) -> list[SourceFile]:
+    """A team's algorithm folder, checked and read: its own files only (no ``_shared``).
+
+    ``InvalidInput`` saying what to change for a folder that is missing or empty, a symlink
+    that points outside it (or nowhere, or to a folder), something that is not a regular file
+    (a FIFO would hang the read), or more than ``max_bytes`` in all.
+    """
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder.",
+                           hint="Give the folder that holds manifest.yml and the training script.")
+    root = folder.resolve()
+    total = 0
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not _SKIPPED_DIRS.isdisjoint(rel.parts):
+            continue
+        if path.is_symlink():
+            _check_link(root, rel, path)
+        elif not (path.is_dir() or path.is_file()):
+            raise InvalidInput(f"{rel} in {root} is not a regular file.",
+                               hint="Remove it: a source dir holds files and folders only.")
+        if path.is_file():
+            total += path.stat().st_size
+    if total > max_bytes:
+        raise InvalidInput(
+            f"{root} holds {_mb(total)} of files; an algorithm's source may hold {_mb(max_bytes)}.",
+            hint="Keep data and model weights out of it: pass data with --data, and let the "
+                 "script download or build what it needs.")
+    files = read_source(root, shared=False)
+    if not files:
+        raise InvalidInput(f"{root} has no files.")
+    return files
+
+
+def _check_link(root: Path, rel: Path, path: Path) -> None:
+    target = path.resolve()
+    where = f"{rel} in {root} is a symlink"
+    if not target.is_relative_to(root):
+        raise InvalidInput(f"{where} to {target}, outside the folder.",
+                           hint="Copy the file into the folder instead: only the folder's own "
+                                "files are registered.")
+    if not target.exists():
+        raise InvalidInput(f"{where} to {target}, which doesn't exist.")
+    if target.is_dir():
+        raise InvalidInput(f"{where} to a folder; symlinked folders are not followed.",
+                           hint="Replace it by the folder itself.")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """A ``manifest.yml`` as data (not yet validated); ``InvalidInput`` if it can't be read as
+    a YAML mapping."""
+    try:
+        raw = yaml.load(path.read_bytes(), Loader=_Loader)
+    except FileNotFoundError:
+        raise InvalidInput(f"There is no {path}.",
+                           hint="An algorithm folder holds a manifest.yml (see "
+                                "algorithms/README.md for its format).") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{path} can't be read as YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{path} must be a YAML mapping (id, title, version, …).")
+    return raw

@@ -8,10 +8,13 @@
     trainbot admin reconcile     one pass of the scheduled reconciler (missed events, expiry)
     trainbot admin stop-tensorboard   stop the local TensorBoard server the CLI left running
     trainbot algorithms publish  package and publish the preset algorithms (AWS)
+    trainbot algorithms add PATH | --image URI --manifest FILE   register a team's own
+    trainbot algorithms remove ID                                 hide it from new starts
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -20,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bot.domain import InvalidInput, JobVersion, TrainbotError
 
@@ -80,6 +83,8 @@ def _route(args: list[str], *, as_json: bool) -> int:
         from bot.publish import main as publish_main
 
         return publish_main(args[2:])
+    if verb == "algorithms" and args[1:2] in (["add"], ["remove"]):
+        return _manage_algorithms(args[1], args[2:], as_json=as_json)
     if verb == "admin":
         return _admin(args[1:])
     if verb not in USAGE:
@@ -128,6 +133,28 @@ _ADMIN = {
 }
 _PUBLISH = ("algorithms publish [--dry-run] [--region R] [--bucket B] …",
             "package and publish the preset algorithms (AWS)")
+# A team's own algorithms (admins and TRAINBOT_ALGORITHM_PUBLISHERS): (usage, what) pairs,
+# the description `--help` gives, its options.
+_MANAGE = {
+    "algorithms add": (
+        (("algorithms add PATH [--cpu-image URI [--gpu-image URI]]",
+          "register your own algorithm: a folder (script mode)"),
+         ("algorithms add --image URI --manifest FILE",
+          "register your own container (SageMaker's training contract)")),
+        "Register your own algorithm — a folder with manifest.yml and its training script, or\n"
+        "a container image implementing SageMaker's training contract — as a new version of\n"
+        "its id (the same content again: unchanged). Admins and algorithm publishers only.",
+        ("PATH               a folder: manifest.yml (the presets' format) and its entry_point",
+         "--image URI        a container image (bring your own container); nothing is uploaded",
+         "--manifest FILE    with --image: the algorithm's manifest.yml",
+         "--cpu-image URI    AWS: the training image for CPU pools (default: the framework's",
+         "                   AWS Deep Learning Container, found by the sagemaker SDK)",
+         "--gpu-image URI    AWS, with --cpu-image: the image for GPU pools")),
+    "algorithms remove": (
+        (("algorithms remove ID", "hide a registered algorithm from new starts"),),
+        "Hide a registered algorithm from new starts; the versions that ran it keep it (details,\n"
+        "lineage). Adding it again shows it again. Admins and algorithm publishers only.", ()),
+}
 _GLOBAL = (
     ("--json", "print data (JSON objects) instead of text"),
     ("--wait", "start, rerun, stop, approve: wait until the run ends (exit 1 unless it completed)"),
@@ -150,11 +177,19 @@ def _usage(topic: str | None) -> str:
             f"  trainbot admin {name:<17} {what}\n" for name, what in _ADMIN.items())
     if topic == "algorithms publish":
         return f"usage: trainbot {_PUBLISH[0]}\n\n{_PUBLISH[1]}\n"
+    if topic in _MANAGE:
+        uses, what, options = _MANAGE[topic]
+        return ("usage: " + "\n       ".join(f"trainbot {u}" for u, _ in uses) + f"\n\n{what}\n\n"
+                + "".join(f"  {o}\n" for o in options)
+                + "  --json             print the algorithm as JSON\n")
     if topic is not None:
         lines = USAGE[topic].split("  ·  ")
         text = "usage: " + "\n       ".join(f"trainbot {u}" for u in lines) + "\n"
         if topic in ("start", "rerun", "stop", "approve"):
             text += "\n  --wait   wait until the run ends (exit 1 if it didn't complete)\n"
+        if topic == "algorithms":
+            text += "".join(f"       trainbot {u}\n" for uses, _, _ in _MANAGE.values()
+                            for u, _ in uses)
         return text + "  --json   print the result as JSON\n"
     out = ["usage: trainbot [--json] [--wait] COMMAND [ARGS …]",
            "       trainbot -h | --help | --version", "",
@@ -165,6 +200,9 @@ def _usage(topic: str | None) -> str:
     out += ["", "Admin:"]
     out += [f"  trainbot admin {name:<50} {what}" for name, what in _ADMIN.items()]
     out += [f"  trainbot {_PUBLISH[0]:<56} {_PUBLISH[1]}"]
+    out += ["", "Your own algorithms (admins and TRAINBOT_ALGORITHM_PUBLISHERS):"]
+    out += [f"  trainbot {use:<56} {what}" for uses, _, _ in _MANAGE.values()
+            for use, what in uses]
     out += ["", "Global options:"]
     out += [f"  {opt:<12} {what}" for opt, what in _GLOBAL]
     out += ["", "Parameters are key=value; quote values with spaces. "
@@ -176,7 +214,7 @@ def _help(topic: str | None, *, as_json: bool) -> int:
     from bot.commands import USAGE
 
     if topic is not None and topic not in USAGE and topic not in _LOCAL \
-            and topic not in ("admin", "algorithms publish"):
+            and topic not in ("admin", "algorithms publish", *_MANAGE):
         raise InvalidInput(f"There's no command `{topic[:40]}`.",
                            hint=_did_you_mean(topic, _ALL_COMMANDS) + "See `trainbot --help`.")
     if as_json:
@@ -185,6 +223,8 @@ def _help(topic: str | None, *, as_json: bool) -> int:
         commands |= {name: [f"trainbot {use}"] for name, (use, _) in _LOCAL.items()}
         commands["admin"] = [f"trainbot admin {name}" for name in _ADMIN]
         commands["algorithms publish"] = [f"trainbot {_PUBLISH[0]}"]
+        commands |= {name: [f"trainbot {u}" for u, _ in uses]
+                     for name, (uses, _, _) in _MANAGE.items()}
         out = {"commands": commands if topic is None else {topic: commands[topic]},
                "global_options": [opt for opt, _ in _GLOBAL]}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -270,7 +310,9 @@ def _command(args: list[str], *, as_json: bool) -> int:
 # NotFound / InvalidInput messages that name something the user may have mistyped, and where
 # to look for what they meant.
 _MISTYPED = (
-    (re.compile(r"^There is no algorithm `([^`]+)`"), lambda d: list(d.catalog.algorithms)),
+    (re.compile(r"^There is no algorithm `([^`]+)`"), lambda d: [a.id for a in d.algorithms.all()]),
+    (re.compile(r"^There is no registered algorithm `([^`]+)`"),
+     lambda d: [a.id for a in d.store.list_registered_algorithms(d.scope)]),
     (re.compile(r"^There is no resource pool `([^`]+)`"), lambda d: list(d.catalog.pools)),
     (re.compile(r"^No job named `([^`]+)`"),
      lambda d: [j.name for j in d.store.list_jobs(limit=500)]),
@@ -309,10 +351,10 @@ def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
     from bot.services.queries import StatusOverview, VersionDiff
     from bot.views import data
 
-    catalog = deps.catalog
+    algorithm_of = deps.algorithms.find
     found = reply.data
     if isinstance(cmd, Versions) and isinstance(found, list):
-        return [data.version_row(v, catalog) for v in found]
+        return [data.version_row(v, algorithm_of) for v in found]
     if isinstance(cmd, Approve | Reject) and reply.approval and reply.version:
         return {"approval": data.approval_data(reply.approval),
                 "version": _version_json(deps, reply.version)}
@@ -326,7 +368,7 @@ def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
     if isinstance(found, list):
         return [_one(x) for x in found]
     if isinstance(found, StatusOverview):
-        return data.status_data(found, catalog)
+        return data.status_data(found, algorithm_of)
     if isinstance(found, VersionDiff):
         return data.diff_data(found)
     if isinstance(found, Lineage):
@@ -358,7 +400,7 @@ def _version_json(deps: Deps, version: JobVersion) -> dict:
     from bot.views import data
 
     approval = deps.store.get_approval(version.approval_id) if version.approval_id else None
-    return data.version_data(version, deps.catalog, links=queries.links(deps, version),
+    return data.version_data(version, deps.algorithms.find, links=queries.links(deps, version),
                              approval=approval)
 
 
@@ -372,7 +414,7 @@ def _print_card(deps: Deps, version: JobVersion) -> None:
     from bot.views.text import render_text
 
     doc = presenters.version_card(version, queries.links(deps, version),
-                                  algorithm=deps.catalog.algorithms.get(version.spec.algorithm))
+                                  algorithm=deps.algorithms.find(version.spec))
     print(render_text(doc), end="")
 
 
@@ -408,6 +450,60 @@ def _progress_line(v: JobVersion) -> str:
         bar = f" [{'#' * filled}{'.' * (20 - filled)}] {int(p.current or 0)}/{int(p.total or 0)}"
     metrics = " ".join(f"{k}={x:.4g}" for k, x in list(p.metrics.items())[:3])
     return f"{head}{bar} {metrics}".rstrip()
+
+
+class _Options(argparse.ArgumentParser):
+    """argparse whose mistakes are trainbot's: one `error:` line and exit 2 (main's)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InvalidInput(f"{message}.", hint=f"See `{self.prog} --help`.")
+
+
+def _manage_algorithms(sub: str, args: list[str], *, as_json: bool) -> int:
+    """`trainbot algorithms add …` / `remove ID`: a team's own algorithms."""
+    from bot import publish as publishing
+    from bot.bootstrap import build_deps
+    from bot.config import load_settings
+    from bot.services import registration
+
+    if "-h" in args or "--help" in args:
+        print(_usage(f"algorithms {sub}"), end="")
+        return 0
+    parser = _Options(prog=f"trainbot algorithms {sub}", add_help=False)
+    if sub == "remove":
+        parser.add_argument("id")
+    else:
+        parser.add_argument("path", nargs="?", type=Path)
+        for option in ("--image", "--manifest", "--cpu-image", "--gpu-image"):
+            parser.add_argument(option)
+    opts = parser.parse_args(args)
+    settings = load_settings()
+    shelf = None if sub == "remove" else publishing.shelf_for(
+        settings, path=opts.path, image=opts.image, manifest=opts.manifest,
+        cpu_image=opts.cpu_image, gpu_image=opts.gpu_image)
+    deps = build_deps(settings, detach_tensorboard=True, recover=False)
+    try:
+        if sub == "remove":
+            algorithm, changed = registration.remove(deps, opts.id, user=settings.user)
+        elif shelf is None:
+            algorithm, changed = registration.add_image(deps, opts.image, Path(opts.manifest),
+                                                        user=settings.user)
+        else:
+            algorithm, changed = registration.add_script(deps, opts.path, user=settings.user,
+                                                         packer=shelf)
+    except TrainbotError as exc:
+        raise _with_suggestion(deps, exc) from exc
+    if as_json:
+        flag = "removed" if sub == "remove" else "created"
+        _print_json(publishing.registered_json(algorithm) | {flag: changed})
+    else:
+        print(publishing.registered_text(algorithm, removed=sub == "remove", changed=changed),
+              end="")
+    source = algorithm.source
+    if sub == "add" and source and source.image and "@sha256:" not in source.image:
+        print(f"note: the tag of {source.image} can be moved; pin the image by digest "
+              "(…@sha256:…) so every run runs exactly this image.", file=sys.stderr)
+    return 0
 
 
 def _reconcile() -> int:

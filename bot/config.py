@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     scope: str = "local"
     approvers: IdList = Field(default_factory=list)
     admins: IdList = Field(default_factory=list)
+    # Who may `trainbot algorithms add/remove` (besides the admins); users and user groups.
+    algorithm_publishers: IdList = Field(default_factory=list)
     channels: IdList = Field(default_factory=list)
     rerun_approval: RerunApproval = RerunApproval.ALWAYS
     allow_self_approval: bool = False
@@ -80,8 +82,8 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(default=0, ge=0, le=3600)
     idempotency_table: str | None = None
 
-    @field_validator("approvers", "admins", "channels", "allowed_buckets", "subnets",
-                     "security_groups", mode="before")
+    @field_validator("approvers", "admins", "algorithm_publishers", "channels",
+                     "allowed_buckets", "subnets", "security_groups", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         if isinstance(v, str):

@@ -7,6 +7,7 @@ entrypoints only translate payloads into commands and replies into Slack answers
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -92,7 +93,8 @@ def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
             return _show(deps, cmd.job, cmd.version)
         case Diff():
             d = queries.diff_versions(deps, cmd.job, cmd.a, cmd.b)
-            return Reply(presenters.diff_doc(d, objectives=_objectives(deps)), data=d)
+            return Reply(presenters.diff_doc(d, objectives=_objectives(deps, [d.a, d.b])),
+                         data=d)
         case Lineage():
             lineage = queries.lineage(deps, cmd.job, cmd.version)
             return Reply(presenters.lineage_doc(lineage), data=lineage)
@@ -120,15 +122,19 @@ def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
             assert_never(cmd)
 
 
-def _objectives(deps: Deps) -> dict[str, str]:
-    return {a.id: a.objective.metric for a in deps.catalog.algorithms.values()}
+def _objectives(deps: Deps, versions: Iterable[JobVersion]) -> dict[str, str]:
+    """Algorithm id → its objective metric, for the algorithms ``versions`` ran."""
+    specs = {(v.spec.algorithm, v.spec.algorithm_digest): v.spec for v in versions}
+    found = (deps.algorithms.find(spec) for spec in specs.values())
+    return {a.id: a.objective.metric for a in found if a is not None}
 
 
 def _algorithms(deps: Deps, c: Algorithms) -> Reply:
-    doc = presenters.algorithms_doc(deps.catalog, c.algorithm)
     if c.algorithm:
-        return Reply(doc, data=deps.catalog.algorithm(c.algorithm))
-    return Reply(doc, data=list(deps.catalog.algorithms.values()))
+        algorithm = deps.algorithms.get(c.algorithm)
+        return Reply(presenters.algorithm_doc(algorithm), data=algorithm)
+    offered = deps.algorithms.all()
+    return Reply(presenters.algorithms_doc(offered), data=offered)
 
 
 def _start_request(c: Start, a: Actor) -> requests.LaunchRequest:
@@ -156,7 +162,7 @@ def _launched(deps: Deps, version: JobVersion, approval: Approval | None) -> Rep
                 "the card.")
         return Reply(doc, version=version, approval=approval, public=True)
     links = queries.links(deps, version)
-    algo = deps.catalog.algorithms.get(version.spec.algorithm)
+    algo = deps.algorithms.find(version.spec)
     return Reply(presenters.version_card(version, links, algorithm=algo, now=deps.clock.now()),
                  version=version, public=True)
 
@@ -171,22 +177,22 @@ def _status(deps: Deps, c: StatusQuery) -> Reply:
     if c.job:
         return _show(deps, c.job, None)
     overview = queries.status_overview(deps)
+    shown = overview.running + overview.queued + overview.awaiting + overview.failed_recent
     doc = presenters.status_doc(overview, stuck_after=deps.stuck_after,
-                                objectives=_objectives(deps))
+                                objectives=_objectives(deps, shown))
     return Reply(doc, data=overview)
 
 
 def _versions(deps: Deps, c: Versions) -> Reply:
     found = queries.list_versions(deps, c.job)
-    return Reply(presenters.versions_doc(c.job, found, objectives=_objectives(deps)),
+    return Reply(presenters.versions_doc(c.job, found, objectives=_objectives(deps, found)),
                  data=found)
 
 
 def _show(deps: Deps, job: str, number: int | None) -> Reply:
     v = queries.get_version(deps, job, number)
     doc = presenters.version_card(v, queries.links(deps, v),
-                                  algorithm=deps.catalog.algorithms.get(v.spec.algorithm),
-                                  now=deps.clock.now())
+                                  algorithm=deps.algorithms.find(v.spec), now=deps.clock.now())
     if v.approval_id:
         ap = deps.store.get_approval(v.approval_id)
         trail = f"asked by {mention(ap.requested_by)} {ap.requested_at:%Y-%m-%d %H:%M}"

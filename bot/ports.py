@@ -34,10 +34,12 @@ __all__ = [
     "DataGuard",
     "EventReport",
     "EventSink",
+    "FileInbox",
     "JobStore",
     "Launch",
     "Links",
     "Results",
+    "StoredFile",
 ]
 
 
@@ -124,6 +126,28 @@ class JobStore(Protocol):
         ...
 
     def delete_preset(self, scope: str, name: str) -> None: ...
+
+    def register_algorithm(self, scope: str, algorithm: Algorithm) -> tuple[Algorithm, bool]:
+        """Record a registered algorithm (``algorithm.source`` set) and make it the id's
+        current version, shown again if it was hidden. Content-addressed and immutable: the
+        same ``(id, source.digest)`` twice stores nothing new and returns the stored one.
+        Returns ``(stored, created)``."""
+        ...
+
+    def get_registered_algorithm(self, scope: str, algo_id: str,
+                                 digest: str | None = None) -> Algorithm:
+        """That exact version (``digest``), hidden or not; else the id's current version.
+        ``NotFound`` if there is none."""
+        ...
+
+    def list_registered_algorithms(self, scope: str) -> list[Algorithm]:
+        """The current version of every registered id, hidden ones included; by id."""
+        ...
+
+    def hide_algorithm(self, scope: str, algo_id: str, *, hidden: bool = True) -> Algorithm:
+        """Hide the id from new starts (or show it again); every version stays readable.
+        ``NotFound`` if the id was never registered."""
+        ...
 
     def create_approval(self, approval: Approval) -> Approval: ...
 
@@ -218,10 +242,16 @@ class Compute(Protocol):
 
     def links(self, version: JobVersion) -> Links: ...
 
-    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
-        """The container image versions of the algorithm run in on ``pool`` (SageMaker: the
-        published image; ``ConfigError`` when it isn't published); None for a backend that
-        runs no image (local subprocesses)."""
+    def check_runnable(self, algorithm: Algorithm) -> None:
+        """Raise ``InvalidInput`` saying why this backend can't run ``algorithm`` and what to
+        do (local: an image algorithm needs SageMaker) — called before anything is created."""
+        ...
+
+    def training_image(self, algorithm: Algorithm, pool: ResourcePool) -> str | None:
+        """The container image versions of ``algorithm`` run in on ``pool`` (SageMaker: the
+        published image of a preset, the registered image(s) of a team's own algorithm;
+        ``ConfigError`` when there is none); None for a backend that runs no image (local
+        subprocesses)."""
         ...
 
     def start_reporting(self, report: EventReport, active: Sequence[JobVersion]) -> None:
@@ -283,6 +313,33 @@ class DataGuard(Protocol):
         """``data`` with local paths checked and written as ``file:///…`` URIs; other URIs
         as they are. ``InvalidInput`` naming the user's URI when one may not be read —
         the same text for a refused and a missing path unless ``trusted`` (the OS user)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file shared in the chat, stored where training reads it, once per content."""
+
+    uri: str  # file:///… (local) or s3://BUCKET/trainbot/data/<team>/<sha256>/<name>
+    name: str
+    sha256: str
+    size: int
+    origin: str  # where it came from: "slack:F0123ABC"
+
+
+class FileInbox(Protocol):
+    """Data handed over in the chat (Slack files), made readable by training."""
+
+    def is_file_reference(self, value: str) -> bool:
+        """Whether ``value`` names a chat file (a Slack file id ``F…`` or its permalink)
+        rather than a data URI or path."""
+        ...
+
+    def fetch(self, reference: str, *, user: str, channel: str | None) -> StoredFile:
+        """Download the file ``reference`` names — only one ``user`` can see (shared in
+        ``channel``, or theirs) — check its size and type, and store it content-addressed
+        (the same bytes are stored once). ``InvalidInput``/``NotAllowed`` saying what to do
+        otherwise, the same text for a file that doesn't exist and one the user can't see."""
         ...
 
 

@@ -7,61 +7,77 @@ For each algorithm folder: a deterministic ``sourcedir.tar.gz`` (sorted entries,
 mtime/owner, no ``__pycache__``) whose content digest names its S3 key,
 ``s3://B/trainbot/algorithms/<id>/<version>/<digest[:16]>/sourcedir.tar.gz`` — uploaded only
 when that key is absent, so republishing unchanged code writes nothing. Training images come
-from the sagemaker SDK (``pip install -e '.[publish]'``), imported only here and only when
-publishing. The catalog (:class:`~bot.adapters.algorithm_catalog.PublishedCatalog`) goes to
+from the sagemaker SDK (``pip install -e '.[publish]'``), imported only when publishing. The
+catalog (:class:`~bot.adapters.algorithm_catalog.PublishedCatalog`) goes to
 ``s3://B/trainbot/catalog.json`` and to a local file (default ``bot/data/catalog.json``, which
-the Lambda bundle carries); each is rewritten only when its content changed.
+the Lambda bundle carries); each is rewritten only when its content changed. Packing, naming,
+uploading and resolving images are :mod:`bot.adapters.algorithm_shelf`'s, shared with
+``trainbot algorithms add``.
+
+For ``trainbot algorithms add/remove`` (a team's own algorithms; :mod:`bot.cli` parses,
+:mod:`bot.services.registration` decides) this module chooses the shelf and words the result.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import os
 import sys
-import tarfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.adapters.algorithm_catalog import (
-    CATALOG_KEY,
-    PublishedAlgorithm,
-    PublishedCatalog,
-    PublishedImages,
+from bot.adapters.algorithm_catalog import CATALOG_KEY, PublishedAlgorithm, PublishedCatalog
+from bot.adapters.algorithm_shelf import (
+    CPU_INSTANCE,
+    FIXED_MTIME,
+    GPU_INSTANCE,
+    INSTALL_HINT,
+    ImageResolver,
+    LocalAlgorithmShelf,
+    PublishError,
+    S3AlgorithmShelf,
+    build_sourcedir,
+    fixed_image_resolver,
+    pack_sourcedir,
+    put_if_absent,
+    resolve_images,
+    sdk_image_resolver,
+    source_key,
 )
-from bot.catalog import source_digest, source_files
-from bot.domain import Algorithm, ConfigError, TrainbotError
+from bot.catalog import files_digest, read_source, source_digest, source_files
+from bot.domain import Algorithm, ConfigError, InvalidInput, TrainbotError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.services.registration import AlgorithmShelf
 
 __all__ = [
+    "CPU_INSTANCE",
     "DEFAULT_OUT",
+    "FIXED_MTIME",
+    "GPU_INSTANCE",
+    "INSTALL_HINT",
     "ImageResolver",
     "PublishError",
     "PublishResult",
     "build_sourcedir",
+    "fixed_image_resolver",
     "main",
     "publish",
+    "registered_json",
+    "registered_text",
+    "resolve_images",
     "sdk_image_resolver",
+    "shelf_for",
     "source_digest",
     "source_files",
     "source_key",
 ]
 
 DEFAULT_OUT = Path(__file__).parent / "data" / "catalog.json"
-CPU_INSTANCE = "ml.m5.xlarge"
-GPU_INSTANCE = "ml.g5.xlarge"
-FIXED_MTIME = 315532800  # 1980-01-01: the oldest time every archive tool handles
-INSTALL_HINT = ("Publishing needs the sagemaker SDK (about 1 GB, never in the Lambda bundle): "
-                "pip install -e '.[publish]'")
-
-# (algorithm, region, instance type) → training image URI; raises when there is none.
-ImageResolver = Callable[[Algorithm, str, str], str]
-
-
-class PublishError(TrainbotError):
-    pass
 
 
 @dataclass
@@ -70,79 +86,6 @@ class PublishResult:
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     catalog_written: bool = False
-
-
-# -- the source tarball -------------------------------------------------------------------------
-
-def build_sourcedir(root: Path) -> bytes:
-    """``sourcedir.tar.gz`` as SageMaker script mode expects it (files at the top level), byte
-    for byte the same for the same files: fixed mtimes, owner and gzip header."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, path in source_files(root):
-            data = path.read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = FIXED_MTIME
-            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-    packed = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
-        gz.write(raw.getvalue())
-    return packed.getvalue()
-
-
-def source_key(algorithm: Algorithm, digest: str) -> str:
-    return f"trainbot/algorithms/{algorithm.id}/{algorithm.version}/{digest[:16]}/sourcedir.tar.gz"
-
-
-# -- images --------------------------------------------------------------------------------------
-
-def sdk_image_resolver() -> ImageResolver:
-    """Training images from the sagemaker SDK's offline tables (``image_uris.retrieve``)."""
-    try:
-        from sagemaker.core import image_uris
-    except ImportError as exc:
-        raise PublishError(INSTALL_HINT) from exc
-
-    def resolve(algorithm: Algorithm, region: str, instance_type: str) -> str:
-        return str(image_uris.retrieve(
-            framework=algorithm.framework, region=region,
-            version=algorithm.framework_version, py_version=algorithm.py_version,
-            instance_type=instance_type, image_scope="training",
-        ))
-
-    return resolve
-
-
-def fixed_image_resolver(cpu_image: str, gpu_image: str | None) -> ImageResolver:
-    """Your own training images (a private ECR build, or any image on a local AWS endpoint)
-    instead of the AWS Deep Learning Containers; no sagemaker SDK needed."""
-
-    def resolve(algorithm: Algorithm, region: str, instance_type: str) -> str:
-        return gpu_image if gpu_image and instance_type == GPU_INSTANCE else cpu_image
-
-    return resolve
-
-
-def resolve_images(algorithm: Algorithm, region: str, resolve: ImageResolver) -> PublishedImages:
-    """The CPU and GPU images; a framework without one of them (no CUDA build) leaves it out."""
-    found: dict[str, str | None] = {}
-    problems = []
-    for kind, instance_type in (("cpu", CPU_INSTANCE), ("gpu", GPU_INSTANCE)):
-        try:
-            found[kind] = resolve(algorithm, region, instance_type)
-        except (ValueError, KeyError) as exc:  # the SDK's "unsupported" errors
-            found[kind] = None
-            problems.append(f"{kind}: {exc}")
-    if not any(found.values()):
-        raise PublishError(
-            f"No training image for {algorithm.id} ({algorithm.framework} "
-            f"{algorithm.framework_version}, {algorithm.py_version}) in {region}: "
-            + "; ".join(problems))
-    return PublishedImages(**found)
 
 
 # -- publishing ----------------------------------------------------------------------------------
@@ -165,16 +108,12 @@ def publish(
         folder = root / algo_id
         if not (folder / algorithm.entry_point).is_file():
             raise PublishError(f"{folder} has no entry point {algorithm.entry_point}")
-        digest = source_digest(folder)
-        if digest is None:  # the entry point was just found in it
-            raise PublishError(f"{folder} is not a folder")
+        files = read_source(folder)  # read once: what is digested is what is uploaded
+        digest = files_digest((f.name, f.data) for f in files)
         key = source_key(algorithm, digest)
-        if dry_run or not _exists(s3_client, bucket, key):
-            if not dry_run:
-                s3_client.put_object(
-                    Bucket=bucket, Key=key, Body=build_sourcedir(folder),
-                    ContentType="application/gzip",
-                    Metadata={"trainbot-algorithm": algorithm.ref, "trainbot-sha256": digest})
+        if dry_run or put_if_absent(
+                s3_client, bucket, key, partial(pack_sourcedir, files),
+                metadata={"trainbot-algorithm": algorithm.ref, "trainbot-sha256": digest}):
             result.uploaded.append(algo_id)
         else:
             result.unchanged.append(algo_id)
@@ -199,18 +138,6 @@ def write_local(catalog: PublishedCatalog, path: Path) -> bool:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
-    return True
-
-
-def _exists(s3: Any, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise  # 403 here usually means s3:ListBucket is missing (S3 hides absence then)
     return True
 
 
@@ -326,3 +253,68 @@ def _aws_failure(exc: Exception) -> int:
 
     print(f"error: {translate(exc).user_text()}", file=sys.stderr)
     return 1
+
+
+# -- `trainbot algorithms add/remove` (bot.cli parses; bot.services.registration decides) --
+
+def shelf_for(settings: Settings, *, path: Path | None, image: str | None,
+              manifest: str | None, cpu_image: str | None,
+              gpu_image: str | None) -> AlgorithmShelf | None:
+    """Where `algorithms add` keeps a folder's source: this machine's TRAINBOT_HOME (local
+    compute) or the artifacts bucket (SageMaker); None for an image. Checks the options go
+    together."""
+    usage = "See `trainbot algorithms add --help`."
+    if image:
+        if path or cpu_image or gpu_image or not manifest:
+            raise InvalidInput("--image goes with --manifest FILE alone.", hint=usage)
+        return None
+    if path is None or manifest:
+        raise InvalidInput("Give the algorithm's folder (PATH), or --image with --manifest.",
+                           hint=usage)
+    if gpu_image and not cpu_image:
+        raise InvalidInput("--gpu-image goes with --cpu-image (the image for CPU pools).")
+    if settings.compute == "local":
+        if cpu_image:
+            raise InvalidInput("--cpu-image and --gpu-image choose SageMaker's training images; "
+                               "local compute (TRAINBOT_COMPUTE=local) runs the script here.")
+        return LocalAlgorithmShelf(settings.home / "algorithms")
+    from bot.aws import aws_region
+
+    if not settings.bucket:
+        raise ConfigError("TRAINBOT_BUCKET is required with TRAINBOT_COMPUTE=sagemaker "
+                          "(where registered algorithms are uploaded).")
+    if cpu_image and not gpu_image:
+        # Not silent: a CPU build on a GPU instance runs, slowly, at the GPU's price.
+        print(f"note: GPU pools will run the --cpu-image too ({cpu_image}); give "
+              "--gpu-image IMAGE for a CUDA build.", file=sys.stderr)
+    resolve = fixed_image_resolver(cpu_image, gpu_image) if cpu_image else sdk_image_resolver()
+    return S3AlgorithmShelf(bucket=settings.bucket, region=aws_region(), resolve_image=resolve)
+
+
+def registered_json(algorithm: Algorithm) -> dict[str, object]:
+    """A registered algorithm as `algorithms add/remove --json` prints it: the algorithm's
+    data (as `trainbot --json algorithms`) plus where its source is and whether it is hidden."""
+    from bot.views.data import algorithm_data
+
+    source = algorithm.source
+    assert source is not None  # only registered algorithms come here
+    return {**algorithm_data(algorithm), "location": source.location,
+            "images": dict(source.images), "hidden": source.hidden}
+
+
+def registered_text(algorithm: Algorithm, *, removed: bool = False, changed: bool) -> str:
+    """What `algorithms add` (``changed``: a new version) or `remove` (``changed``: it was
+    shown until now) prints."""
+    source = algorithm.source
+    assert source is not None
+    name = f"{algorithm.id} {algorithm.version} (sha256:{source.digest[:12]})"
+    if removed:
+        return (f"removed {algorithm.id} from new starts; its versions and history stay\n"
+                if changed else f"{algorithm.id} was removed already\n")
+    lines = [f"registered {name} — " + ("new version" if changed else
+                                        "unchanged (already registered)")]
+    lines += [f"  {kind} image: {image}" for kind, image in sorted(source.images.items())]
+    lines += [f"  image: {source.image}"] if source.image else [f"  source: {source.location}"]
+    if changed:
+        lines.append(f"  start it: trainbot start {algorithm.id}")
+    return "\n".join(lines) + "\n"

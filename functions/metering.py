@@ -64,8 +64,11 @@ class MeteredCompute:
     def links(self, version: JobVersion) -> Links:
         return self._inner.links(version)
 
-    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
-        return self._inner.training_image(algorithm_id, pool)
+    def check_runnable(self, algorithm: Algorithm) -> None:
+        self._inner.check_runnable(algorithm)
+
+    def training_image(self, algorithm: Algorithm, pool: ResourcePool) -> str | None:
+        return self._inner.training_image(algorithm, pool)
 
     def start_reporting(self, report: EventReport, active: Sequence[JobVersion]) -> None:
         self._inner.start_reporting(report, active)

@@ -14,6 +14,7 @@ from bot.domain import (
     ChatUndelivered,
     Conflict,
     Decision,
+    InvalidInput,
     JobVersion,
     NotFound,
     Preset,
@@ -38,6 +39,10 @@ class MemoryStore:
         self.keys: dict[str, tuple[str, int]] = {}
         self.presets: dict[tuple[str, str], Preset] = {}
         self.approvals: dict[str, Approval] = {}
+        # Registered algorithms: every version by (scope, id, digest), hidden false; and per
+        # (scope, id) the current digest and whether the id is hidden.
+        self.algorithm_versions: dict[tuple[str, str, str], Algorithm] = {}
+        self.algorithm_ids: dict[tuple[str, str], tuple[str, bool]] = {}
 
     def add_version(self, draft, *, new_job=None):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -149,6 +154,49 @@ class MemoryStore:
             self.get_preset(scope, name)
             del self.presets[(scope, name)]
 
+    @staticmethod
+    def _hidden(algorithm, hidden):  # type: ignore[no-untyped-def]
+        if algorithm.source is None:
+            raise ValueError(f"{algorithm.id} is a preset: only an algorithm with a source "
+                             "is registered")
+        return algorithm.model_copy(
+            update={"source": algorithm.source.model_copy(update={"hidden": hidden})})
+
+    def register_algorithm(self, scope, algorithm):  # type: ignore[no-untyped-def]
+        stored = self._hidden(algorithm, False)
+        key = (scope, algorithm.id, stored.source.digest)
+        with self._lock:
+            created = key not in self.algorithm_versions
+            stored = self.algorithm_versions.setdefault(key, stored)
+            self.algorithm_ids[(scope, algorithm.id)] = (stored.source.digest, False)
+            return stored, created
+
+    def get_registered_algorithm(self, scope, algo_id, digest=None):  # type: ignore[no-untyped-def]
+        with self._lock:
+            return self._registered(scope, algo_id, digest)
+
+    def _registered(self, scope, algo_id, digest=None):  # type: ignore[no-untyped-def]
+        current, hidden = self.algorithm_ids.get((scope, algo_id), (None, False))
+        if digest is None and current is None:
+            raise NotFound(f"There is no registered algorithm `{algo_id}`.")
+        found = self.algorithm_versions.get((scope, algo_id, digest or current))
+        if found is None:
+            raise NotFound(f"There is no version sha256:{digest[:12]}… of `{algo_id}`.")
+        return self._hidden(found, hidden)
+
+    def list_registered_algorithms(self, scope):  # type: ignore[no-untyped-def]
+        with self._lock:
+            ids = sorted(i for s, i in self.algorithm_ids if s == scope)
+            return [self._registered(scope, i) for i in ids]
+
+    def hide_algorithm(self, scope, algo_id, *, hidden=True):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if (scope, algo_id) not in self.algorithm_ids:
+                raise NotFound(f"There is no registered algorithm `{algo_id}`.")
+            digest, _ = self.algorithm_ids[(scope, algo_id)]
+            self.algorithm_ids[(scope, algo_id)] = (digest, hidden)
+            return self._registered(scope, algo_id)
+
     def create_approval(self, approval):  # type: ignore[no-untyped-def]
         with self._lock:
             if approval.id in self.approvals:
@@ -218,6 +266,7 @@ class FakeCompute:
         self.reporting_to: EventReport | None = None
         self.taken_back: list[JobVersion] = []
         self.closed = False
+        self.refused: list[str] = []  # ids check_runnable refused
         self.results_value = Results(evaluation={"objective": {"metric": "acc", "value": 0.9}},
                                      log_tail=["done"])
         self._lock = threading.Lock()
@@ -250,7 +299,13 @@ class FakeCompute:
         return Links(tensorboard=f"http://127.0.0.1:6006/#scalars&regexInput={version.backend_job_name}",
                      console=f"http://console/{version.backend_job_name}")
 
-    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
+    def check_runnable(self, algorithm: Algorithm) -> None:
+        if algorithm.source is not None and algorithm.source.kind == "image":
+            self.refused.append(algorithm.id)
+            raise InvalidInput(f"`{algorithm.id}` is a container image algorithm: the fake "
+                               "compute runs no images.")
+
+    def training_image(self, algorithm: Algorithm, pool: ResourcePool) -> str | None:
         return None  # runs no image, like the local backend
 
     def start_reporting(self, report: EventReport, active: Sequence[JobVersion]) -> None:

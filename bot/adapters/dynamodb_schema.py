@@ -16,6 +16,9 @@ Single-table layout (keys are strings)::
     backend    BACKEND#<name>     META          points at the version that claimed that backend
                                                 job name (written in the claim's transaction)
     pool       POOL#<pool>        META          ``active``: places of the pool held by versions
+    algorithm  ALGO#<scope>#<id>  V#<digest>    one registered version (immutable, put once)
+    algo id    ALGOS#<scope>      <id>          the id's current digest, hidden flag and that
+                                                version's body: listing a scope is one Query
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bot.domain.algorithm import (
         Algorithm,
+        AlgorithmSource,
         ChannelSpec,
         HyperParameter,
         MetricDefinition,
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
 
 # public name → the submodule that defines it
 _HOME = {
-    **dict.fromkeys(("Algorithm", "ChannelSpec", "HyperParameter", "MetricDefinition",
-                     "Objective"), "algorithm"),
+    **dict.fromkeys(("Algorithm", "AlgorithmSource", "ChannelSpec", "HyperParameter",
+                     "MetricDefinition", "Objective"), "algorithm"),
     **dict.fromkeys(("Approval", "Decision"), "approval"),
     **dict.fromkeys(("BackendError", "BackendRejected", "ChatUndelivered", "ConfigError",
                      "Conflict",
@@ -68,6 +69,7 @@ _HOME = {
 
 __all__ = [
     "Algorithm",
+    "AlgorithmSource",
     "Approval",
     "Artifacts",
     "BackendError",

@@ -1,4 +1,4 @@
-"""Preset algorithm manifests and hyperparameter validation (no I/O)."""
+"""Algorithm manifests (presets and teams' own) and hyperparameter validation (no I/O)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import difflib
 import json
 import math
 import re
+import unicodedata
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -15,21 +17,34 @@ from bot.domain.errors import InvalidInput
 
 __all__ = [
     "Algorithm",
+    "AlgorithmSource",
     "ChannelSpec",
     "HPValue",
     "HyperParameter",
     "HyperParameterType",
     "MetricDefinition",
     "Objective",
+    "OpenHyperParameter",
 ]
 
 HPValue = int | float | bool | str
 
+# Used with fullmatch: `$` alone also matches before a trailing newline ("lr\n").
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _HP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _TRUE = {"true", "1", "yes", "on", "y", "t"}
 _FALSE = {"false", "0", "no", "off", "n", "f"}
 MAX_STR_VALUE = 256
+# An open schema's names per job. SageMaker's HyperParameters map holds at most 100 entries
+# and script mode adds up to 7 `sagemaker_*` ones of its own (adapters/sagemaker/request.py).
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
+MAX_OPEN_HYPERPARAMETERS = 90
+# Names SageMaker sets itself (`sagemaker_program`, `_tuning_objective_metric`); a user's value
+# under one of them would be dropped or would override the platform's.
+_RESERVED_HP = re.compile(r"^(?:sagemaker_|_)", re.IGNORECASE)
+# Unicode control characters (Cc: tab, newline, NUL, DEL, C1) and lone surrogates (Cs): a NUL
+# can't go into a process's argv, and the others garble logs and chat messages.
+_BAD_CATEGORIES = frozenset({"Cc", "Cs"})
 
 
 class HyperParameterType(StrEnum):
@@ -54,7 +69,7 @@ class HyperParameter(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _HP_NAME.match(v):
+        if not _HP_NAME.fullmatch(v):
             raise ValueError(f"invalid hyperparameter name {v!r}")
         return v
 
@@ -126,6 +141,28 @@ class HyperParameter(BaseModel):
         return s
 
 
+class OpenHyperParameter(HyperParameter):
+    """Any name of an open schema (``hyperparameters: any``): text, passed on as it is.
+
+    Stricter than a typed ``str`` value: no control characters, since nothing in the
+    manifest says what the script expects.
+    """
+
+    type: HyperParameterType = HyperParameterType.STR
+    default: HPValue = ""
+    help: str = "free-form text; the algorithm's script reads and checks it"
+
+    def describe_range(self) -> str:
+        return f"text up to {MAX_STR_VALUE} characters without control characters"
+
+    def coerce(self, raw: Any) -> str:
+        s = str(super().coerce(raw))
+        if any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in s):
+            raise InvalidInput(
+                f"`{self.name}` must be {self.describe_range()}, got {_show(raw)}")
+        return s
+
+
 class ChannelSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -165,8 +202,32 @@ class Objective(BaseModel):
         return a > b if self.goal == "maximize" else a < b
 
 
+class AlgorithmSource(BaseModel):
+    """Where a team's own (registered) algorithm comes from; None on a preset.
+
+    Registration is content-addressed: ``digest`` (sha256 of the source dir, or of the image
+    reference for an image algorithm) identifies this algorithm version for good, and a
+    version records it (``JobSpec.algorithm_digest``) so a rerun runs exactly the same code.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["script", "image"]
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # script: the stored source — a local folder (file:///…, the embedded default) or the
+    # uploaded sourcedir.tar.gz (s3://…); image: None.
+    location: str | None = None
+    # image: the container implementing SageMaker's own contract; script on SageMaker: the
+    # framework images by kind ("cpu", "gpu") resolved at registration.
+    image: str | None = None
+    images: dict[str, str] = Field(default_factory=dict)
+    owner: str
+    registered_at: datetime
+    hidden: bool = False
+
+
 class Algorithm(BaseModel):
-    """A preset algorithm: everything needed to launch it without writing model code."""
+    """An algorithm: a preset (``source`` None) or a team's own, registered one."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -178,9 +239,13 @@ class Algorithm(BaseModel):
     py_version: str = "py311"
     description: str = ""
     entry_point: str
+    # Typed schema; empty when ``open_hyperparameters`` (the manifest said
+    # ``hyperparameters: any``), so views that list it show nothing rather than break.
     hyperparameters: list[HyperParameter] = Field(default_factory=list)
+    open_hyperparameters: bool = False
     channels: list[ChannelSpec] = Field(default_factory=list)
-    metrics: list[MetricDefinition] = Field(default_factory=list, max_length=40)
+    # The objective must be one of them, so there is always at least one.
+    metrics: list[MetricDefinition] = Field(min_length=1, max_length=40)
     progress_regex: str | None = None
     objective: Objective
     quality_target: float | None = None
@@ -189,19 +254,44 @@ class Algorithm(BaseModel):
     supports_spot: bool = False
     supports_distributed: bool = False
     gpu: Literal["optional", "required", "unused"] = "optional"
+    source: AlgorithmSource | None = None
+
+    @property
+    def custom(self) -> bool:
+        return self.source is not None
 
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not _ID.match(v):
+        if not _ID.fullmatch(v):
             raise ValueError(f"algorithm id {v!r} must be lowercase letters, digits and '-'")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _open_schema(cls, data: Any) -> Any:
+        """``hyperparameters: any`` in a manifest means an open schema."""
+        if not isinstance(data, dict):
+            return data
+        declared = data.get("hyperparameters")
+        if isinstance(declared, str):
+            if declared != "any":
+                raise ValueError(
+                    f"hyperparameters must be a list of typed parameters or `any`, "
+                    f"not {_show(declared)}")
+            if data.get("open_hyperparameters", True) is not True:
+                raise ValueError("`hyperparameters: any` contradicts open_hyperparameters: false")
+            return {**data, "hyperparameters": [], "open_hyperparameters": True}
+        return data
 
     @field_validator("progress_regex")
     @classmethod
     def _progress(cls, v: str | None) -> str | None:
         if v is not None:
-            groups = re.compile(v).groupindex
+            try:
+                groups = re.compile(v).groupindex
+            except re.error as exc:  # not a ValueError: pydantic would let it escape
+                raise ValueError(f"invalid progress_regex {v!r}: {exc}") from exc
             if "current" not in groups:
                 raise ValueError("progress_regex needs a named group 'current'")
         return v
@@ -214,6 +304,8 @@ class Algorithm(BaseModel):
         hp_names = [h.name for h in self.hyperparameters]
         if len(set(hp_names)) != len(hp_names):
             raise ValueError("duplicate hyperparameter names")
+        if self.open_hyperparameters and hp_names:
+            raise ValueError("an open schema (`hyperparameters: any`) lists no hyperparameters")
         return self
 
     @property
@@ -221,6 +313,13 @@ class Algorithm(BaseModel):
         return f"{self.id}@{self.version}"
 
     def hyperparameter(self, name: str) -> HyperParameter:
+        """The schema entry for ``name``; any valid name of an open schema.
+
+        Raises :class:`InvalidInput` for a name the schema doesn't have (with a guess at the
+        one meant), or, open, for a malformed or SageMaker-reserved name.
+        """
+        if self.open_hyperparameters:
+            return self._open_hyperparameter(name)
         for hp in self.hyperparameters:
             if hp.name == name:
                 return hp
@@ -233,7 +332,20 @@ class Algorithm(BaseModel):
             hint=f"See `/train algorithms {self.id}`.",
         )
 
+    def _open_hyperparameter(self, name: str) -> OpenHyperParameter:
+        hint = f"{self.id} takes any `name=value`; its script decides what they mean."
+        if not _HP_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"`{name[:40]}` is not a parameter name: up to 64 letters, digits, `_`, `.` "
+                "or `-`, starting with a letter", hint=hint)
+        if _RESERVED_HP.match(name):
+            raise InvalidInput(
+                f"`{name[:40]}` is reserved: SageMaker sets `sagemaker_*` and `_*` itself",
+                hint=hint)
+        return OpenHyperParameter(name=name)
+
     def defaults(self) -> dict[str, HPValue]:
+        """The typed schema's defaults; none for an open one (the script has its own)."""
         return {hp.name: hp.default for hp in self.hyperparameters}
 
     def validate_hyperparameters(
@@ -242,6 +354,11 @@ class Algorithm(BaseModel):
         """Validate user values against the schema; every problem is reported at once."""
         errors: list[str] = []
         out: dict[str, HPValue] = self.defaults() if fill_defaults else {}
+        if self.open_hyperparameters and len(values) > MAX_OPEN_HYPERPARAMETERS:
+            raise InvalidInput(
+                f"{self.id} takes at most {MAX_OPEN_HYPERPARAMETERS} parameters, "
+                f"got {len(values)}",
+                hint="Put the rest in a config file in a data channel.")
         for key, raw in values.items():
             try:
                 out[key] = self.hyperparameter(key).coerce(raw)

@@ -24,12 +24,17 @@ class JobSpec(BaseModel):
 
     algorithm: str
     algorithm_version: str
+    # A registered (custom) algorithm's exact version: its source digest; None for presets.
+    algorithm_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     hyperparameters: dict[str, HPValue] = Field(default_factory=dict)
     data: dict[str, str] = Field(default_factory=dict)
     pool: str
     max_runtime_s: int = Field(default=DEFAULT_MAX_RUNTIME_S, ge=1, le=MAX_RUNTIME_LIMIT_S)
     spot: bool = False
     preset: str | None = None
+    # Data handed over in the chat: channel → where it came from ("slack:F0123ABC train.csv
+    # sha256:…"); ``data`` holds where training reads it.
+    data_origin: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("data")
     @classmethod

@@ -3,7 +3,9 @@
 - :class:`LocalSlack` (:mod:`bot.localslack.server`) answers the Web API methods trainbot
   calls (``WebClient(base_url=slack.api_url)``): :mod:`~bot.localslack.workspace` keeps the
   workspace in memory, :mod:`~bot.localslack.methods` answers ``/api/<method>``,
-  :mod:`~bot.localslack.endpoints` the ``/_local/`` endpoints, and
+  :mod:`~bot.localslack.endpoints` the ``/_local/`` endpoints,
+  :mod:`~bot.localslack.files` files (users' shares, ``files.info``'s file object, and
+  ``url_private`` downloads that need the bot token), and
   :mod:`~bot.localslack.traffic` records what it received for tests.
 - :class:`StrictRules` (:mod:`bot.localslack.strict`) is what it checks, always, before it
   takes a message or a view: Block Kit limits, escaping, links and mentions; it refuses an

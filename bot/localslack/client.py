@@ -19,9 +19,12 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from bot.localslack.files import INTERNAL
 from bot.localslack.modal_values import build_view_values
 from bot.localslack.screen import Screen, Seat, slack_message
 from bot.localslack.signing import (
@@ -41,7 +44,9 @@ commands:
   /train TEXT          send the slash command (e.g. /train start tabular-classification)
   /press N             click button [N]
   /thread N            show message #N with its thread
-  /submit KEY=VALUE …  submit the open modal (KEY: an input's block_id or action_id)
+  /submit KEY=VALUE …  submit the open modal (KEY: an input's block_id or action_id;
+                       a file input takes KEY=@PATH, uploaded as you, or a file id)
+  /upload PATH [#CH]   share a local file in this channel (or #CH) as you
   /cancel              close the open modal
   /as USER_ID          act as another user (e.g. an approver); /as alone: who am I
   /users               list users and user groups
@@ -161,7 +166,7 @@ class _Session:
         view = views[-1]
         try:
             assignments = dict(_assignment(a) for a in args)
-            values = build_view_values(view, assignments)
+            values = build_view_values(view, assignments, files=self._submitted_file)
         except ValueError as exc:
             self.emit(f"(cannot submit: {exc})")
             return
@@ -176,6 +181,53 @@ class _Session:
             self.emit(f"  ✗ {key}: {error}")
         _post_json(f"{self.base_url}/_local/view_response",
                    {"view_id": view["id"], "response": response})
+
+    # -- files
+    def upload(self, rest: str) -> None:
+        """``/upload PATH [#CHANNEL]``: share a local file as this user, as Slack's composer
+        does; it says the file's id and link, which ``--data`` takes."""
+        args = shlex.split(rest)
+        if len(args) not in (1, 2):
+            self.emit("(usage: /upload PATH [#channel])")
+            return
+        channel = self._channel_named(args[1]) if len(args) == 2 else self.seat.channel_id
+        file = self._user_file(args[0], channel=channel)
+        self.emit(f"(shared {file['name']} in {channel} as {file['id']}; use it with "
+                  f"--data train={file['id']} or its link {file['permalink']})")
+
+    def _channel_named(self, name: str) -> str:
+        wanted = name.lstrip("#")
+        for cid, info in (self.screen.state or {}).get("channels", {}).items():
+            if wanted in (cid, info.get("name")):
+                return str(cid)
+        raise ValueError(f"no channel {name}; /channel lists them")
+
+    def _user_file(self, path: str, *, channel: str | None) -> dict[str, Any]:
+        """Upload ``path`` as this user: shared in ``channel``, or nowhere (a file input)."""
+        local = Path(path).expanduser()
+        try:
+            data = local.read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        query = {"user": self.seat.user_id, "filename": local.name}
+        if channel:
+            query["channel"] = channel
+        status, text = _http(f"{self.base_url}/_local/user_file?"
+                             f"{urllib.parse.urlencode(query)}", data,
+                             {"Content-Type": "application/octet-stream"})
+        answer = _json_or_none(text) or {}
+        if status != 200 or not answer.get("ok"):
+            raise ValueError(f"local Slack refused the upload: {answer.get('error', text)}")
+        return dict(answer["file"])
+
+    def _submitted_file(self, name: str) -> dict[str, Any]:
+        """A file input's file: ``@PATH`` is uploaded now; an id names one Slack has."""
+        if name.startswith("@"):
+            return self._user_file(name[1:], channel=None)
+        for file in (self.screen.state or {}).get("files", []):
+            if file.get("id") == name and not file.get("deleted"):
+                return {k: v for k, v in file.items() if k not in INTERNAL}
+        raise ValueError(f"{name}: name a file as @PATH (or the id of a file Slack has)")
 
     def cancel(self) -> None:
         views = self.screen.my_views()
@@ -272,6 +324,7 @@ _COMMANDS: dict[str, Any] = {
     "/thread": lambda s, rest: _int_arg(s, rest, s.screen.show_thread),
     "/submit": lambda s, rest: s.submit(shlex.split(rest)),
     "/cancel": lambda s, rest: s.cancel(),
+    "/upload": lambda s, rest: s.upload(rest),
     "/as": lambda s, rest: s.act_as(rest),
     "/users": lambda s, rest: s.list_users(),
     "/channel": lambda s, rest: s.switch_channel(rest),

@@ -2,8 +2,12 @@
 
 - ``GET  /_local/state?since=N&wait=S`` the whole workspace as JSON with a ``version`` counter;
   with ``wait`` it long-polls until the version passes ``since``.
-- ``GET  /_local/files/<id>`` an uploaded file's bytes; ``POST /_local/upload/<id>`` is the
-  ``upload_url`` that ``files.getUploadURLExternal`` hands out.
+- ``POST /_local/upload/<id>`` is the ``upload_url`` that ``files.getUploadURLExternal``
+  hands out (a file's bytes are at its ``url_private``, for the bot token only:
+  :mod:`bot.localslack.files`).
+- ``POST /_local/user_file?user=U…&filename=NAME[&channel=C…][&title=…]`` a user uploads
+  the body as a file: shared in ``channel`` (a ``file_share`` message), or nowhere, as a
+  modal's ``file_input`` does → ``{"ok": true, "file": {…}}``.
 - ``POST /_local/interaction`` registers a click or command: ``{channel, user, message_ts?}`` →
   ``{trigger_id, response_url}``.
 - ``POST /_local/response/<token>`` a ``response_url`` (at most 5 uses, like Slack's).
@@ -19,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bot.localslack.faults import Faults, Reply
+from bot.localslack.files import user_file
 from bot.localslack.params import decode_json_fields, flag, form_payload
 from bot.localslack.strict import Refusal, StrictRules
 from bot.localslack.traffic import Traffic
@@ -46,10 +51,10 @@ class LocalEndpoints:
         route, rest = parts[1], "/".join(parts[2:])
         if route == "state":
             return 200, self._long_poll(dict(parse_qsl(query))), {}
-        if route == "files":
-            return self._serve_file(rest)
         if route == "upload":
             return self._upload(rest, body)
+        if route == "user_file":
+            return self._user_file(dict(parse_qsl(query)), body)
         data = json.loads(body) if body.strip()[:1] in (b"{", b"[") else form_payload(body)
         if route == "response":
             return self._respond(rest, data, ack="ack" in dict(parse_qsl(query)))
@@ -75,13 +80,17 @@ class LocalEndpoints:
                 self._ws.lock.wait(left)
             return dict(self._ws.state(), changed=True)
 
-    def _serve_file(self, file_id: str) -> Reply:
+    def _user_file(self, query: dict[str, str], body: bytes) -> Reply:
         with self._ws.lock:
-            data = self._ws.file_bytes.get(file_id)
-            meta = self._ws.files.get(file_id, {})
-        if data is None:
-            return 404, "file_not_found", {}
-        return 200, data, {"Content-Type": meta.get("mimetype", "application/octet-stream")}
+            try:
+                file = user_file(self._ws, query.get("user", ""), query.get("filename", ""),
+                                 body, channel=query.get("channel"), title=query.get("title"),
+                                 comment=query.get("comment", ""))
+            except ApiError as exc:
+                self._traffic.record("_local.user_file", query, 400, {}, exc.error)
+                return 400, {"ok": False, "error": exc.error}, {}
+        self._traffic.record("_local.user_file", dict(query, length=len(body)), 200, {})
+        return 200, {"ok": True, "file": file}, {}
 
     def _upload(self, file_id: str, body: bytes) -> Reply:
         with self._ws.lock:

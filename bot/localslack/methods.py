@@ -9,11 +9,11 @@ the call to the :class:`~bot.localslack.workspace.Workspace` under its lock. A f
 from __future__ import annotations
 
 import copy
-import mimetypes
 import re
 import time
 from typing import Any
 
+from bot.localslack.files import check_scope, new_file, public_file, share_file
 from bot.localslack.params import flag
 from bot.localslack.signing import TEAM_DOMAIN, TEAM_ID
 from bot.localslack.strict import StrictRules
@@ -34,9 +34,10 @@ class Methods:
     """Web API methods: each takes the request's params and returns the reply minus ``ok``."""
 
     def __init__(self, ws: Workspace, bot_token: str, rules: StrictRules,
-                 trigger_ttl_s: float) -> None:
+                 trigger_ttl_s: float, scopes: frozenset[str]) -> None:
         self.ws = ws
         self.bot_token = bot_token
+        self.scopes = scopes
         self.rules = rules
         self.trigger_ttl_s = trigger_ttl_s
 
@@ -49,6 +50,7 @@ class Methods:
         handler = getattr(self, method.replace(".", "_"), None)
         if handler is None:
             raise ApiError("unknown_method")
+        check_scope(method, self.scopes)
         with self.ws.lock:
             return handler(params)
 
@@ -149,22 +151,26 @@ class Methods:
         return {"view": copy.deepcopy(record["view"])}
 
     # --------------------------------------------------------------------- files
+    def files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        """https://docs.slack.dev/reference/methods/files.info: the file object, its comments
+        (none here) and a cursor; ``file_not_found`` / ``file_deleted`` otherwise."""
+        if not params.get("file"):
+            raise ApiError("invalid_arguments",
+                           response_metadata={"messages": ["[ERROR] missing required field: file"]})
+        record = self.ws.files.get(str(params["file"]))
+        if record is None or not record["completed"]:
+            raise ApiError("file_not_found")
+        if record["deleted"]:
+            raise ApiError("file_deleted")
+        return {"file": public_file(record), "comments": [],
+                "response_metadata": {"next_cursor": ""}}
+
     def files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
         _require(params, "filename", "length")
-        file_id = self.ws.next_id("F")
-        name = str(params["filename"])
-        self.ws.files[file_id] = {
-            "id": file_id, "created": int(time.time()), "timestamp": int(time.time()),
-            "name": name, "title": name,
-            "mimetype": mimetypes.guess_type(name)[0] or "application/octet-stream",
-            "filetype": name.rsplit(".", 1)[-1] if "." in name else "binary",
-            "user": BOT_USER_ID, "size": int(params["length"]), "is_public": True,
-            "url_private": f"{self.ws.base_url}/_local/files/{file_id}",
-            "url_private_download": f"{self.ws.base_url}/_local/files/{file_id}",
-            "channels": [], "shares": {}, "uploaded": False, "completed": False,
-        }
-        return {"upload_url": f"{self.ws.base_url}/_local/upload/{file_id}",
-                "file_id": file_id}
+        record = new_file(self.ws, user=BOT_USER_ID, name=str(params["filename"]),
+                          size=int(params["length"]))
+        return {"upload_url": f"{self.ws.base_url}/_local/upload/{record['id']}",
+                "file_id": record["id"]}
 
     def files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
         listed = params.get("files")
@@ -181,25 +187,16 @@ class Methods:
         if channel_id:
             self._share(channel_id, done, params)
         self.ws.changed()
-        public = [{k: v for k, v in f.items() if k not in ("uploaded", "completed")}
-                  for f in done]
-        return {"files": copy.deepcopy(public)}
+        return {"files": [public_file(f) for f in done]}
 
     def _share(self, channel_id: str, files: list[dict[str, Any]],
                params: dict[str, Any]) -> None:
         """Slack shares completed uploads as a bot message carrying the files."""
-        shown = [{k: v for k, v in f.items() if k not in ("uploaded", "completed", "shares")}
-                 for f in files]
+        shown = [{k: v for k, v in public_file(f).items() if k != "shares"} for f in files]
         message = self.ws.post(channel_id, {"text": params.get("initial_comment") or "",
                                             "files": shown, "thread_ts": params.get("thread_ts")})
-        share: dict[str, Any] = {"ts": message["ts"],
-                                 "channel_name": self.ws.channel(channel_id)["name"]}
-        if message.get("thread_ts"):
-            share["thread_ts"] = message["thread_ts"]
         for record in files:
-            record["channels"].append(channel_id)
-            record["shares"].setdefault("public", {}).setdefault(channel_id, []).append(share)
-            record["permalink"] = f"{self.ws.base_url}/_local/files/{record['id']}"
+            share_file(self.ws, record, channel_id, message, by=BOT_USER_ID)
 
     # ------------------------------------------------------------ users / groups
     def users_info(self, params: dict[str, Any]) -> dict[str, Any]:

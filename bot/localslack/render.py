@@ -214,6 +214,9 @@ def _describe_input(block: dict[str, Any]) -> str:
     details = [kind]
     if options:
         details.append("one of: " + ", ".join(options))
+    if kind == "file_input":
+        types = ", ".join(element.get("filetypes") or []) or "any type"
+        details.append(f"up to {element.get('max_files') or 10} file(s), {types}: KEY=@PATH")
     initial = (element.get("initial_value") or text_of((element.get("initial_option") or {})
                                                       .get("text")) or None)
     if initial:

@@ -10,8 +10,9 @@ This module is the HTTP server and :class:`LocalSlack`, the object tests and ``m
 the parts live beside it: :mod:`~bot.localslack.workspace` (the state),
 :mod:`~bot.localslack.methods` (``/api/<method>``), :mod:`~bot.localslack.endpoints` (the
 ``/_local/`` endpoints Slack itself does not have, for the terminal client and tests: state
-long-poll, files, interactions, response_url, view_submission acks) and
-:mod:`~bot.localslack.traffic` (what was received).
+long-poll, uploads, a user's files, interactions, response_url, view_submission acks),
+:mod:`~bot.localslack.files` (file objects, and their ``url_private`` downloads, which need
+the bot token) and :mod:`~bot.localslack.traffic` (what was received).
 
 It is strict, always: every ``blocks``, ``text`` and ``view`` goes through
 :class:`~bot.localslack.strict.StrictRules` and an invalid one is refused the way Slack refuses
@@ -37,6 +38,7 @@ from urllib.parse import urlsplit
 
 from bot.localslack.endpoints import LocalEndpoints
 from bot.localslack.faults import Faults, Reply
+from bot.localslack.files import DEFAULT_SCOPES, LOGIN_PAGE, FileServer, user_file
 from bot.localslack.methods import Methods
 from bot.localslack.params import parse_params
 from bot.localslack.strict import DEFAULT_LINK_HOSTS, Refusal, StrictRules
@@ -72,6 +74,10 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/api/"):
                 params = parse_params(url.query, self.headers.get("Content-Type", ""), body)
                 self._reply(*slack._api(url.path[5:], params, dict(self.headers.items())))
+            elif url.path.startswith("/files-pri/"):
+                self._reply(*slack._files.serve(url.path, dict(self.headers.items())))
+            elif url.path.startswith("/files/"):  # a permalink: a page for people signed in
+                self._reply(200, LOGIN_PAGE, {"Content-Type": "text/html; charset=utf-8"})
             else:
                 self._reply(*slack._endpoints.route(url.path, url.query, body))
         except (ValueError, TypeError) as exc:  # a malformed body or argument
@@ -113,6 +119,8 @@ class LocalSlack:
     :data:`~bot.localslack.strict.DEFAULT_LINK_HOSTS`, and ``host`` always) and
     ``special_mentions`` (which of ``here``, ``channel``, ``everyone`` may be used; none by
     default). ``trigger_ttl_s`` is how long a trigger_id opens a view (Slack: 3 s).
+    ``scopes`` are the bot token's (default: what infra/slack-app-manifest.yml asks for);
+    a files method without its scope answers ``missing_scope``.
     """
 
     def __init__(
@@ -127,6 +135,7 @@ class LocalSlack:
         link_hosts: Iterable[str] | None = None,
         special_mentions: Iterable[str] = (),
         trigger_ttl_s: float = 3.0,
+        scopes: Iterable[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -135,8 +144,10 @@ class LocalSlack:
                              base_url=self.url, channels=channels)
         hosts = frozenset(DEFAULT_LINK_HOSTS if link_hosts is None else link_hosts) | {host}
         self._rules = StrictRules(link_hosts=hosts, special_mentions=frozenset(special_mentions))
-        self._methods = Methods(self._ws, bot_token, self._rules, trigger_ttl_s)
+        scope_set = frozenset(DEFAULT_SCOPES if scopes is None else scopes)
+        self._methods = Methods(self._ws, bot_token, self._rules, trigger_ttl_s, scope_set)
         self._traffic = Traffic(self._ws)
+        self._files = FileServer(self._ws, bot_token, scope_set, self._traffic)
         self._faults = Faults()
         self._endpoints = LocalEndpoints(self._ws, self._rules, self._faults, self._traffic)
         self._server: _Server | None = None
@@ -232,6 +243,27 @@ class LocalSlack:
         with self._ws.lock:
             self._ws.absent.add((channel, user))
 
+    # --------------------------------------------------------- tests: files
+    def share_file(self, channel: str, user: str, name: str, content: bytes, *,
+                   title: str | None = None, comment: str = "") -> dict[str, Any]:
+        """``user`` shares a file in ``channel`` (a ``file_share`` message there); returns
+        Slack's file object (``id``, ``permalink``, ``url_private_download`` …)."""
+        with self._ws.lock:
+            return user_file(self._ws, user, name, content, channel=channel, title=title,
+                             comment=comment)
+
+    def upload_file(self, user: str, name: str, content: bytes, *,
+                    title: str | None = None) -> dict[str, Any]:
+        """``user`` uploads a file shared nowhere, as a modal's ``file_input`` does."""
+        with self._ws.lock:
+            return user_file(self._ws, user, name, content, title=title)
+
+    def delete_file(self, file_id: str) -> None:
+        """The file is deleted: ``files.info`` answers ``file_deleted``, downloads 404."""
+        with self._ws.lock:
+            self._ws.files[file_id]["deleted"] = True
+            self._ws.changed()
+
     # --------------------------------------------------------- tests: state
     def _read(self, fn: Callable[[], T]) -> T:
         with self._ws.lock:
@@ -252,7 +284,8 @@ class LocalSlack:
         return self._read(lambda: self._ws.state()["views"])
 
     def files(self) -> list[dict[str, Any]]:
-        """Uploaded files' metadata, each with its bytes under ``content``."""
+        """Files' metadata (the bot's uploads and users'), each with its bytes under
+        ``content``."""
         return self._read(lambda: [dict(copy.deepcopy(f), content=self._ws.file_bytes.get(i))
                                    for i, f in self._ws.files.items()])
 
@@ -304,7 +337,7 @@ class LocalSlack:
             reply: dict[str, Any] = {"ok": True, **self._methods.call(
                 method, params, headers.get("Authorization", ""))}
         except ApiError as exc:
-            reply = {"ok": False, "error": exc.error}
+            reply = {"ok": False, "error": exc.error, **exc.extra}
         except Refusal as exc:
             reply, messages = exc.reply(), tuple(exc.messages)
         self._traffic.record(method, params, 200, headers, reply.get("error"), messages)

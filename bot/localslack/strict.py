@@ -13,7 +13,8 @@ failure raises :class:`Refusal`, whose :meth:`~Refusal.reply` is Slack's answer:
 - What slack_sdk leaves out, in Slack's words: unknown block and element types, ``action_id``
   unique within its block, ``block_id`` unique within a message or view, 50 blocks per
   message (100 per view), 2,000 characters per section field, 100 options across a static
-  select's option groups, a modal's ``title``, ``submit`` when it has inputs, top-level
+  select's option groups, a ``file_input`` outside an input block or with ``max_files``
+  outside 1–10, a modal's ``title``, ``submit`` when it has inputs, top-level
   ``text`` up to 40,000 characters (``msg_too_long``).
 - :mod:`bot.localslack.escaping` on ``mrkdwn`` text objects and top-level ``text`` (a local
   check: real Slack would take it). ``plain_text`` is shown as typed and is not checked.
@@ -40,6 +41,7 @@ MESSAGE_BLOCKS = 50  # https://docs.slack.dev/reference/block-kit/blocks
 VIEW_BLOCKS = 100
 FIELD_TEXT = 2000
 SELECT_OPTIONS = 100
+MIN_FILES, MAX_FILES = 1, 10  # a file_input's max_files
 TEXT_LIMIT = 40_000  # https://docs.slack.dev/reference/methods/chat.postMessage#truncating
 LOCAL = "local strict check: "
 
@@ -176,6 +178,7 @@ class StrictRules:
         problems += _action_ids(block, pointer)
         problems += _fields(block, pointer)
         problems += _options(block, pointer)
+        problems += _file_inputs(block, pointer)
         try:
             model = Block.parse(block)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -243,6 +246,25 @@ def _options(block: dict[str, Any], pointer: str) -> Iterator[Problem]:
         if count > SELECT_OPTIONS:
             yield Problem(f"no more than {SELECT_OPTIONS} options allowed (the groups hold "
                           f"{count})", f"{where}/option_groups")
+
+
+def _file_inputs(block: dict[str, Any], pointer: str) -> Iterator[Problem]:
+    """A ``file_input`` is an input block's element, takes 1 to 10 files (``max_files``) and
+    names its ``filetypes`` as extensions (https://docs.slack.dev/reference/block-kit/
+    block-elements/file-input-element); slack_sdk models it without checking either."""
+    for element, where in _elements(block, pointer):
+        if element.get("type") != "file_input":
+            continue
+        if block.get("type") != "input" or where != f"{pointer}/element":
+            yield Problem("file_input can only be used in an input block", f"{where}/type")
+        limit = element.get("max_files")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or not MIN_FILES <= limit <= MAX_FILES):
+            yield Problem(f"must be between {MIN_FILES} and {MAX_FILES}", f"{where}/max_files")
+        types = element.get("filetypes")
+        if types is not None and (not isinstance(types, list) or not all(
+                isinstance(t, str) and t.strip() for t in types)):
+            yield Problem("must be an array of file extensions", f"{where}/filetypes")
 
 
 def _modal_problems(view: dict[str, Any]) -> Iterator[Problem]:

@@ -37,11 +37,13 @@ _BOT_PROFILE = {"id": BOT_ID, "app_id": API_APP_ID, "name": BOT_NAME, "team_id":
 
 
 class ApiError(Exception):
-    """A Web API failure answered as ``{"ok": false, "error": code}``."""
+    """A Web API failure answered as ``{"ok": false, "error": code}``; ``extra`` keys go into
+    the answer too (``missing_scope`` says what was ``needed`` and ``provided``)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, **extra: Any) -> None:
         super().__init__(error)
         self.error = error
+        self.extra = extra
 
 
 class Workspace:

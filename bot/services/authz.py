@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from bot.config import RerunApproval
 from bot.domain import Approval, JobVersion, NotAllowed, Preset, ResourcePool
@@ -28,6 +29,8 @@ class Policy:
     allow_self_approval: bool = False
     approval_ttl_minutes: int = 24 * 60
     is_member: MembershipCheck = no_groups
+    # Who may register (and remove) a team's own algorithms, besides the admins.
+    algorithm_publishers: list[str] = field(default_factory=list)
 
     def _in(self, user: str, ids: list[str]) -> bool:
         return any(user == i or (i.startswith("S") and self.is_member(user, i)) for i in ids)
@@ -41,6 +44,20 @@ class Policy:
 
     def is_approver(self, user: str) -> bool:
         return self._in(user, self.approvers) or self.is_admin(user)
+
+    def can_publish(self, user: str) -> bool:
+        """May ``user`` add or remove registered algorithms (a publisher or an admin)?"""
+        return self._in(user, self.algorithm_publishers) or self.is_admin(user)
+
+    def check_publish(self, user: str, *, action: Literal["add", "remove"] = "add") -> None:
+        if self.can_publish(user):
+            return
+        what = f"Only admins or algorithm publishers may {action} algorithms"
+        who = list(dict.fromkeys(self.algorithm_publishers + self.admins))
+        if not who:
+            raise NotAllowed(f"{what}, and there are none.",
+                             hint="Set TRAINBOT_ALGORITHM_PUBLISHERS (or TRAINBOT_ADMINS).")
+        raise NotAllowed(f"{what}. Ask one of: {_people(who)}.")
 
     def check_channel(self, channel: str | None) -> None:
         if self.channels and channel is not None and channel not in self.channels:

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from bot.catalog import Catalog
 from bot.domain import Approval, JobVersion, Status
-from bot.ports import Chat, Clock, Compute, DataGuard, JobStore
+from bot.ports import Chat, Clock, Compute, DataGuard, FileInbox, JobStore
+from bot.services.algorithms import Algorithms
 from bot.services.authz import Policy
 
 __all__ = ["CardsInFlight", "Deps", "NullChat"]
@@ -89,3 +90,10 @@ class Deps:
     cards_in_flight: CardsInFlight = field(default_factory=CardsInFlight)
     # Local compute: the folders data named from Slack may come from (None on SageMaker).
     local_data: DataGuard | None = None
+    # Files shared in the chat, fetched and stored for training (None: not offered).
+    files: FileInbox | None = None
+    # Presets and registered algorithms (built from catalog and store).
+    algorithms: Algorithms = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.algorithms = Algorithms(self.catalog, self.store, self.scope)

@@ -92,7 +92,7 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
     launches racing for the last place, one stays queued); the version's end gives it back.
     """
     pool = deps.catalog.pool(version.spec.pool)
-    algorithm = deps.catalog.algorithm(version.spec.algorithm)
+    algorithm = deps.algorithms.for_spec(version.spec)
     suffix = hashlib.sha256(f"{version.job}/{version.number}/{version.created_at}".encode())
     name = backend_job_name(deps.job_prefix, version.job, version.number, suffix.hexdigest()[:4])
     for _ in range(MAX_ATTEMPTS):

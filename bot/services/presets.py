@@ -39,13 +39,14 @@ def save_preset(
     if from_job:
         number = from_version or deps.store.get_job(from_job).latest_version
         base = deps.store.get_version(from_job, number).spec
-        algorithm = base.algorithm
-    if not algorithm:
+        algo = deps.algorithms.for_spec(base)  # the exact algorithm version it ran
+    elif algorithm:
+        algo = deps.algorithms.get(algorithm)
+    else:
         raise InvalidInput("Say which algorithm the preset runs, or `--from JOB [vN]`.")
-    algo = deps.catalog.algorithm(algorithm)
     chosen_pool = deps.catalog.pool(pool or (base.pool if base else deps.catalog.default_pool))
     spec = build_spec(deps, algo, params=params or {}, pool=chosen_pool, data=data or {},
-                      base=base)
+                      base=base, user=user)
     spec = spec.model_copy(update={"preset": None})
     now = deps.clock.now()
     preset = Preset(name=name, scope=deps.scope, description=description or "", spec=spec,

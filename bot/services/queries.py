@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from bot.catalog import source_digest
 from bot.domain import (
+    Algorithm,
     Approval,
     InvalidInput,
     JobVersion,
@@ -104,7 +105,7 @@ def diff_versions(deps: Deps, job: str, a: int, b: int) -> VersionDiff:
     if a == b:
         raise InvalidInput("Give two different versions to compare.")
     va, vb = deps.store.get_version(job, a), deps.store.get_version(job, b)
-    algo = deps.catalog.algorithms.get(vb.spec.algorithm)
+    algo = deps.algorithms.find(vb.spec)
     objective = algo.objective if algo else None
     deltas = []
     for name in sorted(set(va.metrics) | set(vb.metrics)):
@@ -132,32 +133,18 @@ def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
     """data → algorithm (+ digest) → preset → parent versions → this version → model."""
     version = get_version(deps, job, number)
     nodes: list[LineageNode] = []
-    try:
-        algo = deps.catalog.algorithm(version.spec.algorithm)
-        channels = {c.name: c.default for c in algo.channels}
-    except NotFound:
-        channels = {}
+    algo = deps.algorithms.find(version.spec)
+    channels = {c.name: c.default for c in algo.channels} if algo else {}
     for name in sorted(set(channels) | set(version.spec.data)):
         uri = version.spec.data.get(name) or channels.get(name)
         if uri:
-            nodes.append(LineageNode(kind="data", label=name, detail=uri,
+            origin = version.spec.data_origin.get(name)  # a file shared in the chat
+            detail = f"{origin}, stored at {uri}" if origin else uri
+            nodes.append(LineageNode(kind="data", label=name, detail=detail,
                                      link=uri if uri.startswith(("s3://", "file://")) else None))
-    digest = None
-    if deps.catalog.algorithms_root is not None:
-        digest = source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
-    details = [f"source sha256:{digest[:12]}"] if digest else []
-    pool = deps.catalog.pools.get(version.spec.pool)
-    if pool is not None:
-        try:
-            image = deps.compute.training_image(version.spec.algorithm, pool)
-        except TrainbotError:
-            details.append("image: not published")
-        else:
-            if image is not None:  # None: the backend runs no image (local subprocesses)
-                details.append(f"image {image}")
     nodes.append(LineageNode(
         kind="algorithm", label=f"{version.spec.algorithm}@{version.spec.algorithm_version}",
-        detail="; ".join(details),
+        detail="; ".join(_algorithm_details(deps, version, algo)),
     ))
     if version.spec.preset:
         nodes.append(LineageNode(kind="preset", label=version.spec.preset))
@@ -184,3 +171,37 @@ def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
         nodes.append(LineageNode(kind="model", label="model", detail=version.artifacts.model,
                                  link=version.artifacts.model))
     return Lineage(job=job, version=version.number, nodes=nodes)
+
+
+def _algorithm_details(deps: Deps, version: JobVersion, algo: Algorithm | None) -> list[str]:
+    """The source digest, the image and (for a team's own algorithm) its owner. A registered
+    algorithm's digest is the one recorded when it was registered, the version's exactly;
+    a preset's is computed from its folder (there is no other record of it)."""
+    source = algo.source if algo else None
+    if source is not None:
+        digest: str | None = source.digest
+    elif deps.catalog.algorithms_root is not None:
+        digest = source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
+    else:
+        digest = version.spec.algorithm_digest
+    details = [f"source sha256:{digest[:12]}"] if digest else []
+    if source is not None and source.kind == "image":
+        # The container is the algorithm, whatever the backend (a digest pin stays in it).
+        details.append(f"image {source.image}")
+    else:
+        details.extend(_backend_image(deps, version, algo))
+    if source is not None:
+        details.append(f"owner {source.owner}")
+    return details
+
+
+def _backend_image(deps: Deps, version: JobVersion, algo: Algorithm | None) -> list[str]:
+    pool = deps.catalog.pools.get(version.spec.pool)
+    if pool is None or algo is None:
+        return []
+    try:
+        image = deps.compute.training_image(algo, pool)
+    except TrainbotError:
+        return ["image: not published"]
+    # None: the backend runs no image (local subprocesses).
+    return [f"image {image}"] if image is not None else []

@@ -23,7 +23,7 @@ from bot.domain import (
     StatusChange,
     TrainingJob,
 )
-from bot.domain.algorithm import Algorithm
+from bot.domain.algorithm import MAX_OPEN_HYPERPARAMETERS, Algorithm
 from bot.domain.job import validate_job_name
 from bot.domain.spec import DEFAULT_MAX_RUNTIME_S
 from bot.services.approvals import request_approval
@@ -65,9 +65,15 @@ def build_spec(
     max_runtime_s: int | None = None,
     preset: str | None = None,
     trusted: bool = False,
+    user: str = "",
+    channel: str | None = None,
 ) -> JobSpec:
     """Validate everything a version will run with; every problem is an InvalidInput.
-    Local data is checked against the data folders unless the request is ``trusted``."""
+    Local data is checked against the data folders unless the request is ``trusted``. The
+    spec pins a registered algorithm's exact version (its source digest). Chat files named
+    as data (a Slack file id or permalink) are fetched for ``user`` in ``channel`` and stored
+    content-addressed; the spec keeps where each came from."""
+    deps.compute.check_runnable(algorithm)
     if not algorithm.supports_pool(pool.id):
         raise InvalidInput(
             f"{algorithm.id} can't run on pool `{pool.id}`.",
@@ -77,12 +83,22 @@ def build_spec(
         raise InvalidInput(f"{algorithm.id} needs a GPU pool; `{pool.id}` has none.")
     hyper = dict(base.hyperparameters) if base else algorithm.defaults()
     hyper.update(algorithm.validate_hyperparameters(params, fill_defaults=False))
+    if algorithm.open_hyperparameters and len(hyper) > MAX_OPEN_HYPERPARAMETERS:
+        raise InvalidInput(f"{algorithm.id} takes at most {MAX_OPEN_HYPERPARAMETERS} "
+                           f"parameters; this version would have {len(hyper)}.")
     channels = dict(base.data) if base else {}
+    origin = dict(base.data_origin) if base else {}
     for name, uri in data.items():
         if algorithm.channel(name) is None:
             known = ", ".join(c.name for c in algorithm.channels) or "none"
             raise InvalidInput(f"{algorithm.id} has no data channel `{name}` (channels: {known}).")
-        channels[name] = uri
+        origin.pop(name, None)
+        if deps.files is not None and deps.files.is_file_reference(uri):
+            stored = deps.files.fetch(uri, user=user, channel=channel)
+            channels[name] = stored.uri
+            origin[name] = f"{stored.origin} {stored.name} sha256:{stored.sha256}"
+        else:
+            channels[name] = uri
     missing = [c.name for c in algorithm.channels if c.required and c.name not in channels]
     if missing:
         raise InvalidInput(
@@ -99,8 +115,10 @@ def build_spec(
         return JobSpec(
             algorithm=algorithm.id,
             algorithm_version=algorithm.version,
+            algorithm_digest=algorithm.source.digest if algorithm.source else None,
             hyperparameters=hyper,
             data=channels,
+            data_origin=origin,
             pool=pool.id,
             max_runtime_s=max_runtime_s if max_runtime_s is not None else (
                 base.max_runtime_s if base else DEFAULT_MAX_RUNTIME_S),
@@ -115,20 +133,24 @@ def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | No
     """Create a job and its v1 from an algorithm or a preset, then launch or ask approval."""
     deps.policy.check_channel(req.channel)
     base = None
-    algo_id = req.algorithm
     if req.preset:
         preset = deps.store.get_preset(deps.scope, req.preset)
         base = preset.spec
-        algo_id = preset.spec.algorithm
-    if not algo_id:
+        if base.algorithm_digest is not None:
+            deps.algorithms.get(base.algorithm)  # a removed algorithm starts nothing new
+        # A preset runs the algorithm version it was saved with, as a rerun does.
+        algorithm = deps.algorithms.for_spec(base)
+    elif req.algorithm:
+        algorithm = deps.algorithms.get(req.algorithm)
+    else:
         raise InvalidInput("Say which algorithm to train, or a preset with `--preset NAME`.",
                            hint="`/train algorithms` lists them.")
-    algorithm = deps.catalog.algorithm(algo_id)
     pool = deps.catalog.pool(req.pool or (base.pool if base else deps.catalog.default_pool))
     deps.policy.check_launch(req.user, pool)
     spec = build_spec(
         deps, algorithm, params=req.params or {}, pool=pool, data=req.data or {}, base=base,
         spot=req.spot, max_runtime_s=req.max_runtime_s, preset=req.preset, trusted=req.trusted,
+        user=req.user, channel=req.channel,
     )
     name = validate_job_name(req.job_name) if req.job_name else _new_job_name(algorithm.id)
     now = deps.clock.now()
@@ -163,12 +185,13 @@ def rerun(
     base = deps.store.get_version(job, base_number)
     if base.status is Status.AWAITING_APPROVAL or base.status is Status.REJECTED:
         raise InvalidInput(f"{base.label} never ran; rerun a version that did.")
-    algorithm = deps.catalog.algorithm(base.spec.algorithm)
+    algorithm = deps.algorithms.for_spec(base.spec)  # exactly what the base ran
     pool = deps.catalog.pool(req.pool or base.spec.pool)
     deps.policy.check_launch(req.user, pool)
     spec = build_spec(
         deps, algorithm, params=req.params or {}, pool=pool, data=req.data or {},
         base=base.spec, spot=req.spot, max_runtime_s=req.max_runtime_s, trusted=req.trusted,
+        user=req.user, channel=req.channel,
     )
     needs_approval = deps.policy.needs_approval(pool, rerun=True)
     draft = _draft(deps, job, spec, req, parent=base.number, awaiting=needs_approval, pool=pool)

@@ -34,7 +34,7 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
     if target.terminal and not found.status.terminal:
         # Fetched before the write so the stored terminal version is complete in one step.
         try:
-            results = deps.compute.results(found, deps.catalog.algorithm(found.spec.algorithm))
+            results = deps.compute.results(found, deps.algorithms.for_spec(found.spec))
         except Exception:
             log.exception("could not fetch results of %s", found.label)
 
@@ -132,7 +132,9 @@ def refresh_progress(deps: Deps, version: JobVersion) -> JobVersion:
     """Pull live progress from the backend and tell the chat (which coalesces updates)."""
     if version.status.terminal:
         return version
-    algorithm = deps.catalog.algorithm(version.spec.algorithm)
+    algorithm = deps.algorithms.find(version.spec)
+    if algorithm is None:
+        return version
     progress = deps.compute.progress(version, algorithm)
     if progress is None:
         return version

@@ -14,8 +14,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from bot.catalog import Catalog
-from bot.domain import Algorithm, HyperParameter, InvalidInput, Preset
+from bot.domain import Algorithm, HyperParameter, InvalidInput, Preset, ResourcePool
 from bot.domain.algorithm import HPValue, HyperParameterType
 from bot.slack import options as opt
 from bot.slack.loading import TITLE_MAX, modal_title, shorten
@@ -41,6 +40,11 @@ HINT_MAX = 2000
 PLACEHOLDER_MAX = 150
 METADATA_MAX = 3000
 MAX_BLOCKS = 100
+DATA_FILE_BLOCK = "data_file:"
+DATA_URI_BLOCK = "data_uri:"
+DATA_CHANNELS_SHOWN = 8  # two blocks each; hyperparameters get the rest
+# What a file input offers; the inbox checks the type again (bot.adapters.slack_files).
+DATA_FILE_TYPES = ("csv", "tsv", "json", "jsonl", "txt", "parquet", "npz", "npy", "zip", "gz")
 
 
 def _label(t: str) -> dict[str, Any]:
@@ -92,16 +96,18 @@ def _external(placeholder: str, initial: dict | None = None) -> dict[str, Any]:
     return el
 
 
-def start_choice_view(catalog: Catalog, presets: list[Preset], meta: dict) -> View:
-    """Step 1 of the start form: an algorithm or a preset, and a pool."""
-    groups = opt.source_groups(catalog.algorithms.values(), presets)
-    if 0 < len(catalog.algorithms) + len(presets) <= MAX_OPTIONS:
+def start_choice_view(algorithms: list[Algorithm], pools: list[ResourcePool],
+                      presets: list[Preset], meta: dict) -> View:
+    """Step 1 of the start form: an algorithm (a preset one or the team's own) or a saved
+    preset, and a pool."""
+    groups = opt.source_groups(algorithms, presets)
+    if 0 < len(algorithms) + len(presets) <= MAX_OPTIONS:
         source: dict[str, Any] = {"type": "static_select", "action_id": "value",
                                   "option_groups": groups}
     else:
         source = _external("Type to search algorithms and presets")
-    pools = [opt.pool_option(p.id, p.instance_type) for p in catalog.pools.values()]
-    pool = _select(pools) if len(pools) <= MAX_OPTIONS else _external("Type to search pools")
+    choices = [opt.pool_option(p.id, p.instance_type) for p in pools]
+    pool = _select(choices) if len(choices) <= MAX_OPTIONS else _external("Type to search pools")
     blocks: list[dict[str, Any]] = [
         {"type": "input", "block_id": opt.SOURCE_BLOCK, "label": _label("Algorithm or preset"),
          "element": source},
@@ -192,12 +198,13 @@ def _element(hp: HyperParameter, current: HPValue) -> dict[str, Any]:
 
 def hyperparameter_view(algorithm: Algorithm, current: dict[str, HPValue], meta: dict, *,
                         callback_id: str, title: str, pools: list[str] | None = None,
-                        pool: str | None = None) -> View:
+                        pool: str | None = None, data: dict[str, str] | None = None) -> View:
     """One input per hyperparameter, default (or current) filled, help as the hint.
 
-    The algorithm's id goes into the private metadata: the options listener reads it to list
-    a long choice menu. Hyperparameters past the 100-block limit aren't shown (a note says
-    so) and keep their current values.
+    The algorithm's id (and a registered algorithm's digest: that exact version) goes into
+    the private metadata: the options listener reads it to list a long choice menu.
+    Hyperparameters past the 100-block limit aren't shown (a note says so) and keep their
+    current values.
     """
     title_line = f"*{esc(opt.clip(algorithm.title, 200))}* ({code(algorithm.id)} " \
         f"{esc(algorithm.version)})"
@@ -209,6 +216,7 @@ def hyperparameter_view(algorithm: Algorithm, current: dict[str, HPValue], meta:
             _external("Type to search pools", initial)
         blocks.append({"type": "input", "block_id": opt.POOL_BLOCK,
                        "label": _label("Resource pool"), "element": pool_el})
+    blocks += data_blocks(algorithm, data or {})
     hps = algorithm.hyperparameters
     room = MAX_BLOCKS - len(blocks)
     if len(hps) > room:
@@ -225,7 +233,56 @@ def hyperparameter_view(algorithm: Algorithm, current: dict[str, HPValue], meta:
             f"{len(hps) - room} more hyperparameters aren't shown and keep their values (set "
             f"them with key=value after `/train start` or `/train rerun`): {hidden}", 3000,
             breaks=", ")}]})
-    return _modal(callback_id, title, blocks, {**meta, "algorithm": algorithm.id}, "Launch")
+    meta = {k: v for k, v in meta.items() if k != "digest"} | {"algorithm": algorithm.id}
+    if algorithm.source is not None:
+        meta["digest"] = algorithm.source.digest
+    return _modal(callback_id, title, blocks, meta, "Launch")
+
+
+def data_blocks(algorithm: Algorithm, current: dict[str, str]) -> list[dict[str, Any]]:
+    """Per data channel: a file shared in Slack (``file_input``: one file, ≤ 10 MB as Slack
+    allows) or a URI. Both empty keeps what the version has (or the channel's default)."""
+    blocks: list[dict[str, Any]] = []
+    for channel in algorithm.channels[:DATA_CHANNELS_SHOWN]:
+        keeps = current.get(channel.name) or channel.default
+        hint = ("s3://bucket/prefix, or a path under the bot's data folder. "
+                + (f"Empty keeps {keeps}." if keeps else "Empty: no data for this channel."))
+        uri: dict[str, Any] = {"type": "plain_text_input", "action_id": "value",
+                               "max_length": 1000}
+        if current.get(channel.name):
+            uri["initial_value"] = current[channel.name][:1000]
+        blocks += [
+            {"type": "input", "block_id": DATA_FILE_BLOCK + channel.name, "optional": True,
+             "label": _label(opt.clip(f"{channel.name} data: a file", 2000)),
+             "element": {"type": "file_input", "action_id": "value", "max_files": 1,
+                         "filetypes": list(DATA_FILE_TYPES)}},
+            {"type": "input", "block_id": DATA_URI_BLOCK + channel.name, "optional": True,
+             "label": _label(opt.clip(f"{channel.name} data: or a URI", 2000)),
+             "hint": _hint(opt.clip(hint, 2000)), "element": uri},
+        ]
+    return blocks
+
+
+def read_data(values: dict[str, str], current: dict[str, str] | None = None
+              ) -> tuple[dict[str, str], dict[str, str]]:
+    """``(data, errors)`` from the data section: a file id (``F…``, fetched when the form's
+    command runs) or a URI per channel; a URI equal to ``current``'s is no change."""
+    data: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for block_id, raw in values.items():
+        if block_id.startswith(DATA_FILE_BLOCK) and raw:
+            name = block_id[len(DATA_FILE_BLOCK):]
+            if (values.get(DATA_URI_BLOCK + name) or "").strip() not in (
+                    "", (current or {}).get(name, "")):
+                errors[block_id] = f"Give a file or a URI for {name}, not both."
+            data[name] = raw
+    for block_id, raw in values.items():
+        if block_id.startswith(DATA_URI_BLOCK):
+            name = block_id[len(DATA_URI_BLOCK):]
+            uri = (raw or "").strip()
+            if name not in data and uri and uri != (current or {}).get(name):
+                data[name] = uri
+    return data, errors
 
 
 def reason_view(approval_id: str, meta: dict) -> View:
@@ -257,6 +314,8 @@ def read_values(view: dict) -> dict[str, str]:
                 out[block_id] = state["selected_option"]["value"]
             elif state.get("value") is not None:
                 out[block_id] = state["value"]
+            elif state.get("type") == "file_input" and state.get("files"):
+                out[block_id] = str(state["files"][0].get("id") or "")
     return out
 
 

@@ -10,8 +10,9 @@ held to the channel allow-list first.
 runs, so a cold Lambda acks without importing the domain, the services or the store. The
 functions take a :data:`DepsSource` — the bot's dependencies are built on first use, here.
 
-View submissions validate in the ack (cheap, no I/O beyond the catalog) so field errors come
-back inline (``response_action: errors``) instead of as a failed submission.
+View submissions validate in the ack (cheap: the catalog, and for a team's own algorithm one
+store read, cached for good per version) so field errors come back inline
+(``response_action: errors``) instead of as a failed submission.
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from bot.commands import (
     parse,
 )
 from bot.dispatch import Actor, Reply, execute
-from bot.domain import ChatUndelivered, InvalidInput, JobVersion, NotFound, Status, TrainbotError
+from bot.domain import (
+    Algorithm,
+    ChatUndelivered,
+    InvalidInput,
+    JobVersion,
+    NotFound,
+    Status,
+    TrainbotError,
+)
 from bot.domain.approval import Approval
 from bot.domain.job import validate_job_name
 from bot.domain.preset import PRESET_NAME
@@ -235,8 +244,8 @@ def launched_text(version: JobVersion, approval: Approval | None, *,
 def open_start_modal(deps: Deps, client: Any, trigger_id: str, actor: Actor) -> str | None:
     """Fill the start form into the loading modal the ack opened; Slack's error code if it
     couldn't."""
-    view = forms.start_choice_view(deps.catalog, presets.list_presets(deps),
-                                   {"channel": actor.channel})
+    view = forms.start_choice_view(deps.algorithms.all(), list(deps.catalog.pools.values()),
+                                   presets.list_presets(deps), {"channel": actor.channel})
     return _fill_modal(client, trigger_id, view)
 
 
@@ -283,11 +292,12 @@ def reject_request(deps: Deps, body: dict, respond: Respond, client: Any) -> dic
 def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> dict:
     job, number = _ref(body["actions"][0]["value"])
     v = deps.store.get_version(job, number)
-    algorithm = deps.catalog.algorithm(v.spec.algorithm)
+    algorithm = deps.algorithms.for_spec(v.spec)  # a rerun runs exactly what it ran
     meta = {"job": job, "version": number, "channel": _actor(body).channel}
     return forms.hyperparameter_view(
         algorithm, dict(v.spec.hyperparameters), meta, callback_id="rerun_form",
-        title=forms.rerun_title(job, number), pools=list(deps.catalog.pools), pool=v.spec.pool)
+        title=forms.rerun_title(job, number), pools=list(deps.catalog.pools), pool=v.spec.pool,
+        data=dict(v.spec.data))
 
 
 @_modal_guard("Save as preset")
@@ -304,11 +314,31 @@ def suggest_options(deps_source: DepsSource, body: dict) -> dict:
     try:
         deps = deps_source()
         deps.policy.check_slack_channel(_meta(body).get("channel"))
-        return options.options_for_request(deps.catalog, lambda: presets.list_presets(deps),
-                                           body)
+        return options.options_for_request(_menus(deps), body)
     except Exception as exc:
         user_text(exc, log=log)  # logged with an id; a menu can only show nothing
         return {"options": []}
+
+
+def _menus(deps: Deps) -> options.Menus:
+    def algorithm_of(meta: dict) -> Algorithm | None:
+        try:
+            return _form_algorithm(deps, meta)
+        except (TrainbotError, KeyError, TypeError):
+            return None
+
+    return options.Menus(algorithms=deps.algorithms.all, pools=deps.catalog.pools.values(),
+                         presets=lambda: presets.list_presets(deps), algorithm_of=algorithm_of)
+
+
+def _form_algorithm(deps: Deps, meta: dict) -> Algorithm:
+    """The algorithm a form was built for: the one its metadata names — a registered one at
+    the version it pinned (``digest``) —, else the rerun version's exactly."""
+    if meta.get("algorithm"):
+        digest = meta.get("digest")
+        return deps.algorithms.exact(str(meta["algorithm"]),
+                                     digest if isinstance(digest, str) else None)
+    return deps.algorithms.for_spec(deps.store.get_version(meta["job"], meta["version"]).spec)
 
 
 # -- modals: ``<callback_id>_ack`` answers the submission, ``<callback_id>_submit`` runs the
@@ -368,11 +398,11 @@ def start_choose_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) 
     try:
         if kind == "preset":
             preset = presets.show_preset(deps, ident)
-            algorithm = deps.catalog.algorithm(preset.spec.algorithm)
+            algorithm = deps.algorithms.for_spec(preset.spec)
             current = dict(preset.spec.hyperparameters)
             pool = values.get("pool") or preset.spec.pool
         else:
-            algorithm = deps.catalog.algorithm(ident)
+            algorithm = deps.algorithms.get(ident)
             current = algorithm.defaults()
             pool = values.get("pool") or deps.catalog.default_pool
     except TrainbotError as exc:
@@ -397,12 +427,19 @@ def start_choose_ack(deps_source: DepsSource, ack: Ack, body: dict, view: dict) 
 def _form_errors(deps: Deps, body: dict) -> dict[str, str]:
     meta = _meta(body)
     try:
-        algo_id = meta.get("algorithm") or deps.store.get_version(
-            meta["job"], meta["version"]).spec.algorithm
-        algorithm = deps.catalog.algorithm(algo_id)
-    except (TrainbotError, KeyError):
+        algorithm = _form_algorithm(deps, meta)
+    except (TrainbotError, KeyError, TypeError):
         return {"pool": "This form is out of date; start again."}
-    return forms.validate_form(algorithm, forms.read_values(body["view"]))[1]
+    values = forms.read_values(body["view"])
+    return {**forms.validate_form(algorithm, values)[1],
+            **forms.read_data(values, _form_data(deps, meta))[1]}
+
+
+def _form_data(deps: Deps, meta: dict) -> dict[str, str]:
+    """The data a rerun form started from (a start form starts from none)."""
+    if meta.get("job") and meta.get("version"):
+        return dict(deps.store.get_version(meta["job"], meta["version"]).spec.data)
+    return {}
 
 
 def _answer(ack: Ack, errors: dict[str, str]) -> None:
@@ -423,10 +460,11 @@ def _start_command(deps: Deps, body: dict) -> Start | None:
     if _form_errors(deps, body):
         return None
     meta, values = _meta(body), forms.read_values(body["view"])
-    algorithm = deps.catalog.algorithm(meta["algorithm"])
+    algorithm = _form_algorithm(deps, meta)
     params, _ = forms.validate_form(algorithm, values)
+    data, _ = forms.read_data(values)
     return Start(algorithm=None if meta.get("preset") else algorithm.id,
-                 preset=meta.get("preset"), params=params,
+                 preset=meta.get("preset"), params=params, data=data,
                  pool=values.get("pool") or meta.get("pool"), job_name=meta.get("name"))
 
 
@@ -435,12 +473,13 @@ def _rerun_command(deps: Deps, body: dict) -> Rerun | None:
         return None
     meta, values = _meta(body), forms.read_values(body["view"])
     base = deps.store.get_version(meta["job"], meta["version"])
-    algorithm = deps.catalog.algorithm(base.spec.algorithm)
+    algorithm = deps.algorithms.for_spec(base.spec)
     params, _ = forms.validate_form(algorithm, values)
     # Only what the person changed counts as an override.
     changed = {k: raw for k, raw in params.items()
                if algorithm.hyperparameter(k).coerce(raw) != base.spec.hyperparameters.get(k)}
-    return Rerun(job=meta["job"], version=meta["version"], params=changed,
+    data, _ = forms.read_data(values, dict(base.spec.data))
+    return Rerun(job=meta["job"], version=meta["version"], params=changed, data=data,
                  pool=values.get("pool"))
 
 

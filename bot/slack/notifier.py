@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from bot.domain import Algorithm, Approval, ChatUndelivered, JobVersion, Status
+from bot.domain import Algorithm, Approval, ChatUndelivered, JobSpec, JobVersion, Status
 from bot.ports import Links
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
@@ -57,7 +57,7 @@ class SlackChat:
         client: Any,
         *,
         links: Callable[[JobVersion], Links] | None = None,
-        algorithms: Mapping[str, Algorithm] | None = None,
+        algorithm_of: Callable[[JobSpec], Algorithm | None] | None = None,
         progress_interval_s: float = 5.0,
         chart: Callable[[JobVersion], bytes | None] | None = None,
         confusion_chart: Callable[[JobVersion], bytes | None] | None = None,
@@ -67,7 +67,9 @@ class SlackChat:
         # Who to tell directly when an approval card can't be posted (user ids).
         self.approvers = approvers or (lambda: [])
         self.links = links or (lambda v: Links())
-        self.algorithms: Mapping[str, Algorithm] = algorithms or {}
+        # The algorithm a version ran (its objective comes first): read on use, so a
+        # team's algorithm registered after this process started is known too.
+        self.algorithm_of = algorithm_of or (lambda spec: None)
         # Pictures (matplotlib): given only where drawing them is allowed (off the ack path).
         self.chart = chart
         self.confusion_chart = confusion_chart
@@ -80,7 +82,7 @@ class SlackChat:
 
     def _card(self, version: JobVersion) -> tuple[str, list[dict]]:
         doc = presenters.version_card(version, self.links(version),
-                                      algorithm=self.algorithms.get(version.spec.algorithm))
+                                      algorithm=self._algorithm(version))
         return fallback_text(doc), render_blocks(doc)
 
     def version_created(self, version: JobVersion) -> tuple[str, str] | None:
@@ -127,6 +129,15 @@ class SlackChat:
         slack_call(self.client.chat_update, channel=version.channel, ts=version.message_ts,
                    text=text, blocks=blocks)
 
+    def _algorithm(self, version: JobVersion) -> Algorithm | None:
+        """Only decorates (the objective first): a store that can't answer now costs the
+        emphasis, never the message."""
+        try:
+            return self.algorithm_of(version.spec)
+        except Exception:
+            log.exception("could not find the algorithm of %s", version.label)
+            return None
+
     def _transition(self, v: JobVersion) -> str:
         last = v.history[-1] if v.history else None
         note = f" — {esc(last.message[:2500])}" if last and last.message else ""
@@ -139,7 +150,7 @@ class SlackChat:
             return
         who = mention(v.requested_by)
         if v.status is Status.COMPLETED:
-            algo = self.algorithms.get(v.spec.algorithm)
+            algo = self._algorithm(v)
             metric = algo.objective.metric if algo else None
             value = v.metrics.get(metric) if metric else None
             headline = f" {esc(metric)}={value:.4g}" if value is not None else ""

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import TrainbotError
 
 if TYPE_CHECKING:
-    from bot.catalog import Catalog
     from bot.domain import Algorithm, HyperParameter, Preset, ResourcePool
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "MAX_OPTIONS",
     "POOL_BLOCK",
     "SOURCE_BLOCK",
+    "Menus",
     "algorithm_option",
     "choice_from_value",
     "choice_option",
@@ -93,7 +94,10 @@ def option(value: str, text: str | None = None) -> Option:
 
 
 def algorithm_option(algorithm: Algorithm) -> Option:
-    return option(ALGORITHM_PREFIX + algorithm.id, algorithm.title or algorithm.id)
+    """``algo:<id>``; a team's own (registered) algorithm says so in its text."""
+    text = algorithm.title or algorithm.id
+    return option(ALGORITHM_PREFIX + algorithm.id,
+                  f"{text} (custom)" if algorithm.source is not None else text)
 
 
 def preset_option(preset: Preset) -> Option:
@@ -186,44 +190,53 @@ def source_groups(algorithms: Iterable[Algorithm], presets: Iterable[Preset],
     return groups
 
 
-def _algorithm_of(catalog: Catalog, meta: dict[str, Any]) -> Algorithm | None:
-    try:
-        return catalog.algorithm(str(meta.get("algorithm")))
-    except TrainbotError:
-        return None
+@dataclass(frozen=True)
+class Menus:
+    """What the forms' menus offer, read when Slack asks (a team's algorithm registered a
+    second ago is there): ``algorithms`` the offered ones (presets and visible registered
+    ones), ``presets`` the saved ones, ``pools`` the pools, and ``algorithm_of`` the
+    algorithm a form was built for, from its private metadata (None if it's gone)."""
+
+    algorithms: Callable[[], Iterable[Algorithm]]
+    pools: Iterable[ResourcePool]
+    presets: Callable[[], Iterable[Preset]]
+    algorithm_of: Callable[[dict[str, Any]], Algorithm | None]
 
 
-def options_for(catalog: Catalog, presets: Callable[[], Iterable[Preset]], *, block_id: str,
-                query: str, meta: dict[str, Any]) -> dict[str, Any]:
+def options_for(menus: Menus, *, block_id: str, query: str,
+                meta: dict[str, Any]) -> dict[str, Any]:
     """The body of the answer to an options request for one of the forms' external selects.
 
     ``block_id`` names the menu (:data:`SOURCE_BLOCK`, :data:`POOL_BLOCK`, or
-    :data:`HP_BLOCK` + a choice hyperparameter's name, whose algorithm is ``meta["algorithm"]``,
-    the view's private metadata); ``query`` is what the user typed, matched case-insensitively
-    anywhere in an option's text; ``presets`` is called only for the source menu. An unknown
-    menu or algorithm answers no options.
+    :data:`HP_BLOCK` + a choice hyperparameter's name, whose algorithm the view's private
+    metadata ``meta`` names); ``query`` is what the user typed, matched case-insensitively
+    anywhere in an option's text; algorithms and presets are read only for the source menu.
+    An unknown menu or algorithm answers no options.
     """
     if block_id == SOURCE_BLOCK:
-        return {"option_groups": source_groups(catalog.algorithms.values(), presets(), query)}
+        return {"option_groups": source_groups(menus.algorithms(), menus.presets(), query)}
     if block_id == POOL_BLOCK:
-        return {"options": pool_options(catalog.pools.values(), query)[:MAX_OPTIONS]}
-    algorithm = _algorithm_of(catalog, meta)
-    if block_id.startswith(HP_BLOCK) and algorithm is not None:
+        return {"options": pool_options(menus.pools, query)[:MAX_OPTIONS]}
+    if block_id.startswith(HP_BLOCK):
+        try:
+            algorithm = menus.algorithm_of(meta)
+        except TrainbotError:
+            algorithm = None
         name = block_id[len(HP_BLOCK):]
-        hp = next((h for h in algorithm.hyperparameters if h.name == name), None)
+        hp = next((h for h in algorithm.hyperparameters if h.name == name),
+                  None) if algorithm is not None else None
         if hp is not None and hp.choices:
             return {"options": choice_options(hp, query)[:MAX_OPTIONS]}
     return {"options": []}
 
 
-def options_for_request(catalog: Catalog, presets: Callable[[], Iterable[Preset]],
-                        body: dict[str, Any]) -> dict[str, Any]:
+def options_for_request(menus: Menus, body: dict[str, Any]) -> dict[str, Any]:
     """:func:`options_for` for a ``block_suggestion`` payload (``block_id``, ``value``, and
     the view's ``private_metadata``)."""
     try:
         meta = json.loads((body.get("view") or {}).get("private_metadata") or "{}")
     except ValueError:
         meta = {}
-    return options_for(catalog, presets, block_id=str(body.get("block_id", "")),
+    return options_for(menus, block_id=str(body.get("block_id", "")),
                        query=str(body.get("value") or ""),
                        meta=meta if isinstance(meta, dict) else {})

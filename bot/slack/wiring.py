@@ -16,10 +16,10 @@ from bot.slack.settings import SlackSettings
 
 if TYPE_CHECKING:
     from bot.bootstrap import ChatFor
-    from bot.catalog import Catalog
     from bot.config import Settings
     from bot.domain import JobVersion
     from bot.ports import Chat, Compute
+    from bot.services.algorithms import AlgorithmOf
     from bot.services.authz import Policy
     from bot.services.context import Deps
     from bot.slack.directory import Directory
@@ -67,9 +67,11 @@ def web_client(token: str, api_url: str) -> Any:
 
 def slack_chat(client: Any, directory: Directory, *, with_charts: bool) -> ChatFor:
     """How the Deps' Chat is built on Slack: cards link to what the compute serves, the
-    approvers (user groups expanded) are the policy's."""
+    objective of a version's algorithm (a preset or the team's own) comes from
+    ``algorithm_of`` — read from the store on use —, the approvers (user groups expanded)
+    are the policy's."""
 
-    def chat_for(compute: Compute, catalog: Catalog, policy: Policy) -> Chat:
+    def chat_for(compute: Compute, algorithm_of: AlgorithmOf, policy: Policy) -> Chat:
         from bot.ports import Links
         from bot.slack.notifier import SlackChat
 
@@ -82,7 +84,7 @@ def slack_chat(client: Any, directory: Directory, *, with_charts: bool) -> ChatF
 
             chart, confusion = chart_for, confusion_chart_for
         return SlackChat(
-            client, links=links, algorithms=catalog.algorithms,
+            client, links=links, algorithm_of=algorithm_of,
             approvers=lambda: directory.expand(policy.approvers + policy.admins),
             chart=chart, confusion_chart=confusion)
 
@@ -91,13 +93,17 @@ def slack_chat(client: Any, directory: Directory, *, with_charts: bool) -> ChatF
 
 def build_slack_deps(settings: Settings, client: Any, *, with_charts: bool,
                      overrides: Mapping[str, Any] | None = None) -> Deps:
-    """The bot's Deps telling Slack through ``client`` (group membership read from Slack)."""
-    from bot.bootstrap import build_deps
+    """The bot's Deps telling Slack through ``client`` (group membership read from Slack;
+    files shared in Slack usable as training data)."""
+    from bot.adapters.slack_files import SlackFileInbox
+    from bot.bootstrap import build_deps, build_file_storage
     from bot.slack.directory import Directory
 
     directory = Directory(client)
+    parts: dict[str, Any] = {"files": SlackFileInbox(client, build_file_storage(settings))}
+    parts.update(overrides or {})
     return build_deps(settings, chat_for=slack_chat(client, directory, with_charts=with_charts),
-                      is_member=directory.is_member, **(overrides or {}))
+                      is_member=directory.is_member, **parts)
 
 
 def build_slack_bot(settings: Settings | Callable[[], Settings], slack: SlackSettings, *,

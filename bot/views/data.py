@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.catalog import Catalog
 from bot.domain import Approval, JobVersion
 from bot.domain.algorithm import Algorithm
 from bot.domain.lineage import Lineage
 from bot.domain.pool import ResourcePool
 from bot.domain.preset import Preset
+from bot.services.algorithms import AlgorithmOf
 from bot.services.queries import StatusOverview, VersionDiff
 
 __all__ = [
@@ -42,20 +42,33 @@ def pool_data(pool: ResourcePool) -> JSON:
 
 
 def algorithm_data(algo: Algorithm) -> JSON:
-    return algo.model_dump(mode="json")
+    """The manifest's fields, then what says where it comes from: ``custom`` (false for a
+    preset) and, for a team's own algorithm, ``owner``, ``digest`` (sha256 of its source),
+    ``kind`` (``script`` or ``image``), ``image`` and ``registered_at`` (null for presets)."""
+    out = algo.model_dump(mode="json", exclude={"source"})
+    src = algo.source
+    out |= {
+        "custom": src is not None,
+        "owner": src.owner if src else None,
+        "digest": src.digest if src else None,
+        "kind": src.kind if src else "preset",
+        "image": src.image if src else None,
+        "registered_at": _time(src.registered_at) if src else None,
+    }
+    return out
 
 
-def objective_data(v: JobVersion, catalog: Catalog) -> JSON | None:
+def objective_data(v: JobVersion, algorithm_of: AlgorithmOf) -> JSON | None:
     """The algorithm's objective metric and this version's value of it (None if not reported).
-    ``None`` when the algorithm is no longer in the catalog."""
-    algo = catalog.algorithms.get(v.spec.algorithm)
+    ``None`` when the algorithm the version ran can't be found any more."""
+    algo = algorithm_of(v.spec)
     if algo is None:
         return None
     return {"metric": algo.objective.metric, "goal": algo.objective.goal,
             "value": v.metrics.get(algo.objective.metric)}
 
 
-def version_row(v: JobVersion, catalog: Catalog) -> JSON:
+def version_row(v: JobVersion, algorithm_of: AlgorithmOf) -> JSON:
     """One line of `trainbot versions`: who, what, how it ended, the objective."""
     return {
         "job": v.job, "number": v.number, "label": v.label, "parent": v.parent,
@@ -64,18 +77,18 @@ def version_row(v: JobVersion, catalog: Catalog) -> JSON:
         "hyperparameters": dict(v.spec.hyperparameters),
         "created_at": _time(v.created_at), "started_at": _time(v.started_at),
         "ended_at": _time(v.ended_at),
-        "objective": objective_data(v, catalog), "metrics": dict(v.metrics),
+        "objective": objective_data(v, algorithm_of), "metrics": dict(v.metrics),
         "failure_reason": v.failure_reason,
         "estimated_cost_usd": v.estimated_cost_usd, "actual_cost_usd": v.actual_cost_usd,
     }
 
 
-def version_data(v: JobVersion, catalog: Catalog, *, links: Any = None,
+def version_data(v: JobVersion, algorithm_of: AlgorithmOf, *, links: Any = None,
                  approval: Approval | None = None) -> JSON:
     """The whole version (every stored field) plus its objective, links and approval."""
     out = v.model_dump(mode="json")
     out["label"] = v.label
-    out["objective"] = objective_data(v, catalog)
+    out["objective"] = objective_data(v, algorithm_of)
     if links is not None:
         out["links"] = dict(vars(links))
     if approval is not None:
@@ -91,9 +104,9 @@ def preset_data(p: Preset) -> JSON:
     return p.model_dump(mode="json")
 
 
-def status_data(o: StatusOverview, catalog: Catalog) -> JSON:
+def status_data(o: StatusOverview, algorithm_of: AlgorithmOf) -> JSON:
     def rows(vs: list[JobVersion]) -> list[JSON]:
-        return [version_row(v, catalog) for v in vs]
+        return [version_row(v, algorithm_of) for v in vs]
 
     return {
         "now": _time(o.now), "running": rows(o.running), "queued": rows(o.queued),

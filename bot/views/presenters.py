@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from bot.catalog import Catalog
-from bot.domain import Algorithm, Approval, Decision, JobVersion, Lineage, Preset, Status
+from bot.domain import (
+    Algorithm,
+    AlgorithmSource,
+    Approval,
+    Decision,
+    JobVersion,
+    Lineage,
+    Preset,
+    Status,
+)
 from bot.ports import Links
 from bot.services.queries import StatusOverview, VersionDiff
 from bot.views.doc import Button, Doc
@@ -15,6 +24,7 @@ from bot.views.mrkdwn import code, esc, link, mention
 
 __all__ = [
     "START_PRESET",
+    "algorithm_doc",
     "algorithms_doc",
     "approval_doc",
     "card_buttons",
@@ -37,34 +47,58 @@ KEY_PARAMS = 8
 START_PRESET = "start_preset"
 
 
-def algorithms_doc(catalog: Catalog, algo_id: str | None = None) -> Doc:
-    if algo_id:
-        a = catalog.algorithm(algo_id)
-        doc = Doc(title=f"{esc(a.title)} ({code(a.id)} {esc(a.version)})")
-        doc.add(esc(a.description) or " ", fields=[
-            ("Framework", esc(f"{a.framework} {a.framework_version}")),
-            ("Objective", esc(f"{a.objective.goal} {a.objective.metric}")
-             + (f" (defaults reach {a.quality_target})" if a.quality_target is not None else "")),
-            ("Pools", esc(", ".join(a.supported_pools))),
-            ("Spot / checkpoints", f"{_yes(a.supports_spot)} / {_yes(a.supports_checkpoints)}"),
-        ])
-        doc.add("*Parameters*\n" + "\n".join(
-            f"• {code(h.name)} = {code(h.default)} — {esc(h.describe_range())}"
-            + (f". {esc(h.help)}" if h.help else "")
-            for h in a.hyperparameters))
-        if a.channels:
-            doc.add("*Data channels*\n" + "\n".join(
-                f"• {code(c.name)}{' (required)' if c.required else ''}: "
-                f"{esc(c.description or '')} default {code(c.default or 'none')}"
-                for c in a.channels))
-        return doc
-    doc = Doc(title="Preset algorithms")
-    for a in catalog.algorithms.values():
-        doc.add(f"*{esc(a.id)}* — {esc(a.title)}\n{esc(_clip(a.description, 200))}",
-                fields=[("Objective", esc(a.objective.metric)), ("Framework", esc(a.framework))])
+def algorithm_doc(a: Algorithm) -> Doc:
+    """One algorithm's manifest: what it does, its parameters and data channels; a team's own
+    (registered) algorithm also says who registered which version of it."""
+    mark = " — custom" if a.source is not None else ""
+    doc = Doc(title=f"{esc(a.title)} ({code(a.id)} {esc(a.version)}){mark}")
+    fields = [
+        ("Framework", esc(f"{a.framework} {a.framework_version}")),
+        ("Objective", esc(f"{a.objective.goal} {a.objective.metric}")
+         + (f" (defaults reach {a.quality_target})" if a.quality_target is not None else "")),
+        ("Pools", esc(", ".join(a.supported_pools))),
+        ("Spot / checkpoints", f"{_yes(a.supports_spot)} / {_yes(a.supports_checkpoints)}"),
+    ]
+    if a.source is not None:
+        fields.extend(_registered(a.version, a.source))
+    doc.add(esc(a.description) or " ", fields=fields)
+    doc.add("*Parameters*\n" + ("\n".join(
+        f"• {code(h.name)} = {code(h.default)} — {esc(h.describe_range())}"
+        + (f". {esc(h.help)}" if h.help else "")
+        for h in a.hyperparameters) or "none"))
+    if a.channels:
+        doc.add("*Data channels*\n" + "\n".join(
+            f"• {code(c.name)}{' (required)' if c.required else ''}: "
+            f"{esc(c.description or '')} default {code(c.default or 'none')}"
+            for c in a.channels))
+    return doc
+
+
+def algorithms_doc(algorithms: Sequence[Algorithm]) -> Doc:
+    """The presets, then the team's own algorithms (marked custom, with owner, version and
+    short digest)."""
+    doc = Doc(title="Algorithms")
+    for a in algorithms:
+        fields = [("Objective", esc(a.objective.metric)), ("Framework", esc(a.framework))]
+        head = f"*{esc(a.id)}* — {esc(a.title)}"
+        if a.source is not None:
+            head += " · _custom_"
+            fields.extend(_registered(a.version, a.source))
+        doc.add(f"{head}\n{esc(_clip(a.description, 200))}", fields=fields)
+    if not algorithms:
+        doc.add("No algorithms are installed.")
     doc.context.append("`/train algorithms ID` shows the parameters; "
                        "`/train start ID key=value` trains.")
     return doc
+
+
+def _registered(version: str, src: AlgorithmSource) -> list[tuple[str, str]]:
+    """Who registered it, which version (manifest version and short source digest), and
+    what runs: a script (source folder) or a container image."""
+    what = f"{src.kind}: {esc(src.image)}" if src.kind == "image" and src.image else src.kind
+    return [("Owner", mention(src.owner)),
+            ("Version", f"{esc(version)} · {code('sha256:' + src.digest[:12])}"),
+            ("Kind", what)]
 
 
 def pools_doc(catalog: Catalog) -> Doc:
@@ -102,7 +136,7 @@ def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | No
     if v.spec.preset:
         fields.append(("Preset", code(v.spec.preset)))
     if v.spec.data:
-        fields.append(("Data", _data(v.spec.data)))
+        fields.append(("Data", _data(v.spec.data, v.spec.data_origin)))
     timing = _timing(v, now)
     if timing:
         fields.append(("Time", timing))
@@ -289,7 +323,7 @@ def preset_doc(p: Preset) -> Doc:
     doc.add(esc(p.description or "") or " ", fields=[
         ("Algorithm", f"{code(p.spec.algorithm)} {esc(p.spec.algorithm_version)}"),
         ("Pool", code(p.spec.pool)), ("Owner", mention(p.owner)),
-        ("Data", _data(p.spec.data) or "algorithm default"),
+        ("Data", _data(p.spec.data, p.spec.data_origin) or "algorithm default"),
         ("Created", f"{p.created_at:%Y-%m-%d %H:%M}"),
     ])
     doc.add("*Parameters* " + (_kv(p.spec.hyperparameters, 50) or "defaults"))
@@ -338,8 +372,9 @@ def _params(v: JobVersion) -> str:
     return "*Parameters* " + (_kv(v.spec.hyperparameters, KEY_PARAMS) or "defaults")
 
 
-def _data(data: dict[str, str]) -> str:
-    return ", ".join(f"{esc(k)}={code(u)}" for k, u in data.items())
+def _data(data: dict[str, str], origin: dict[str, str] | None = None) -> str:
+    """``channel=uri``; a file shared in the chat by its name, id and sha256 instead."""
+    return ", ".join(f"{esc(k)}={code((origin or {}).get(k) or u)}" for k, u in data.items())
 
 
 def _kv(d: dict, n: int) -> str:

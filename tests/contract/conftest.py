@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from bot.adapters.dynamodb.store import DynamoStore
 from bot.adapters.dynamodb_schema import ensure_tables
-from bot.adapters.store_sqlite import SqliteStore
+from bot.adapters.sqlite import SqliteStore
 from bot.ports import JobStore
 
 TABLE = "trainbot-contract"

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bot.adapters import store_sqlite
 from bot.adapters.dynamodb.store import DynamoStore
-from bot.adapters.store_sqlite import SqliteStore
+from bot.adapters.sqlite import SqliteStore
+from bot.adapters.sqlite.migrations import MIGRATIONS
 from bot.domain import (
     Approval,
     Artifacts,
@@ -668,13 +668,13 @@ def test_sqlite_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
 
     with sqlite3.connect(tmp_path / "trainbot.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_sqlite.MIGRATIONS)
-    assert len(store_sqlite.MIGRATIONS) >= 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert len(MIGRATIONS) >= 1
 
 
 def test_sqlite_refuses_a_file_from_a_newer_schema(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "trainbot.db") as conn:
-        conn.execute(f"PRAGMA user_version = {len(store_sqlite.MIGRATIONS) + 1}")
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
 
     with pytest.raises(ConfigError, match="schema version"):
         SqliteStore(tmp_path / "trainbot.db")

@@ -139,7 +139,8 @@ def test_help_lists_every_command_and_the_global_options(env: dict[str, str]) ->
     out = trainbot(env, "help").stdout
     for words in ("trainbot run", "trainbot serve", "trainbot chat", "admin reconcile",
                   "admin init-store", "admin stop-tensorboard", "algorithms publish",
-                  "--wait", "--json", "trainbot approve"):
+                  "algorithms add PATH", "algorithms add --image URI --manifest FILE",
+                  "algorithms remove ID", "--wait", "--json", "trainbot approve"):
         assert words in out, words
     assert "trainbot admin stop-tensorboard" in trainbot(env, "help", "admin").stdout
 
@@ -199,3 +200,103 @@ def test_typos_get_did_you_mean(env: dict[str, str], words: list[str], meant: st
 def test_typo_in_a_job_name_gets_did_you_mean(env: dict[str, str]) -> None:
     trainbot(env, "start", "quick-metrics", "epochs=1", "--name", "alpha", "--wait")
     assert "Did you mean alpha" in trainbot(env, "show", "alpah", check=False).stderr
+
+
+# -- a team's own algorithms -----------------------------------------------------------------------
+
+TEAM_MANIFEST = """\
+id: team-clf
+title: Team classifier
+version: 1.0.0
+framework: pytorch
+framework_version: "2.5"
+entry_point: train.py
+metrics:
+  - {name: "validation:accuracy", regex: "acc=([0-9.]+)"}
+objective: {metric: "validation:accuracy"}
+"""
+
+
+def team_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "team-clf"
+    folder.mkdir(parents=True)
+    (folder / "manifest.yml").write_text(TEAM_MANIFEST)
+    (folder / "train.py").write_text("print('acc=0.9')\n")
+    return folder
+
+
+def test_algorithms_add_registers_a_folder_once_and_remove_hides_it(
+        env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(env, TRAINBOT_ALGORITHM_PUBLISHERS="alice")
+    folder = team_folder(tmp_path)
+
+    added = json.loads(trainbot(env, "--json", "algorithms", "add", str(folder)).stdout)
+
+    digest = added["digest"]
+    assert {k: added[k] for k in ("id", "version", "kind", "custom", "owner", "image",
+                                  "created", "hidden")} == {
+        "id": "team-clf", "version": "1.0.0", "kind": "script", "custom": True,
+        "owner": "alice", "image": None, "created": True, "hidden": False}
+    copy = Path(env["TRAINBOT_HOME"]) / "algorithms" / "team-clf" / digest
+    assert added["location"] == copy.as_uri() and (copy / "train.py").is_file()
+    assert added["registered_at"].startswith("20")
+    again = trainbot(env, "algorithms", "add", str(folder)).stdout
+    assert again.startswith(f"registered team-clf 1.0.0 (sha256:{digest[:12]}) — unchanged")
+    (folder / "train.py").write_text("print('acc=0.95')\n")
+    assert "— new version" in trainbot(env, "algorithms", "add", str(folder)).stdout
+    removed = json.loads(trainbot(env, "--json", "algorithms", "remove", "team-clf").stdout)
+    assert removed["hidden"] and removed["removed"] and removed["digest"] != digest
+    assert "removed already" in trainbot(env, "algorithms", "remove", "team-clf").stdout
+    typo = trainbot(env, "algorithms", "remove", "team-cfl", check=False)
+    assert typo.returncode == 2 and "Did you mean team-clf?" in typo.stderr
+
+
+def test_algorithms_add_refuses_who_is_neither_publisher_nor_admin(
+        env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(env, TRAINBOT_ADMINS="bob")
+
+    refused = trainbot(env, "algorithms", "add", str(team_folder(tmp_path)), check=False)
+
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr == ("error: Only admins or algorithm publishers may add algorithms. "
+                              "Ask one of: @bob.\n")
+    assert not (Path(env["TRAINBOT_HOME"]) / "algorithms").exists()
+    admin = trainbot(dict(env, TRAINBOT_USER="bob"), "algorithms", "add",
+                     str(team_folder(tmp_path / "b")))
+    assert "— new version" in admin.stdout
+
+
+def test_algorithms_add_image_records_the_image_and_uploads_nothing(
+        env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(env, TRAINBOT_ADMINS="alice")
+    manifest = team_folder(tmp_path) / "manifest.yml"
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-clf:1.0"
+
+    done = trainbot(env, "--json", "algorithms", "add", "--image", image,
+                    "--manifest", str(manifest))
+
+    added = json.loads(done.stdout)
+    assert (added["kind"], added["image"], added["location"]) == ("image", image, None)
+    assert "pin the image by digest" in done.stderr
+    assert not (Path(env["TRAINBOT_HOME"]) / "algorithms").exists()
+
+
+@pytest.mark.parametrize(("words", "error"), [
+    (["algorithms", "add"], "error: Give the algorithm's folder (PATH)"),
+    (["algorithms", "add", "--image", "x:1"], "error: --image goes with --manifest FILE alone."),
+    (["algorithms", "add", ".", "--cpu-image", "x:1"], "error: --cpu-image and --gpu-image"),
+    (["algorithms", "remove"], "error: the following arguments are required: id."),
+    (["algorithms", "add", ".", "--color"], "error: unrecognized arguments: --color."),
+])
+def test_algorithms_add_usage_errors_are_one_error_line(
+        env: dict[str, str], words: list[str], error: str) -> None:
+    bad = trainbot(dict(env, TRAINBOT_ADMINS="alice"), *words, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith(error) and bad.stdout == ""
+    assert bad.stderr.count("error:") == 1
+
+
+@pytest.mark.parametrize("words", [["algorithms", "add", "--help"], ["help", "algorithms", "add"],
+                                   ["algorithms", "remove", "-h"]])
+def test_algorithms_add_and_remove_have_help(env: dict[str, str], words: list[str]) -> None:
+    out = trainbot(env, *words).stdout
+    assert out.startswith("usage: trainbot algorithms ") and "--json" in out

@@ -186,8 +186,9 @@ def test_local_compute_implements_the_compute_port(compute: LocalCompute) -> Non
     assert compute.name == "local"
 
 
-def test_a_local_run_has_no_training_image(compute: LocalCompute) -> None:
-    assert compute.training_image("quick-metrics", GPU4) is None
+def test_a_local_run_has_no_training_image(compute: LocalCompute,
+                                           algorithms: dict[str, Algorithm]) -> None:
+    assert compute.training_image(algorithms["quick-metrics"], GPU4) is None
 
 
 def test_completed_run_reports_every_state_in_order(

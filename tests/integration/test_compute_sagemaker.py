@@ -199,13 +199,13 @@ def test_catalog_is_loaded_lazily_and_reloaded_when_an_algorithm_is_missing(aws:
     compute.launch(make_version(), ALGO, GPU)  # first load lacks it, the reload has it
     assert len(loads) == 2
     assert compute.published_algorithm("toy").digest == PUBLISHED.digest
-    assert compute.training_image("toy", GPU) == PUBLISHED.images.gpu
+    assert compute.training_image(ALGO, GPU) == PUBLISHED.images.gpu
 
 
 def test_training_image_of_an_unpublished_algorithm_is_a_config_error(aws: dict) -> None:
     compute = make_compute(aws, catalog=PublishedCatalog(region=REGION, bucket=BUCKET))
     with pytest.raises(ConfigError, match="trainbot algorithms publish") as raised:
-        compute.training_image("toy", GPU)
+        compute.training_image(ALGO, GPU)
     assert isinstance(raised.value.__cause__, BackendRejected)
 
 

@@ -130,7 +130,9 @@ def test_files_upload_v2_shares_the_file_in_the_thread(
     assert reply["text"] == "last log lines" and reply["files"][0]["id"] == done["file"]["id"]
     (stored,) = slack.files()
     assert stored["content"] == b"epoch 1 loss=nan\n" and stored["name"] == "train.log"
-    with urllib.request.urlopen(stored["url_private"]) as response:
+    authed = urllib.request.Request(stored["url_private"],
+                                    headers={"Authorization": "Bearer xoxb-local"})
+    with urllib.request.urlopen(authed) as response:
         assert response.read() == b"epoch 1 loss=nan\n"
 
 

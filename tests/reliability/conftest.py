@@ -82,7 +82,7 @@ def service_deps(
 def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
     """A fresh SQLite file or a moto DynamoDB table (requests applied atomically, as AWS does)."""
     if kind == "sqlite":
-        from bot.adapters.store_sqlite import SqliteStore
+        from bot.adapters.sqlite import SqliteStore
 
         store = SqliteStore(tmp_path / "trainbot.db")
         request.addfinalizer(store.close)

@@ -360,7 +360,7 @@ def test_sagemaker_tensorboard_links_are_landing_pages_never_presigned() -> None
     deps = service_deps(MemoryStore(), compute=FakeCompute())
     with LocalSlack(bot_token=TOKEN) as slack:
         chat = SlackChat(web_client(TOKEN, slack.api_url), links=compute.links,
-                         algorithms=deps.catalog.algorithms)
+                         algorithm_of=deps.algorithms.find)
         deps.chat = chat
         v, _ = requests.start_job(deps, requests.LaunchRequest(
             user=REQUESTER, algorithm="toy", job_name="tb", pool="local-cpu", channel=CHANNEL))

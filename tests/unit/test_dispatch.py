@@ -10,7 +10,7 @@ import pytest
 
 from bot.commands import Command, PresetDelete, parse
 from bot.dispatch import Actor, execute
-from bot.domain import ConfigError, JobVersion, ResourcePool
+from bot.domain import Algorithm, ConfigError, JobVersion, ResourcePool
 from bot.services import queries
 from bot.services.context import Deps
 from bot.services.presets import save_preset
@@ -136,7 +136,7 @@ class _ImageCompute(FakeCompute):
         super().__init__()
         self.image = image
 
-    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
+    def training_image(self, algorithm: Algorithm, pool: ResourcePool) -> str | None:
         if isinstance(self.image, Exception):
             raise self.image
         return self.image

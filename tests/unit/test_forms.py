@@ -81,6 +81,11 @@ def _slack_valid(view: dict) -> None:
     json.loads(view["private_metadata"])
 
 
+def _start_choice(catalog: Catalog, presets: list[Preset], meta: dict) -> dict:
+    return forms.start_choice_view(list(catalog.algorithms.values()),
+                                   list(catalog.pools.values()), presets, meta)
+
+
 def _big_catalog() -> Catalog:
     algorithms = {a.id: a for a in (_algo(i) for i in range(150))}
     return Catalog(algorithms={**algorithms, "wide": MANY_CHOICES}, pools=_pools(120))
@@ -89,7 +94,7 @@ def _big_catalog() -> Catalog:
 def _every_view(catalog: Catalog, presets: list[Preset]) -> list[dict]:
     pools = list(catalog.pools)
     return [
-        forms.start_choice_view(catalog, presets, {"channel": "C1"}),
+        _start_choice(catalog, presets, {"channel": "C1"}),
         *(forms.hyperparameter_view(a, a.defaults(), {"channel": "C1"}, callback_id="start_form",
                                     title="Start training", pools=pools, pool=pools[-1])
           for a in (ALGO, MANY_CHOICES)),
@@ -126,7 +131,7 @@ def test_form_has_one_typed_input_per_hyperparameter() -> None:
 
 def test_option_text_is_clipped_to_75_at_a_word_boundary() -> None:
     catalog = Catalog(algorithms={"a": _algo(1)}, pools=load_pools())
-    view = forms.start_choice_view(catalog, [], {})
+    view = _start_choice(catalog, [], {})
     (opt,) = view["blocks"][0]["element"]["option_groups"][0]["options"]
     text = opt["text"]["text"]
     assert len(text) <= 75 and text.endswith("…")
@@ -210,16 +215,16 @@ def test_more_than_100_pools_use_an_external_select() -> None:
                                      pools=pools, pool="pool-100")
     el = next(b for b in view["blocks"] if b.get("block_id") == "pool")["element"]
     assert el["type"] == "external_select" and el["initial_option"]["value"] == "pool-100"
-    start = forms.start_choice_view(Catalog(algorithms={"toy": ALGO}, pools=_pools(101)), [], {})
+    start = _start_choice(Catalog(algorithms={"toy": ALGO}, pools=_pools(101)), [], {})
     assert start["blocks"][1]["element"]["type"] == "external_select"
 
 
 def test_more_than_100_algorithms_and_presets_use_an_external_select() -> None:
     catalog = Catalog(algorithms={a.id: a for a in (_algo(i) for i in range(60))},
                       pools=load_pools())
-    fits = forms.start_choice_view(catalog, [_preset(i) for i in range(40)], {})
+    fits = _start_choice(catalog, [_preset(i) for i in range(40)], {})
     assert fits["blocks"][0]["element"]["type"] == "static_select"
-    over = forms.start_choice_view(catalog, [_preset(i) for i in range(41)], {})
+    over = _start_choice(catalog, [_preset(i) for i in range(41)], {})
     assert over["blocks"][0]["element"]["type"] == "external_select"
     assert over["blocks"][0]["element"]["action_id"] == options.ACTION_ID
 
@@ -269,8 +274,11 @@ def test_hyperparameters_past_the_block_limit_are_named_not_dropped() -> None:
     view = forms.hyperparameter_view(algo, {}, {}, callback_id="start_form", title="Start",
                                      pools=["gpu-1"])
     assert len(view["blocks"]) == 100
+    # title, pool, a file and a URI block per data channel, then the note
+    shown = 100 - 2 - 2 * len(algo.channels) - 1
     note = view["blocks"][-1]["elements"][0]["text"]
-    assert note.startswith("23 more hyperparameters") and "`p97`, `p98`" in note
+    assert note.startswith(f"{120 - shown} more hyperparameters")
+    assert f"`p{shown}`, `p{shown + 1}`" in note
     assert note.endswith("`p119`")
     _slack_valid(view)
 
@@ -293,3 +301,35 @@ def test_read_values_handles_selects() -> None:
     view = {"state": {"values": {"pool": {"value": {"selected_option": {"value": "gpu-1"}}},
                                  "name": {"value": {"value": None}}}}}
     assert forms.read_values(view) == {"pool": "gpu-1"}
+
+
+def test_each_data_channel_takes_a_file_or_a_uri() -> None:
+    view = forms.hyperparameter_view(ALGO, {}, {}, callback_id="rerun_form", title="Rerun",
+                                     data={"train": "s3://bucket/old/"})
+    _slack_valid(view)
+    channel = ALGO.channels[0].name
+    file_block = next(b for b in view["blocks"]
+                      if b.get("block_id") == forms.DATA_FILE_BLOCK + channel)
+    uri_block = next(b for b in view["blocks"]
+                     if b.get("block_id") == forms.DATA_URI_BLOCK + channel)
+    assert file_block["optional"] and file_block["element"]["type"] == "file_input"
+    assert file_block["element"]["max_files"] == 1
+    assert uri_block["optional"] and uri_block["element"]["type"] == "plain_text_input"
+
+
+def test_read_data_takes_a_file_or_a_changed_uri_and_refuses_both() -> None:
+    current = {"train": "s3://bucket/old/"}
+    values = {"data_file:train": "F0123ABCDEF", "data_uri:train": "s3://bucket/old/",
+              "data_uri:validation": "s3://bucket/val/"}
+    assert forms.read_data(values, current) == (
+        {"train": "F0123ABCDEF", "validation": "s3://bucket/val/"}, {})
+    assert forms.read_data({"data_uri:train": "s3://bucket/old/"}, current) == ({}, {})
+    data, errors = forms.read_data({"data_file:train": "F0123ABCDEF",
+                                    "data_uri:train": "s3://bucket/new/"}, current)
+    assert errors == {"data_file:train": "Give a file or a URI for train, not both."}
+
+
+def test_a_file_input_state_reads_as_the_file_id() -> None:
+    view = {"state": {"values": {"data_file:train": {"value": {
+        "type": "file_input", "files": [{"id": "F0123ABCDEF", "name": "a.csv"}]}}}}}
+    assert forms.read_values(view) == {"data_file:train": "F0123ABCDEF"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -20,13 +21,19 @@ def _no_presets() -> list:
     raise AssertionError("presets are read for the source menu only")
 
 
+def _menus(catalog: Catalog, presets: Callable[[], list]) -> options.Menus:
+    return options.Menus(
+        algorithms=lambda: catalog.algorithms.values(), pools=catalog.pools.values(),
+        presets=presets, algorithm_of=lambda meta: catalog.algorithms.get(meta.get("algorithm")))
+
+
 def _values(answer: dict) -> list[str]:
     groups = answer.get("option_groups") or [{"options": answer.get("options", [])}]
     return [o["value"] for g in groups for o in g["options"]]
 
 
 def test_source_menu_answers_at_most_100_options_across_its_groups() -> None:
-    answer = options.options_for(CATALOG, lambda: [_preset(i) for i in range(130)],
+    answer = options.options_for(_menus(CATALOG, lambda: [_preset(i) for i in range(130)]),
                                  block_id=options.SOURCE_BLOCK, query="", meta={})
     algorithms, presets = answer["option_groups"]
     assert len(algorithms["options"]) + len(presets["options"]) == 100
@@ -35,40 +42,40 @@ def test_source_menu_answers_at_most_100_options_across_its_groups() -> None:
 
 
 def test_source_menu_gives_a_small_group_all_its_places() -> None:
-    answer = options.options_for(CATALOG, lambda: [_preset(1)],
+    answer = options.options_for(_menus(CATALOG, lambda: [_preset(1)]),
                                  block_id=options.SOURCE_BLOCK, query="", meta={})
     assert [len(g["options"]) for g in answer["option_groups"]] == [99, 1]
 
 
 def test_query_filters_case_insensitively_and_values_are_exact() -> None:
-    answer = options.options_for(CATALOG, lambda: [_preset(i) for i in range(130)],
+    answer = options.options_for(_menus(CATALOG, lambda: [_preset(i) for i in range(130)]),
                                  block_id=options.SOURCE_BLOCK, query="  PRESET-12", meta={})
     assert _values(answer) == [f"preset:preset-{n}" for n in (12, *range(120, 130))]
-    assert options.options_for(CATALOG, list, block_id=options.SOURCE_BLOCK, query="ALGO-149",
+    assert options.options_for(_menus(CATALOG, list), block_id=options.SOURCE_BLOCK, query="ALGO-149",
                                meta={}) == {"option_groups": [
                                    {"label": options.plain_text("Algorithms", 75),
                                     "options": [options.algorithm_option(_algo(149))]}]}
 
 
 def test_empty_groups_are_left_out() -> None:
-    answer = options.options_for(CATALOG, list, block_id=options.SOURCE_BLOCK, query="nothing",
+    answer = options.options_for(_menus(CATALOG, list), block_id=options.SOURCE_BLOCK, query="nothing",
                                  meta={})
     assert answer == {"option_groups": []}
 
 
 def test_pool_menu_filters_pools() -> None:
-    answer = options.options_for(CATALOG, _no_presets, block_id=options.POOL_BLOCK,
+    answer = options.options_for(_menus(CATALOG, _no_presets), block_id=options.POOL_BLOCK,
                                  query="pool-12", meta={})
     assert _values(answer) == ["pool-12", *(f"pool-{n}" for n in range(120, 130))]
-    every = options.options_for(CATALOG, _no_presets, block_id="pool", query="", meta={})
+    every = options.options_for(_menus(CATALOG, _no_presets), block_id="pool", query="", meta={})
     assert len(every["options"]) == 100
 
 
 def test_choice_menu_lists_the_choices_of_the_algorithm_in_the_metadata() -> None:
-    answer = options.options_for(WIDE, _no_presets, block_id="hp:arch", query="arch-24",
+    answer = options.options_for(_menus(WIDE, _no_presets), block_id="hp:arch", query="arch-24",
                                  meta={"algorithm": "wide"})
     assert _values(answer) == ["arch-24", *(f"arch-{n}" for n in range(240, 250))]
-    assert len(options.options_for(WIDE, _no_presets, block_id="hp:arch", query="",
+    assert len(options.options_for(_menus(WIDE, _no_presets), block_id="hp:arch", query="",
                                    meta={"algorithm": "wide"})["options"]) == 100
 
 
@@ -80,16 +87,16 @@ def test_choice_menu_lists_the_choices_of_the_algorithm_in_the_metadata() -> Non
     ("name", {"algorithm": "wide"}),
 ])
 def test_an_unknown_menu_answers_no_options(block_id: str, meta: dict) -> None:
-    assert options.options_for(WIDE, _no_presets, block_id=block_id, query="",
+    assert options.options_for(_menus(WIDE, _no_presets), block_id=block_id, query="",
                                meta=meta) == {"options": []}
 
 
 def test_options_for_request_reads_a_block_suggestion_payload() -> None:
     body = {"type": "block_suggestion", "action_id": options.ACTION_ID, "block_id": "hp:mode",
             "value": "fa", "view": {"private_metadata": json.dumps({"algorithm": "wide"})}}
-    assert _values(options.options_for_request(WIDE, _no_presets, body)) == ["fast"]
+    assert _values(options.options_for_request(_menus(WIDE, _no_presets), body)) == ["fast"]
     body["view"]["private_metadata"] = "not json"
-    assert options.options_for_request(WIDE, _no_presets, body) == {"options": []}
+    assert options.options_for_request(_menus(WIDE, _no_presets), body) == {"options": []}
 
 
 def test_long_choice_round_trips_through_an_index_value() -> None:

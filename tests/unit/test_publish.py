@@ -25,7 +25,7 @@ from bot import publish as publishing
 from bot.adapters.algorithm_catalog import PublishedCatalog
 from bot.catalog import load_algorithms
 from bot.catalog import source_digest as lineage_digest
-from bot.domain import Algorithm
+from bot.domain import Algorithm, ConfigError, InvalidInput
 
 BUCKET = "team-ml"
 REGION = "us-east-1"
@@ -258,3 +258,49 @@ def test_the_sdk_resolver_finds_pytorch_images() -> None:
     resolve = publishing.sdk_image_resolver()
     assert "pytorch-training" in resolve(algorithm, REGION, "ml.g5.xlarge")
     assert "cpu" in resolve(algorithm, REGION, "ml.m5.xlarge")
+
+
+# -- `trainbot algorithms add`: which shelf, which options -------------------------------------------
+
+def shelf(settings: Any, **options: Any) -> Any:
+    given = {"path": None, "image": None, "manifest": None, "cpu_image": None,
+             "gpu_image": None} | options
+    return publishing.shelf_for(settings, **given)
+
+
+def test_add_keeps_a_folder_under_the_home_locally(tmp_path: Path) -> None:
+    from bot.adapters.algorithm_shelf import LocalAlgorithmShelf
+    from bot.config import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    assert isinstance(shelf(settings, path=tmp_path), LocalAlgorithmShelf)
+    assert shelf(settings, image="x:1", manifest="m.yml") is None
+    with pytest.raises(InvalidInput, match="--cpu-image and --gpu-image choose"):
+        shelf(settings, path=tmp_path, cpu_image="x:1")
+
+
+def test_add_uploads_to_the_bucket_on_sagemaker(tmp_path: Path, s3: Any,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.adapters.algorithm_shelf import S3AlgorithmShelf
+    from bot.config import Settings
+
+    settings = Settings(home=tmp_path / "home", compute="sagemaker", bucket=BUCKET)
+    assert isinstance(shelf(settings, path=tmp_path, cpu_image="x:cpu"), S3AlgorithmShelf)
+    assert "GPU pools will run the --cpu-image too" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="TRAINBOT_BUCKET is required"):
+        shelf(Settings(home=tmp_path, compute="sagemaker"), path=tmp_path, cpu_image="x:cpu")
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({}, "Give the algorithm's folder"),
+    ({"image": "x:1"}, "--image goes with --manifest FILE alone"),
+    ({"image": "x:1", "manifest": "m.yml", "path": Path(".")}, "--image goes with --manifest"),
+    ({"path": Path("."), "manifest": "m.yml"}, "Give the algorithm's folder"),
+    ({"path": Path("."), "gpu_image": "x:gpu"}, "--gpu-image goes with --cpu-image"),
+])
+def test_add_options_that_do_not_go_together_are_refused(
+        tmp_path: Path, options: dict[str, Any], error: str) -> None:
+    from bot.config import Settings
+
+    with pytest.raises(InvalidInput, match=error):
+        shelf(Settings(home=tmp_path), **options)

@@ -18,6 +18,8 @@ from bot.adapters.dynamodb.keys import (
     ALL_JOBS,
     OUTBOX,
     Item,
+    algorithm_key,
+    algorithm_version_key,
     approval_key,
     backend_key,
     backend_partition,
@@ -41,13 +43,16 @@ from bot.adapters.dynamodb_schema import (
     CHANNEL_INDEX,
     ENDED_INDEX,
 )
-from bot.domain import Approval, JobVersion, Preset, TrainingJob
+from bot.domain import Algorithm, Approval, JobVersion, Preset, TrainingJob
 from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
 from bot.domain.job import VERSION_FIXED_FIELDS
 
 __all__ = [
     "APPROVAL_MUTABLE",
     "FIXED_FIELDS",
+    "algorithm_from_item",
+    "algorithm_pointer_item",
+    "algorithm_version_item",
     "approval_from_item",
     "approval_item",
     "backend_pointer_item",
@@ -59,6 +64,7 @@ __all__ = [
     "version_from_item",
     "version_item",
     "version_state",
+    "with_hidden",
 ]
 
 FIXED_FIELDS = VERSION_FIXED_FIELDS
@@ -161,6 +167,40 @@ def preset_item(preset: Preset) -> Item:
     return {**preset_key(preset.scope, preset.name), "body": text(preset.model_dump_json())}
 
 
+def with_hidden(algorithm: Algorithm, hidden: bool) -> Algorithm:
+    """``algorithm`` (a registered one) with its id's hidden flag. ``ValueError`` for a
+    preset: only an algorithm with a source is registered."""
+    if algorithm.source is None:
+        raise ValueError(f"{algorithm.id} is a preset: only an algorithm with a source is "
+                         "registered")
+    source = algorithm.source.model_copy(update={"hidden": hidden})
+    return algorithm.model_copy(update={"source": source})
+
+
+def algorithm_version_item(scope: str, algorithm: Algorithm) -> Item:
+    """One registered version, as registered; hidden belongs to the id (its pointer), so the
+    version is kept with ``source.hidden`` false."""
+    stored = with_hidden(algorithm, False)
+    assert stored.source is not None
+    return {
+        **algorithm_version_key(scope, stored.id, stored.source.digest),
+        "body": text(stored.model_dump_json()),
+    }
+
+
+def algorithm_pointer_item(scope: str, algorithm: Algorithm) -> Item:
+    """The id's pointer at ``algorithm``, its current version, shown. It carries the version
+    whole, so listing a scope is one Query of the pointers' partition."""
+    stored = with_hidden(algorithm, False)
+    assert stored.source is not None
+    return {
+        **algorithm_key(scope, stored.id),
+        "digest": text(stored.source.digest),
+        "hidden": {"BOOL": False},
+        "body": text(stored.model_dump_json()),
+    }
+
+
 # -- decoding ---------------------------------------------------------------------------
 
 
@@ -186,3 +226,9 @@ def approval_from_item(item: Item) -> Approval:
 
 def preset_from_item(item: Item) -> Preset:
     return Preset.model_validate_json(item["body"]["S"])
+
+
+def algorithm_from_item(item: Item, pointer: Item | None = None) -> Algorithm:
+    """A pointer item, or a version item with its id's ``pointer`` (the hidden flag)."""
+    hidden = (pointer or item)["hidden"]["BOOL"]
+    return with_hidden(Algorithm.model_validate_json(item["body"]["S"]), hidden)

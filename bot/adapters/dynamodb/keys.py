@@ -16,6 +16,9 @@ __all__ = [
     "OUTBOX",
     "VERSION_PREFIX",
     "Item",
+    "algorithm_key",
+    "algorithm_version_key",
+    "algorithms_partition",
     "approval_key",
     "backend_key",
     "backend_partition",
@@ -72,6 +75,11 @@ def preset_partition(scope: str) -> str:
     return f"PRESET#{scope}"
 
 
+def algorithms_partition(scope: str) -> str:
+    """The scope's registered ids, one pointer item each (sort key: the id), for listing."""
+    return f"ALGOS#{scope}"
+
+
 def backend_partition(backend_job_name: str) -> str:
     """The backend pointer's PK, and the backend-name index's key."""
     return f"BACKEND#{backend_job_name}"
@@ -110,6 +118,16 @@ def guard_key(request_key: str) -> Item:
 
 def preset_key(scope: str, name: str) -> Item:
     return {"PK": text(preset_partition(scope)), "SK": text(name)}
+
+
+def algorithm_key(scope: str, algo_id: str) -> Item:
+    """An id's pointer: its current version and whether it is hidden."""
+    return {"PK": text(algorithms_partition(scope)), "SK": text(algo_id)}
+
+
+def algorithm_version_key(scope: str, algo_id: str, digest: str) -> Item:
+    """One registered version of an id, by its content digest (ids hold no ``#``)."""
+    return {"PK": text(f"ALGO#{scope}#{algo_id}"), "SK": text(f"{VERSION_PREFIX}{digest}")}
 
 
 def approval_key(approval_id: str) -> Item:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from botocore.exceptions import ClientError
 
 from bot.adapters.dynamodb.items import (
+    algorithm_from_item,
     approval_from_item,
     approval_item,
     backend_pointer_item,
@@ -30,6 +31,9 @@ from bot.adapters.dynamodb.keys import (
     OUTBOX,
     VERSION_PREFIX,
     Item,
+    algorithm_key,
+    algorithm_version_key,
+    algorithms_partition,
     approval_key,
     backend_key,
     backend_partition,
@@ -54,6 +58,9 @@ from bot.adapters.dynamodb.transactions import (
     transact,
 )
 from bot.adapters.dynamodb.writes import (
+    algorithm_hide_update,
+    algorithm_pointer_put,
+    algorithm_registration,
     allocation,
     approval_message_update,
     decide_update,
@@ -73,6 +80,7 @@ from bot.adapters.dynamodb_schema import (
 )
 from bot.clock import SystemClock
 from bot.domain import (
+    Algorithm,
     Approval,
     Conflict,
     Decision,
@@ -404,6 +412,63 @@ class DynamoStore:
             if not check_failed(exc):
                 raise
             raise NotFound(f"No preset named `{name}`.") from exc
+
+    # -- registered algorithms --------------------------------------------------------
+
+    def register_algorithm(self, scope: str, algorithm: Algorithm) -> tuple[Algorithm, bool]:
+        """See :meth:`bot.ports.JobStore.register_algorithm`.
+
+        One transaction puts the version (only if new) and the id's pointer at it. When the
+        version exists, the one stored is made current instead, with a second write.
+        """
+        items = algorithm_registration(self.table_name, scope, algorithm)
+        version, pointer = items[0]["Put"]["Item"], items[1]["Put"]["Item"]
+        try:
+            transact(self._client, items)
+            return algorithm_from_item(version, pointer), True
+        except ClientError as exc:
+            if cancellation_codes(exc)[0] != CHECK_FAILED:
+                raise
+            reasons = exc.response.get("CancellationReasons", [])
+            # The stored version comes back with the failure, unless this endpoint doesn't
+            # return it; it is immutable, so reading it again gives the same.
+            old = reasons[0].get("Item") or self._get({k: version[k] for k in ("PK", "SK")})
+            if old is None:  # its condition failed, so it exists; versions are never deleted
+                raise Conflict(f"Algorithm `{algorithm.id}` is in an inconsistent state.") from exc
+        stored = algorithm_from_item(old, pointer)
+        self._client.put_item(**algorithm_pointer_put(self.table_name, scope, stored))
+        return stored, False
+
+    def get_registered_algorithm(self, scope: str, algo_id: str,
+                                 digest: str | None = None) -> Algorithm:
+        """The id's pointer holds its current version: one GetItem, and a second for an
+        older version (the pointer says whether the id is hidden)."""
+        pointer = self._get(algorithm_key(scope, algo_id))
+        if pointer is not None and digest in (None, pointer["digest"]["S"]):
+            return algorithm_from_item(pointer)
+        if digest is None:
+            raise NotFound(f"There is no registered algorithm `{algo_id}`.")
+        item = pointer and self._get(algorithm_version_key(scope, algo_id, digest))
+        if not item:
+            raise NotFound(f"There is no version sha256:{digest[:12]}… of `{algo_id}`.")
+        return algorithm_from_item(item, pointer)
+
+    def list_registered_algorithms(self, scope: str) -> list[Algorithm]:
+        """One Query of the scope's pointers, however many versions each id has; by id."""
+        partition = self._query_partition(algorithms_partition(scope))
+        return [algorithm_from_item(item) for item in partition]
+
+    def hide_algorithm(self, scope: str, algo_id: str, *, hidden: bool = True) -> Algorithm:
+        try:
+            response = self._client.update_item(
+                **algorithm_hide_update(self.table_name, scope, algo_id, hidden=hidden),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not check_failed(exc):
+                raise
+            raise NotFound(f"There is no registered algorithm `{algo_id}`.") from exc
+        return algorithm_from_item(response["Attributes"])
 
     # -- approvals --------------------------------------------------------------------
 

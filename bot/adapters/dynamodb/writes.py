@@ -11,9 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.adapters.dynamodb.items import guard_item, job_item, version_item, version_state
+from bot.adapters.dynamodb.items import (
+    algorithm_pointer_item,
+    algorithm_version_item,
+    guard_item,
+    job_item,
+    version_item,
+    version_state,
+)
 from bot.adapters.dynamodb.keys import (
     Item,
+    algorithm_key,
     approval_key,
     job_key,
     number,
@@ -22,9 +30,12 @@ from bot.adapters.dynamodb.keys import (
     text,
     version_key,
 )
-from bot.domain import Decision, JobVersion, TrainingJob
+from bot.domain import Algorithm, Decision, JobVersion, TrainingJob
 
 __all__ = [
+    "algorithm_hide_update",
+    "algorithm_pointer_put",
+    "algorithm_registration",
     "allocation",
     "approval_message_update",
     "decide_update",
@@ -172,4 +183,30 @@ def preset_delete(table: str, scope: str, name: str) -> dict[str, Any]:
         "TableName": table,
         "Key": preset_key(scope, name),
         "ConditionExpression": "attribute_exists(PK)",
+    }
+
+
+def algorithm_pointer_put(table: str, scope: str, algorithm: Algorithm) -> dict[str, Any]:
+    """Make ``algorithm`` its id's current version, shown. Unconditional on purpose: the
+    last registration wins, and the version it points at is never deleted."""
+    return {"TableName": table, "Item": algorithm_pointer_item(scope, algorithm)}
+
+
+def algorithm_registration(table: str, scope: str, algorithm: Algorithm) -> list[dict]:
+    """The transaction that registers ``algorithm``: [the version, only if new (the item
+    already stored comes back when it isn't); the id's pointer at it]."""
+    version = put_new(table, algorithm_version_item(scope, algorithm))
+    version["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return [version, {"Put": algorithm_pointer_put(table, scope, algorithm)}]
+
+
+def algorithm_hide_update(table: str, scope: str, algo_id: str, *, hidden: bool) -> dict:
+    """Hide (or show) an id that was registered."""
+    return {
+        "TableName": table,
+        "Key": algorithm_key(scope, algo_id),
+        "UpdateExpression": "SET #hidden = :hidden",
+        "ConditionExpression": "attribute_exists(PK)",
+        "ExpressionAttributeNames": {"#hidden": "hidden"},
+        "ExpressionAttributeValues": {":hidden": {"BOOL": hidden}},
     }

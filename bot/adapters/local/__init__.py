@@ -1,4 +1,5 @@
-"""Local compute: a preset algorithm as a subprocess under SageMaker's training-container contract.
+"""Local compute: an algorithm — a preset or a team's own script algorithm — as a subprocess
+under SageMaker's training-container contract (a container image algorithm needs SageMaker).
 
 Each version runs in ``runs_dir/<backend job name>/``, laid out like ``/opt/ml``, with the
 ``SM_*`` environment of the SageMaker training toolkit
@@ -8,7 +9,8 @@ A monitor thread per run reports state changes in the shape of SageMaker's Event
 
 - :mod:`.compute` — :class:`~.compute.LocalCompute`, the :class:`bot.ports.Compute` port;
 - :mod:`.contract` — preparing a run folder as SageMaker prepares ``/opt/ml``: config files,
-  environment, code copy, data channels, the command;
+  environment, code copy (a preset's folder with the shared modules, a registered folder as
+  it is), data channels, the command;
 - :mod:`.plan` — how many processes on how many GPUs a version gets here;
 - :mod:`.processes` — starting the training process so that it outlives the bot, and
   finding it again;

@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.adapters.local.contract import channel_sources, check_channels, prepare_run
+from bot.adapters.local.contract import (
+    algorithm_source,
+    channel_sources,
+    check_channels,
+    image_refusal,
+    prepare_run,
+)
 from bot.adapters.local.detail import initial_detail, is_state
 from bot.adapters.local.plan import cpu_count, detect_gpus, plan_processes
 from bot.adapters.local.processes import spawn
@@ -101,9 +107,11 @@ class LocalCompute:
         """Prepare the run folder and start the script; events follow from the monitor.
 
         Uses ``version.backend_job_name`` when the service has chosen it, else derives one.
+        A preset runs from its folder under ``algorithms_root``, a team's own (script)
+        algorithm from its registered folder — the same runner and contract either way.
         Raises :class:`BackendRejected` for what can't run here (s3 data, data this version
-        may not read or that is missing, a GPU-only algorithm without a GPU) and
-        :class:`BackendError` when the process can't start.
+        may not read or that is missing, a GPU-only algorithm without a GPU, a container
+        image algorithm) and :class:`BackendError` when the process can't start.
         """
         if self._supervisor.closing:
             raise BackendError("Local compute is shutting down; try again in a moment.")
@@ -114,10 +122,7 @@ class LocalCompute:
         channels = channel_sources(version, algorithm)
         check_channels(channels, self.data)  # refused before anything is created
         plan = plan_processes(algorithm, pool, self._local_gpus(), cpu_count())
-        source = self.algorithms_root / algorithm.id
-        if not (source / algorithm.entry_point).is_file():
-            raise BackendError(f"Algorithm `{algorithm.id}` has no {algorithm.entry_point} "
-                               f"under {source}.", hint="Check TRAINBOT_ALGORITHMS_DIR.")
+        source = algorithm_source(algorithm, self.algorithms_root)
         run = RunDir(self.runs_dir / name)
         try:
             run.create()
@@ -193,7 +198,14 @@ class LocalCompute:
         return Links(tensorboard=board, logs=run.log_file.as_uri(),
                      tensorboard_problem=problem)
 
-    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
+    def check_runnable(self, algorithm: Algorithm) -> None:
+        """Presets and script algorithms run here; a container image algorithm doesn't
+        (``InvalidInput`` saying what to do instead)."""
+        refusal = image_refusal(algorithm)
+        if refusal is not None:
+            raise refusal
+
+    def training_image(self, algorithm: Algorithm, pool: ResourcePool) -> str | None:
         """None: a local run is a subprocess, not a container image."""
         return None
 

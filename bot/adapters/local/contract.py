@@ -20,7 +20,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,71 @@ from bot.adapters.local.plan import ProcessPlan, cpu_count
 from bot.adapters.local.runs import RunDir, write_json
 from bot.adapters.local_data import LocalData, local_path, remove_staged
 from bot.catalog import source_files
-from bot.domain import Algorithm, BackendRejected, InvalidInput, JobVersion, ResourcePool
+from bot.domain import (
+    Algorithm,
+    BackendError,
+    BackendRejected,
+    InvalidInput,
+    JobVersion,
+    ResourcePool,
+)
 
-__all__ = ["HOST", "Channels", "channel_sources", "check_channels", "prepare_run"]
+__all__ = [
+    "HOST",
+    "Channels",
+    "algorithm_source",
+    "channel_sources",
+    "check_channels",
+    "image_refusal",
+    "prepare_run",
+]
 
 HOST = "algo-1"
 
 Channels = dict[str, tuple[str, bool]]
 """A version's local data channels: name → ``(URI, trusted)``."""
+
+
+def image_refusal(algorithm: Algorithm) -> InvalidInput | None:
+    """Why a container image algorithm can't run here (None for any other): a local run is a
+    subprocess following the container contract, not a container."""
+    if algorithm.source is None or algorithm.source.kind != "image":
+        return None
+    return InvalidInput(
+        f"`{algorithm.id}` is a container image algorithm: it runs on SageMaker, and this bot "
+        "trains locally.",
+        hint="Ask an admin to run trainbot with TRAINBOT_COMPUTE=sagemaker, or register the "
+             "algorithm's source folder (script mode) instead.")
+
+
+def algorithm_source(algorithm: Algorithm, algorithms_root: Path) -> list[tuple[str, Path]]:
+    """The files a run's ``code/`` gets, ``(name, file)``: a preset's folder under
+    ``algorithms_root`` with the shared modules beside it (the files publishing uploads to
+    SageMaker); a team's own (script) algorithm's registered folder, its own files only.
+
+    :class:`BackendRejected` for an image algorithm or a registered folder that isn't here;
+    :class:`BackendError` when the entry point is missing.
+    """
+    refusal = image_refusal(algorithm)
+    if refusal is not None:
+        raise BackendRejected(refusal.message, hint=refusal.hint)
+    if algorithm.source is None:
+        folder, hint = algorithms_root / algorithm.id, "Check TRAINBOT_ALGORITHMS_DIR."
+        files = source_files(folder)
+    else:
+        location = algorithm.source.location or ""
+        found = local_path(location) if location.startswith("file:") else None
+        if found is None or not found.is_absolute():
+            raise BackendRejected(
+                f"`{algorithm.id}` is registered at {location or 'no location'}, which isn't a "
+                "folder on this machine.",
+                hint="Register it again here: `trainbot algorithms add FOLDER`.")
+        folder, hint = found, "Register the algorithm's folder again."
+        files = source_files(folder, shared=False)
+    if algorithm.entry_point not in dict(files):
+        raise BackendError(f"Algorithm `{algorithm.id}` has no {algorithm.entry_point} "
+                           f"under {folder}.", hint=hint)
+    return files
 
 
 def channel_sources(version: JobVersion, algorithm: Algorithm) -> Channels:
@@ -72,17 +129,18 @@ def check_channels(channels: Channels, data: LocalData) -> None:
 
 
 def prepare_run(run: RunDir, version: JobVersion, algorithm: Algorithm, pool: ResourcePool,
-                plan: ProcessPlan, *, source: Path, channels: Channels, data: LocalData,
-                inputs_dir: Path, python: str, hide_gpus: bool) -> dict[str, Any]:
+                plan: ProcessPlan, *, source: Sequence[tuple[str, Path]], channels: Channels,
+                data: LocalData, inputs_dir: Path, python: str,
+                hide_gpus: bool) -> dict[str, Any]:
     """Fill the (created) run folder and stage the channels under ``inputs_dir``; return the
     launch record, also written to ``launch.json``.
 
-    ``source``: the algorithm's folder; ``hide_gpus``: this machine has GPUs, which a run
-    sees only as many of as its plan gives it.
+    ``source``: the algorithm's files, ``(name in code/, file)`` — :func:`algorithm_source`;
+    ``hide_gpus``: this machine has GPUs, which a run sees only as many of as its plan gives
+    it.
     """
     shutil.rmtree(run.code_dir, ignore_errors=True)
-    # The same files publish uploads to SageMaker: the folder plus the shared modules.
-    for name, path in source_files(source):
+    for name, path in source:
         target = run.code_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)

@@ -31,7 +31,12 @@ from bot.adapters.sagemaker.logs import (
     progress_in,
 )
 from bot.adapters.sagemaker.output import evaluation_from_object
-from bot.adapters.sagemaker.request import SageMakerSetup, plan_launch
+from bot.adapters.sagemaker.request import (
+    SageMakerSetup,
+    own_image,
+    plan_launch,
+    registered_script,
+)
 from bot.domain import (
     Algorithm,
     BackendRejected,
@@ -146,14 +151,39 @@ class SageMakerCompute:
                 hint=f"Run `trainbot algorithms publish --region {self.setup.region}`.")
         return catalog.entry(algo_id)
 
-    def training_image(self, algorithm_id: str, pool: ResourcePool) -> str | None:
-        """The published image for ``pool`` (CPU or GPU); ``ConfigError`` when the algorithm
-        isn't published (for this region), since publishing is an admin's setup step."""
+    def check_runnable(self, algorithm: Algorithm) -> None:
+        """Presets, script and image algorithms all run here; ``ConfigError`` for a script
+        algorithm registered without SageMaker's source upload and images (say: register it
+        again), or an image algorithm without an image."""
         try:
-            published = self.published_algorithm(algorithm_id)
+            if algorithm.source is not None and algorithm.source.kind == "script":
+                registered_script(algorithm)
+            elif algorithm.source is not None:
+                own_image(algorithm)
+        except BackendRejected as exc:
+            raise ConfigError(exc.message, hint=exc.hint) from exc
+
+    def training_image(self, algorithm: Algorithm, pool: ResourcePool) -> str | None:
+        """The image versions of ``algorithm`` run in on ``pool`` (CPU or GPU): a preset's
+        published one, a team's script algorithm's registered framework image, an image
+        algorithm's own. ``ConfigError`` when there is none (an unpublished preset — publishing
+        is an admin's setup step —, an algorithm registered for local training)."""
+        try:
+            published = self._script_source(algorithm)
+            if published is None:
+                return own_image(algorithm)
         except BackendRejected as exc:
             raise ConfigError(exc.message, hint=exc.hint) from exc
         return published.image_for(gpu=pool.is_gpu)
+
+    def _script_source(self, algorithm: Algorithm) -> PublishedAlgorithm | None:
+        """Script mode's source and images: a preset's published entry, a team's script
+        algorithm's registration; None for a container image algorithm (its image runs)."""
+        if algorithm.source is None:
+            return self.published_algorithm(algorithm.id)
+        if algorithm.source.kind == "image":
+            return None
+        return registered_script(algorithm)
 
     def _current_catalog(self) -> PublishedCatalog:
         return self._catalog if self._catalog is not None else self._reload_catalog()
@@ -175,8 +205,11 @@ class SageMakerCompute:
         A create retried by botocore after a lost response finds its own job already there
         (``ResourceInUse``); that job is accepted as launched when it is the same request.
         """
-        published = self.published_algorithm(algorithm.id)
-        if published.version != version.spec.algorithm_version:
+        published = self._script_source(algorithm)
+        # A preset's published code must be the version the spec names; a registered
+        # algorithm's is the one its digest pinned.
+        if algorithm.source is None and published is not None and (
+                published.version != version.spec.algorithm_version):
             raise BackendRejected(
                 f"`{algorithm.id}` is published at {published.version}, but this version "
                 f"needs {version.spec.algorithm_version}.",

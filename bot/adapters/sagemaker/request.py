@@ -1,13 +1,18 @@
 """The CreateTrainingJob request for a version, as pure functions (no I/O, no boto3).
 
-A version runs as one SageMaker training job in script mode: the PyTorch Deep Learning
-Container named in the published catalog (:mod:`bot.adapters.algorithm_catalog`) downloads the
-algorithm's ``sourcedir.tar.gz`` and runs its entry point, exactly what the SDK's estimators do.
+A version runs as one SageMaker training job. In script mode (the presets and a team's own
+script algorithms) a framework Deep Learning Container downloads the algorithm's
+``sourcedir.tar.gz`` and runs its entry point, exactly what the SDK's estimators do: a
+preset's image and source come from the published catalog
+(:mod:`bot.adapters.algorithm_catalog`), a registered algorithm's from its registration
+(:func:`registered_script`). A team's container image algorithm implements SageMaker's own
+training contract: its image runs as it is, with the user's hyperparameters only.
 
 Decisions (see the docstrings for the why):
 
-- hyperparameter values are JSON-encoded, as the SDK does, so the training toolkit's
-  ``json.loads`` returns each value with its type (a string stays a string);
+- hyperparameter values are JSON-encoded in script mode, as the SDK does, so the training
+  toolkit's ``json.loads`` returns each value with its type (a string stays a string); a
+  container of its own gets them as plain strings (:func:`plain_hyperparameters`);
 - managed spot only when the spec asks for it *and* the pool and the algorithm allow it;
   checkpoints only with spot (the one case where SageMaker restores them);
 - TensorBoard output always, so every version has a managed TensorBoard link.
@@ -20,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from bot.adapters.algorithm_catalog import PublishedAlgorithm, split_s3_uri
+from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedImages, split_s3_uri
 from bot.domain import Algorithm, Artifacts, BackendRejected, JobVersion, ResourcePool
 from bot.domain.naming import TRAINING_JOB_NAME
 
@@ -29,7 +34,10 @@ __all__ = [
     "SageMakerSetup",
     "build_create_training_job_request",
     "encode_hyperparameters",
+    "own_image",
+    "plain_hyperparameters",
     "plan_launch",
+    "registered_script",
     "sanitize_tag_value",
     "spot_savings",
 ]
@@ -90,10 +98,14 @@ def plan_launch(
     version: JobVersion,
     algorithm: Algorithm,
     pool: ResourcePool,
-    published: PublishedAlgorithm,
+    published: PublishedAlgorithm | None,
     setup: SageMakerSetup,
 ) -> LaunchPlan:
     """Build the CreateTrainingJob request for ``version`` (no I/O).
+
+    ``published``: the script-mode source and images (a preset's published entry, or
+    :func:`registered_script` of a team's script algorithm); None for a container image
+    algorithm, whose own image runs.
 
     Raises :class:`BackendRejected` for what SageMaker can't run: a local-only pool, local
     (``file://``) data, a bucket outside ``allowed_buckets``, a bad job name, no image.
@@ -103,15 +115,22 @@ def plan_launch(
     if pool.instance_type == "local" or not pool.instance_type.startswith("ml."):
         raise BackendRejected(f"Pool `{pool.id}` runs only on the local backend.",
                               hint="Pick a pool with an ml.* instance type (`/train pools`).")
-    image = published.image_for(gpu=pool.is_gpu)
-    if not image:
-        raise BackendRejected(f"No CPU training image is published for `{algorithm.id}`.",
-                              hint="Use a GPU pool, or republish with a CPU image.")
     spot = uses_spot(version, algorithm, pool)
     checkpoints = spot and algorithm.supports_checkpoints
-    distributed = uses_distributed(algorithm, pool)
-    hyperparameters = encode_hyperparameters(version.spec.hyperparameters)
-    hyperparameters.update(_script_mode(name, published, setup, pool, distributed=distributed))
+    if published is None:
+        image = own_image(algorithm)
+        distributed = False  # the container itself decides how it uses the hosts and GPUs
+        hyperparameters = plain_hyperparameters(version.spec.hyperparameters)
+    else:
+        image = published.image_for(gpu=pool.is_gpu) or ""
+        if not image:
+            raise BackendRejected(f"No CPU training image is published for `{algorithm.id}`.",
+                                  hint="Use a GPU pool, or publish (or register) it again "
+                                       "with a CPU image.")
+        distributed = uses_distributed(algorithm, pool)
+        hyperparameters = encode_hyperparameters(version.spec.hyperparameters)
+        hyperparameters.update(_script_mode(name, published, setup, pool,
+                                            distributed=distributed))
     request: dict[str, Any] = {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
@@ -155,11 +174,44 @@ def build_create_training_job_request(
     version: JobVersion,
     algorithm: Algorithm,
     pool: ResourcePool,
-    published: PublishedAlgorithm,
+    published: PublishedAlgorithm | None,
     setup: SageMakerSetup,
 ) -> dict[str, Any]:
     """The CreateTrainingJob keyword arguments (see :func:`plan_launch`)."""
     return plan_launch(version, algorithm, pool, published, setup).request
+
+
+def registered_script(algorithm: Algorithm) -> PublishedAlgorithm:
+    """A team's script algorithm as script mode runs it: its uploaded ``sourcedir.tar.gz``
+    (``source.location``), its entry point and the framework images resolved when it was
+    registered. :class:`BackendRejected` when it was registered without them (locally: a
+    ``file://`` folder, no images)."""
+    src = algorithm.source
+    if src is None or src.kind != "script":
+        raise ValueError(f"{algorithm.id} is not a registered script algorithm")
+    images = {k: src.images.get(k) for k in ("cpu", "gpu")}
+    if not (src.location or "").startswith("s3://") or not any(images.values()):
+        raise BackendRejected(
+            f"`{algorithm.id}` was registered for local training (its source is at "
+            f"{src.location or 'no location'}, with no SageMaker training image).",
+            hint="Register it again with trainbot set up for SageMaker "
+                 "(TRAINBOT_COMPUTE=sagemaker): that uploads its source and resolves its "
+                 "images.")
+    return PublishedAlgorithm(
+        version=algorithm.version, digest=src.digest, source_uri=str(src.location),
+        entry_point=algorithm.entry_point,
+        images=PublishedImages(**images))
+
+
+def own_image(algorithm: Algorithm) -> str:
+    """A container image algorithm's image; :class:`BackendRejected` if it names none."""
+    src = algorithm.source
+    if src is None or src.kind != "image":
+        raise ValueError(f"{algorithm.id} is not a container image algorithm")
+    if not src.image:
+        raise BackendRejected(f"`{algorithm.id}` was registered without an image.",
+                              hint="Register it again with its image URI.")
+    return src.image
 
 
 def uses_spot(version: JobVersion, algorithm: Algorithm, pool: ResourcePool) -> bool:
@@ -179,6 +231,16 @@ def encode_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
     https://github.com/aws/sagemaker-training-toolkit/blob/master/src/sagemaker_training/environment.py
     """
     return {key: json.dumps(value) for key, value in values.items()}
+
+
+def plain_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    """Values as a container of its own reads them from ``hyperparameters.json``: a string as
+    it is (``adam``, not ``"adam"``), anything else in its JSON form (``3``, ``0.1``,
+    ``true``). No script-mode keys: the container isn't the training toolkit.
+    https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html
+    """
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in values.items()}
 
 
 def sanitize_tag_value(text: str) -> str:

@@ -1,25 +1,36 @@
 """The embedded :class:`~bot.ports.JobStore`: one SQLite file in WAL mode.
 
-Models are stored as JSON next to the few columns that queries and constraints need. Every
-write that can race runs in ``BEGIN IMMEDIATE`` (one writer at a time, across threads and
-processes) or is a single conditional ``UPDATE``; readers never block writers (WAL).
-A version's JSON is split in two: the fields fixed at creation and the mutable state, so
-``save_version`` cannot rewrite a version's spec or lineage even by mistake.
+Every write that can race runs in ``BEGIN IMMEDIATE`` (one writer at a time, across threads and
+processes) or is a single conditional ``UPDATE``; readers never block writers (WAL). The schema
+is in :mod:`.migrations`, the rows in :mod:`.rows`, registered algorithms in :mod:`.algorithms`.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
+from bot.adapters.sqlite import algorithms
+from bot.adapters.sqlite.migrations import upgrade
+from bot.adapters.sqlite.rows import (
+    APPROVAL_MUTABLE,
+    FIXED_FIELDS,
+    STATE_EXCLUDE,
+    VERSION_COLUMNS,
+    approval_from_row,
+    job_from_row,
+    timestamp,
+    undelivered,
+    version_from_row,
+)
 from bot.domain import (
+    Algorithm,
     Approval,
     ConfigError,
     Conflict,
@@ -30,99 +41,8 @@ from bot.domain import (
     StaleWrite,
     TrainingJob,
 )
-from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
-from bot.domain.job import VERSION_FIXED_FIELDS
 
 __all__ = ["SqliteStore"]
-
-# Each entry upgrades the schema by one; PRAGMA user_version counts the entries applied.
-# Append, never edit: a file written by an older trainbot replays only what it lacks.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE jobs (
-            name TEXT PRIMARY KEY,
-            channel TEXT,
-            created_at TEXT NOT NULL,
-            latest_version INTEGER NOT NULL,
-            body TEXT NOT NULL
-        )""",
-        "CREATE INDEX jobs_by_channel ON jobs (channel, created_at)",
-        "CREATE INDEX jobs_by_time ON jobs (created_at)",
-        """CREATE TABLE versions (
-            job TEXT NOT NULL REFERENCES jobs (name),
-            number INTEGER NOT NULL,
-            revision INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            terminal INTEGER NOT NULL,
-            backend_job_name TEXT,
-            request_key TEXT,
-            created_at TEXT NOT NULL,
-            ended_at TEXT,
-            fixed TEXT NOT NULL,
-            state TEXT NOT NULL,
-            PRIMARY KEY (job, number)
-        )""",
-        "CREATE UNIQUE INDEX versions_by_backend_name ON versions (backend_job_name)",
-        "CREATE UNIQUE INDEX versions_by_request_key ON versions (request_key)",
-        "CREATE INDEX versions_active ON versions (created_at) WHERE terminal = 0",
-        "CREATE INDEX versions_by_ended_at ON versions (ended_at)",
-        """CREATE TABLE presets (
-            scope TEXT NOT NULL,
-            name TEXT NOT NULL,
-            body TEXT NOT NULL,
-            PRIMARY KEY (scope, name)
-        )""",
-        """CREATE TABLE approvals (
-            id TEXT PRIMARY KEY,
-            decision TEXT,
-            decided_by TEXT,
-            decided_at TEXT,
-            decision_note TEXT NOT NULL DEFAULT '',
-            channel TEXT,
-            message_ts TEXT,
-            body TEXT NOT NULL
-        )""",
-    ),
-    (
-        # 1 while an ended version's outbox holds what the channel must still hear.
-        "ALTER TABLE versions ADD COLUMN undelivered INTEGER NOT NULL DEFAULT 0",
-        "CREATE INDEX versions_undelivered ON versions (created_at) WHERE undelivered = 1",
-    ),
-)
-
-FIXED_FIELDS = VERSION_FIXED_FIELDS
-_STATE_EXCLUDE = FIXED_FIELDS | {"revision"}
-_APPROVAL_MUTABLE = APPROVAL_MUTABLE_FIELDS
-
-_VERSION_COLUMNS = "fixed, state, revision"
-
-
-def _ts(moment: datetime) -> str:
-    """Fixed-width UTC text, so that text order is time order in the indexes."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _version(row: sqlite3.Row) -> JobVersion:
-    data = {**json.loads(row["fixed"]), **json.loads(row["state"]), "revision": row["revision"]}
-    return JobVersion.model_validate(data)
-
-
-def _undelivered(version: JobVersion) -> int:
-    return int(version.status.terminal and bool(version.outbox))
-
-
-def _job(row: sqlite3.Row) -> TrainingJob:
-    return TrainingJob.model_validate(
-        {**json.loads(row["body"]), "latest_version": row["latest_version"]}
-    )
-
-
-def _approval(row: sqlite3.Row) -> Approval:
-    data = json.loads(row["body"])
-    data.update({k: row[k] for k in _APPROVAL_MUTABLE if row[k] is not None})
-    return Approval.model_validate(data)
 
 
 class _Connection:
@@ -190,17 +110,7 @@ class SqliteStore:
             raise ConfigError(f"{self.path}: SQLite could not use WAL mode (got {mode!r}).")
         # Inside the write lock, so two processes opening a new file migrate it once.
         with self._write():
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current > len(MIGRATIONS):
-                raise ConfigError(
-                    f"{self.path} has schema version {current}; this trainbot knows "
-                    f"{len(MIGRATIONS)}.",
-                    hint="Upgrade trainbot, or point TRAINBOT_HOME at another folder.",
-                )
-            for statements in MIGRATIONS[current:]:
-                for statement in statements:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            upgrade(conn, self.path)
 
     def close(self) -> None:
         """Close every thread's connection. The store must not be used afterwards."""
@@ -219,11 +129,11 @@ class SqliteStore:
         with self._write() as conn:
             if draft.request_key is not None:
                 row = conn.execute(
-                    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE request_key = ?",
+                    f"SELECT {VERSION_COLUMNS} FROM versions WHERE request_key = ?",
                     (draft.request_key,),
                 ).fetchone()
                 if row is not None:
-                    return _version(row), False
+                    return version_from_row(row), False
             number = self._next_number(conn, draft.job, new_job)
             stored = draft.model_copy(update={"number": number, "revision": 1})
             self._insert_version(conn, stored)
@@ -240,7 +150,7 @@ class SqliteStore:
                 (
                     job,
                     new_job.channel,
-                    _ts(new_job.created_at),
+                    timestamp(new_job.created_at),
                     new_job.model_dump_json(exclude={"latest_version"}),
                 ),
             )
@@ -263,13 +173,13 @@ class SqliteStore:
                     version.revision,
                     version.status.value,
                     int(version.status.terminal),
-                    _undelivered(version),
+                    undelivered(version),
                     version.backend_job_name,
                     version.request_key,
-                    _ts(version.created_at),
-                    _ts(version.ended_at) if version.ended_at else None,
+                    timestamp(version.created_at),
+                    timestamp(version.ended_at) if version.ended_at else None,
                     version.model_dump_json(include=set(FIXED_FIELDS)),
-                    version.model_dump_json(exclude=set(_STATE_EXCLUDE)),
+                    version.model_dump_json(exclude=set(STATE_EXCLUDE)),
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -279,7 +189,7 @@ class SqliteStore:
         row = self._conn().execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"No job named `{name}`.")
-        return _job(row)
+        return job_from_row(row)
 
     def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
         """Newest first; all channels when ``channel`` is None."""
@@ -290,30 +200,30 @@ class SqliteStore:
         rows = self._conn().execute(
             f"{sql} ORDER BY created_at DESC, name DESC LIMIT ?", (*args, limit)
         )
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def get_version(self, job: str, number: int) -> JobVersion:
         row = (
             self._conn()
             .execute(
-                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE job = ? AND number = ?",
+                f"SELECT {VERSION_COLUMNS} FROM versions WHERE job = ? AND number = ?",
                 (job, number),
             )
             .fetchone()
         )
         if row is None:
             raise NotFound(f"No version {number} of job `{job}`.")
-        return _version(row)
+        return version_from_row(row)
 
     def list_versions(self, job: str) -> list[JobVersion]:
         """Oldest first. ``NotFound`` if the job does not exist."""
         conn = self._conn()
         rows = conn.execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE job = ? ORDER BY number", (job,)
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE job = ? ORDER BY number", (job,)
         ).fetchall()
         if not rows:
             self.get_job(job)  # NotFound, or a job without versions
-        return [_version(row) for row in rows]
+        return [version_from_row(row) for row in rows]
 
     def save_version(self, version: JobVersion) -> JobVersion:
         """Compare-and-set on ``revision``; fields fixed at creation are kept as stored.
@@ -346,14 +256,14 @@ class SqliteStore:
             rows = conn.execute(
                 "UPDATE versions SET revision = revision + 1, status = ?, terminal = ?, "
                 "undelivered = ?, backend_job_name = ?, ended_at = ?, state = ? "
-                f"WHERE job = ? AND number = ? AND revision = ? RETURNING {_VERSION_COLUMNS}",
+                f"WHERE job = ? AND number = ? AND revision = ? RETURNING {VERSION_COLUMNS}",
                 (
                     version.status.value,
                     int(version.status.terminal),
-                    _undelivered(version),
+                    undelivered(version),
                     version.backend_job_name,
-                    _ts(version.ended_at) if version.ended_at else None,
-                    version.model_dump_json(exclude=set(_STATE_EXCLUDE)),
+                    timestamp(version.ended_at) if version.ended_at else None,
+                    version.model_dump_json(exclude=set(STATE_EXCLUDE)),
                     version.job,
                     version.number,
                     version.revision,
@@ -369,44 +279,44 @@ class SqliteStore:
                 f"{version.label} changed meanwhile (revision {stored.revision}, "
                 f"written from {version.revision})."
             )
-        return _version(rows[0])
+        return version_from_row(rows[0])
 
     def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
         row = (
             self._conn()
             .execute(
-                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE backend_job_name = ?",
+                f"SELECT {VERSION_COLUMNS} FROM versions WHERE backend_job_name = ?",
                 (backend_job_name,),
             )
             .fetchone()
         )
-        return None if row is None else _version(row)
+        return None if row is None else version_from_row(row)
 
     def list_active(self) -> list[JobVersion]:
         """Non-terminal versions, oldest first (the partial index ``versions_active``)."""
         rows = self._conn().execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE terminal = 0 "
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE terminal = 0 "
             "ORDER BY created_at, job, number"
         )
-        return [_version(row) for row in rows]
+        return [version_from_row(row) for row in rows]
 
     def list_undelivered(self) -> list[JobVersion]:
         """Ended versions with an outbox, oldest first (the partial index
         ``versions_undelivered``)."""
         rows = self._conn().execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE undelivered = 1 "
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE undelivered = 1 "
             "ORDER BY created_at, job, number"
         )
-        return [_version(row) for row in rows]
+        return [version_from_row(row) for row in rows]
 
     def list_ended_since(self, since: datetime) -> list[JobVersion]:
         """Versions with ``ended_at >= since``, earliest end first."""
         rows = self._conn().execute(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE ended_at >= ? "
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE ended_at >= ? "
             "ORDER BY ended_at, job, number",
-            (_ts(since),),
+            (timestamp(since),),
         )
-        return [_version(row) for row in rows]
+        return [version_from_row(row) for row in rows]
 
     # -- presets ----------------------------------------------------------------------
 
@@ -446,6 +356,26 @@ class SqliteStore:
         if cursor.rowcount == 0:
             raise NotFound(f"No preset named `{name}`.")
 
+    # -- registered algorithms --------------------------------------------------------
+
+    def register_algorithm(self, scope: str, algorithm: Algorithm) -> tuple[Algorithm, bool]:
+        """See :meth:`bot.ports.JobStore.register_algorithm`: the version (if new) and the
+        id's pointer to it, in one transaction."""
+        with self._write() as conn:
+            return algorithms.register(conn, scope, algorithm)
+
+    def get_registered_algorithm(self, scope: str, algo_id: str,
+                                 digest: str | None = None) -> Algorithm:
+        return algorithms.get(self._conn(), scope, algo_id, digest)
+
+    def list_registered_algorithms(self, scope: str) -> list[Algorithm]:
+        """The current version of every id, hidden ones included; by id (byte order)."""
+        return algorithms.listed(self._conn(), scope)
+
+    def hide_algorithm(self, scope: str, algo_id: str, *, hidden: bool = True) -> Algorithm:
+        with self._write() as conn:
+            return algorithms.hide(conn, scope, algo_id, hidden=hidden)
+
     # -- approvals --------------------------------------------------------------------
 
     def create_approval(self, approval: Approval) -> Approval:
@@ -458,8 +388,8 @@ class SqliteStore:
                     "decision_note, channel, message_ts, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         approval.id,
-                        *(data[k] for k in _APPROVAL_MUTABLE),
-                        approval.model_dump_json(exclude=set(_APPROVAL_MUTABLE)),
+                        *(data[k] for k in APPROVAL_MUTABLE),
+                        approval.model_dump_json(exclude=set(APPROVAL_MUTABLE)),
                     ),
                 )
         except sqlite3.IntegrityError as exc:
@@ -472,7 +402,7 @@ class SqliteStore:
         )
         if row is None:
             raise NotFound(f"No approval request `{approval_id}`.")
-        return _approval(row)
+        return approval_from_row(row)
 
     def decide_approval(
         self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str = ""
