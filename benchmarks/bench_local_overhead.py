@@ -114,7 +114,7 @@ def prepare_direct(deps: Any, algorithm: str, job: str, root: Path, *,
                                                                 dict[str, str]]:
     """A run folder exactly as LocalCompute prepares it (``prepare_run``); returns the
     folder, the launch record (command, cwd) and the process environment — nothing started."""
-    from bot.adapters.local.contract import channel_sources, prepare_run
+    from bot.adapters.local.contract import algorithm_source, channel_sources, prepare_run
     from bot.adapters.local.plan import detect_gpus, plan_processes
     from bot.adapters.local.processes import process_env
     from bot.adapters.local.runs import RunDir
@@ -133,7 +133,7 @@ def prepare_direct(deps: Any, algorithm: str, job: str, root: Path, *,
     run = RunDir(root / f"direct-{job}")
     run.create()
     record = prepare_run(run, version, algo, chosen, plan,
-                         source=compute.algorithms_root / algo.id,
+                         source=algorithm_source(algo, compute.algorithms_root),
                          channels=channel_sources(version, algo), data=compute.data,
                          inputs_dir=compute.inputs_dir, python=compute.python,
                          hide_gpus=bool(gpus))
