@@ -98,3 +98,14 @@ def test_history_has_constant_active_and_recent_versions() -> None:
         names = [v.backend_job_name for v in versions if v.backend_job_name]
         assert len(names) == len(set(names))
         assert json.loads(versions[-1].model_dump_json())["job"] == jobs[-1].name
+
+
+def test_the_direct_run_is_prepared_as_the_local_compute_prepares_it(tmp_path: Path) -> None:
+    bench = load("bench_local_overhead")
+    deps, _ = bench.make_deps(tmp_path / "home")
+    try:
+        run, record, env = bench.prepare_direct(deps, "tabular-classification", "smoke", tmp_path)
+        assert (run.code_dir / "train.py").is_file()
+        assert record["command"] and env["SM_MODEL_DIR"]
+    finally:
+        deps.compute.close()
