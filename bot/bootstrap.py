@@ -18,10 +18,10 @@ from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.domain import ConfigError
-from bot.ports import Chat, Compute, DataGuard, FileInbox, JobStore
+from bot.ports import Chat, Compute, DataGuard, FileInbox, JobStore, ModelRegistry
 from bot.services.algorithms import AlgorithmOf, Algorithms
 from bot.services.authz import MembershipCheck, Policy, no_groups
-from bot.services.context import Deps, NullChat
+from bot.services.context import Deps, NullChat, StoreOnlyModels
 
 if TYPE_CHECKING:
     from bot.adapters.file_store import FileStorage
@@ -32,6 +32,7 @@ __all__ = [
     "build_compute",
     "build_deps",
     "build_file_storage",
+    "build_model_registry",
     "build_policy",
     "build_store",
     "data_dirs",
@@ -127,6 +128,7 @@ def build_deps(
     store: JobStore | None = None,
     compute: Compute | None = None,
     files: FileInbox | None = None,
+    models: ModelRegistry | None = None,
     recover: bool = True,
     detach_tensorboard: bool = False,
 ) -> Deps:
@@ -156,9 +158,20 @@ def build_deps(
         stuck_after=stuck_after(settings),
         local_data=_local_data(settings),
         files=files,
+        models=models or build_model_registry(settings),
     )
     start_reporting(deps, recover=recover)
     return deps
+
+
+def build_model_registry(settings: Settings) -> ModelRegistry:
+    """Where registered models also go: SageMaker's Model Registry on AWS; the store alone
+    on the embedded default."""
+    if settings.compute == "sagemaker":
+        from bot.adapters.sagemaker.models import SageMakerModelRegistry
+
+        return SageMakerModelRegistry.from_settings(settings)
+    return StoreOnlyModels()
 
 
 def _local_data(settings: Settings) -> DataGuard | None:

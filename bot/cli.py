@@ -163,7 +163,7 @@ _GLOBAL = (
 )
 _ALL_COMMANDS = ["help", *_LOCAL, "admin", "algorithms", "pools", "start", "rerun", "stop",
                  "status", "versions", "show", "diff", "lineage", "eval", "logs", "tb", "preset",
-                 "approve", "reject"]
+                 "approve", "reject", "model", "models"]
 
 
 def _usage(topic: str | None) -> str:
@@ -213,6 +213,9 @@ def _usage(topic: str | None) -> str:
 def _help(topic: str | None, *, as_json: bool) -> int:
     from bot.commands import USAGE
 
+    if topic is not None and topic not in USAGE and topic.split()[0] in USAGE \
+            and topic not in _MANAGE and topic != "algorithms publish":
+        topic = topic.split()[0]  # `help model register`: the usage of `model`
     if topic is not None and topic not in USAGE and topic not in _LOCAL \
             and topic not in ("admin", "algorithms publish", *_MANAGE):
         raise InvalidInput(f"There's no command `{topic[:40]}`.",
@@ -346,13 +349,22 @@ def _with_suggestion(deps: Deps, exc: TrainbotError) -> TrainbotError:
 
 def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
     """The reply's data as JSON (see bot.views.data for the objects)."""
-    from bot.commands import Approve, Logs, Reject, Tb, Versions
-    from bot.domain import Algorithm, Lineage, Preset, ResourcePool
+    from bot.commands import Approve, Logs, Models, Reject, Tb, Versions
+    from bot.domain import Algorithm, Lineage, ModelVersion, Preset, ResourcePool
+    from bot.services.models import Registration
     from bot.services.queries import StatusOverview, VersionDiff
     from bot.views import data
 
     algorithm_of = deps.algorithms.find
     found = reply.data
+    if isinstance(cmd, Models) and isinstance(found, dict):
+        if cmd.group is not None:  # one group: its versions
+            return [data.model_data(m) for versions in found.values() for m in versions]
+        return data.model_groups_data(found)
+    if isinstance(found, Registration):
+        return data.model_data(found.model) | {"created": found.created}
+    if isinstance(found, ModelVersion):
+        return data.model_data(found)
     if isinstance(cmd, Versions) and isinstance(found, list):
         return [data.version_row(v, algorithm_of) for v in found]
     if isinstance(cmd, Approve | Reject) and reply.approval and reply.version:

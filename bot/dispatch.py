@@ -20,6 +20,10 @@ from bot.commands import (
     Help,
     Lineage,
     Logs,
+    ModelApprove,
+    ModelRegister,
+    ModelReject,
+    Models,
     Pools,
     PresetDelete,
     PresetList,
@@ -36,10 +40,11 @@ from bot.commands import (
     Versions,
 )
 from bot.domain import Approval, InvalidInput, JobVersion
-from bot.services import approvals, launching, presets, queries, requests
+from bot.services import approvals, launching, models, presets, queries, requests
 from bot.services.context import Deps
 from bot.views import presenters
 from bot.views.doc import Button, Doc
+from bot.views.models import model_card, models_doc
 from bot.views.mrkdwn import code, esc, link, mention
 
 __all__ = ["Actor", "Reply", "execute"]
@@ -118,6 +123,17 @@ def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
             return _decide(deps, cmd.request_id, actor, approve=True)
         case Reject():
             return _decide(deps, cmd.request_id, actor, approve=False, note=cmd.reason or "")
+        case ModelRegister():
+            return _register_model(deps, cmd, actor)
+        case ModelApprove():
+            return _decide_model(deps, cmd.group, cmd.number, actor, approve=True,
+                                 note=cmd.note or "")
+        case ModelReject():
+            return _decide_model(deps, cmd.group, cmd.number, actor, approve=False,
+                                 note=cmd.reason or "")
+        case Models():
+            groups = models.list_models(deps, cmd.group)
+            return Reply(models_doc(groups, one_group=cmd.group is not None), data=groups)
         case _:
             assert_never(cmd)
 
@@ -274,3 +290,30 @@ def _decide(deps: Deps, approval_id: str, a: Actor, *, approve: bool, note: str 
     verb = "Approved" if approve else "Rejected"
     return Reply(Doc(title=f"{verb} request {code(ap.id)}: {esc(v.label)} is "
                            f"{v.status.value.lower()}."), version=v, approval=ap)
+
+
+def _register_model(deps: Deps, c: ModelRegister, a: Actor) -> Reply:
+    done = models.register_model(deps, c.job, c.version, group=c.group, user=a.user,
+                                 channel=a.channel)
+    m = done.model
+    doc = model_card(m)
+    doc.buttons.clear()  # the card in the channel has them; this answer only tells
+    source = f"{esc(m.job)} v{m.version}"
+    if done.created:
+        doc.title = (f":package: Registered model *{esc(m.label)}* from training version "
+                     f"*{source}* — pending approval.")
+    else:
+        doc.title = (f":package: Training version *{source}* is already registered in "
+                     f"*{esc(m.group)}*: model *{esc(m.label)}* ({esc(m.status.value)}).")
+    if m.pending:
+        doc.context.insert(0, f"An approver can run `/train model approve {esc(m.group)} "
+                              f"v{m.number}` or press Approve on the card.")
+    return Reply(doc, data=done)
+
+
+def _decide_model(deps: Deps, group: str, number: int, a: Actor, *, approve: bool,
+                  note: str) -> Reply:
+    m = models.decide_model(deps, group, number, user=a.user, approve=approve, note=note)
+    verb = "Approved" if approve else "Rejected"
+    return Reply(Doc(title=f"{verb} model *{esc(m.label)}* (from {esc(m.job)} v{m.version})."),
+                 data=m)

@@ -18,6 +18,8 @@ from bot.domain import (
     Decision,
     JobVersion,
     MetricSummary,
+    ModelStatus,
+    ModelVersion,
     Preset,
     Progress,
     ResourcePool,
@@ -38,6 +40,7 @@ __all__ = [
     "JobStore",
     "Launch",
     "Links",
+    "ModelRegistry",
     "Results",
     "StoredFile",
 ]
@@ -147,6 +150,35 @@ class JobStore(Protocol):
     def hide_algorithm(self, scope: str, algo_id: str, *, hidden: bool = True) -> Algorithm:
         """Hide the id from new starts (or show it again); every version stays readable.
         ``NotFound`` if the id was never registered."""
+        ...
+
+    def add_model_version(self, model: ModelVersion) -> tuple[ModelVersion, bool]:
+        """Register ``model`` as the group's next version (``model.number`` is ignored and
+        allocated atomically, 1, 2, …). Idempotent per training version and group: the same
+        ``(group, job, version)`` again returns the stored one. Returns ``(stored, created)``."""
+        ...
+
+    def get_model_version(self, group: str, number: int) -> ModelVersion:
+        """``NotFound`` if the group has no such version."""
+        ...
+
+    def list_model_groups(self) -> list[str]:
+        """Every group with at least one version, sorted."""
+        ...
+
+    def list_model_versions(self, group: str) -> list[ModelVersion]:
+        """The group's versions, oldest first (``NotFound`` for an unknown group)."""
+        ...
+
+    def models_of(self, job: str, version: int) -> list[ModelVersion]:
+        """The model versions registered from one training version (any group)."""
+        ...
+
+    def save_model_version(self, model: ModelVersion, *,
+                           expect_status: ModelStatus | None = None) -> ModelVersion:
+        """Store changed fields of an existing model version (package_arn, the card's
+        channel/ts, the decision). With ``expect_status`` the write happens only if the stored
+        status still is that one — a decision is taken once: ``Conflict`` otherwise."""
         ...
 
     def create_approval(self, approval: Approval) -> Approval: ...
@@ -300,6 +332,15 @@ class Chat(Protocol):
 
     def approval_decided(self, approval: Approval, version: JobVersion) -> None: ...
 
+    def model_registered(self, model: ModelVersion) -> tuple[str, str] | None:
+        """Post the model version's approval card (Approve/Reject) in the channel of the
+        training version's card; return ``(channel, ts)``, or None when there is no channel."""
+        ...
+
+    def model_decided(self, model: ModelVersion) -> None:
+        """Update the model's card: decided, by whom; no buttons left."""
+        ...
+
     def thread_link(self, version: JobVersion) -> str | None:
         """A link to the version's card thread (where its pictures are), or None when it has
         no card or the chat can't say."""
@@ -313,6 +354,21 @@ class DataGuard(Protocol):
         """``data`` with local paths checked and written as ``file:///…`` URIs; other URIs
         as they are. ``InvalidInput`` naming the user's URI when one may not be read —
         the same text for a refused and a missing path unless ``trusted`` (the OS user)."""
+        ...
+
+
+class ModelRegistry(Protocol):
+    """Where registered models also live outside the store (AWS: SageMaker Model Registry);
+    the embedded default keeps them in the store alone."""
+
+    def register(self, model: ModelVersion) -> str | None:
+        """Create the model version there (its group when missing), pending manual approval;
+        return its id (the model package ARN), or None when there is nothing but the store.
+        Called again for the same model version, it returns the one already created."""
+        ...
+
+    def decide(self, model: ModelVersion) -> None:
+        """Set the approval status (``model.status``, with who decided and the note)."""
         ...
 
 

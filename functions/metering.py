@@ -16,6 +16,7 @@ from bot.domain import (
     Approval,
     Decision,
     JobVersion,
+    ModelVersion,
     Progress,
     ResourcePool,
     Status,
@@ -117,6 +118,12 @@ class MeteredChat:
 
     def thread_link(self, version: JobVersion) -> str | None:
         return self._inner.thread_link(version)
+
+    def model_registered(self, model: ModelVersion) -> tuple[str, str] | None:
+        return self._inner.model_registered(model)
+
+    def model_decided(self, model: ModelVersion) -> None:
+        self._inner.model_decided(model)
 
 
 def instrument(deps: Deps) -> Deps:

@@ -16,6 +16,7 @@ from bot.domain import (
     Decision,
     InvalidInput,
     JobVersion,
+    ModelVersion,
     NotFound,
     Preset,
     Progress,
@@ -26,6 +27,7 @@ from bot.domain import (
     TrainingJobStateChange,
 )
 from bot.domain.job import VERSION_FIXED_FIELDS as _IMMUTABLE
+from bot.domain.model import MODEL_MUTABLE_FIELDS
 from bot.ports import EventReport, Launch, Links, Results
 
 
@@ -43,6 +45,8 @@ class MemoryStore:
         # (scope, id) the current digest and whether the id is hidden.
         self.algorithm_versions: dict[tuple[str, str, str], Algorithm] = {}
         self.algorithm_ids: dict[tuple[str, str], tuple[str, bool]] = {}
+        # Registered models by (group, number).
+        self.models: dict[tuple[str, int], ModelVersion] = {}
 
     def add_version(self, draft, *, new_job=None):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -196,6 +200,51 @@ class MemoryStore:
             digest, _ = self.algorithm_ids[(scope, algo_id)]
             self.algorithm_ids[(scope, algo_id)] = (digest, hidden)
             return self._registered(scope, algo_id)
+
+    # What save_model_version writes; every other field is kept as registered.
+    MODEL_MUTABLE = MODEL_MUTABLE_FIELDS
+
+    def add_model_version(self, model):  # type: ignore[no-untyped-def]
+        with self._lock:
+            for stored in self.models.values():
+                if (stored.group, stored.job, stored.version) == (
+                        model.group, model.job, model.version):
+                    return stored, False
+            number = 1 + max((n for g, n in self.models if g == model.group), default=0)
+            stored = model.model_copy(update={"number": number})
+            self.models[(model.group, number)] = stored
+            return stored, True
+
+    def get_model_version(self, group, number):  # type: ignore[no-untyped-def]
+        try:
+            return self.models[(group, number)]
+        except KeyError:
+            raise NotFound(f"There is no version {number} of model `{group}`.") from None
+
+    def list_model_groups(self):  # type: ignore[no-untyped-def]
+        return sorted({g for g, _ in self.models})
+
+    def list_model_versions(self, group):  # type: ignore[no-untyped-def]
+        found = sorted((m for (g, _), m in self.models.items() if g == group),
+                       key=lambda m: m.number)
+        if not found:
+            raise NotFound(f"There is no model `{group}`.")
+        return found
+
+    def models_of(self, job, version):  # type: ignore[no-untyped-def]
+        return sorted((m for m in self.models.values() if (m.job, m.version) == (job, version)),
+                      key=lambda m: m.group)
+
+    def save_model_version(self, model, *, expect_status=None):  # type: ignore[no-untyped-def]
+        with self._lock:
+            stored = self.get_model_version(model.group, model.number)
+            if expect_status is not None and stored.status != expect_status:
+                raise Conflict(f"{stored.label} was already {stored.status.value.lower()} "
+                               f"by {stored.decided_by}.")
+            saved = stored.model_copy(
+                update={k: getattr(model, k) for k in self.MODEL_MUTABLE})
+            self.models[(model.group, model.number)] = saved
+            return saved
 
     def create_approval(self, approval):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -351,6 +400,13 @@ class RecordingChat:
     def thread_link(self, version: JobVersion) -> str | None:
         return f"https://slack.example/archives/{version.channel}/p{version.message_ts}" if (
             version.channel and version.message_ts) else None
+
+    def model_registered(self, model, version=None):  # type: ignore[no-untyped-def]
+        self.calls.append(("model registered", model.label))
+        return ("C1", f"7.{model.number}") if model.channel else None
+
+    def model_decided(self, model):  # type: ignore[no-untyped-def]
+        self.calls.append(("model decided", (model.label, model.status)))
 
 
 def event(name: str, status: str, secondary: str | None = None, **detail: object

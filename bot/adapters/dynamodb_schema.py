@@ -19,6 +19,12 @@ Single-table layout (keys are strings)::
     algorithm  ALGO#<scope>#<id>  V#<digest>    one registered version (immutable, put once)
     algo id    ALGOS#<scope>      <id>          the id's current digest, hidden flag and that
                                                 version's body: listing a scope is one Query
+    model      MODEL#<group>      V#<000001>    one registered model version; GSI1 (models of
+                                                a training version: TRAINED#<job>#<000001>)
+    model src  MODEL#<group>      FROM#<job>#<000001>  the number registered from that training
+                                                version: registering it again finds it
+    group      MODELS             <group>       the group's version counter; listing groups is
+                                                one Query
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = [
     "ENDED_INDEX",
     "IDEMPOTENCY_KEY",
     "IDEMPOTENCY_TTL_ATTRIBUTE",
+    "MODELS_OF_INDEX",
     "cloudformation_resource",
     "ensure_tables",
     "idempotency_cloudformation_resource",
@@ -46,6 +53,8 @@ BACKEND_INDEX = "GSI2"  # GSI2PK=BACKEND#<backend job name>
 CHANNEL_INDEX = "GSI3"  # GSI3PK=CHANNEL#<channel>, GSI3SK=<created_at>#<job>
 ENDED_INDEX = "GSI4"  # GSI4PK=ENDED#<YYYY-MM-DD>, GSI4SK=<ended_at>#<job>#<number>
 ALL_JOBS_INDEX = "GSI5"  # GSI5PK=JOBS, GSI5SK=<created_at>#<job>
+# Model versions share GSI1 (an overloaded index: its partitions are told apart by prefix).
+MODELS_OF_INDEX = ACTIVE_INDEX  # GSI1PK=TRAINED#<job>#<000001>, GSI1SK=<group>
 
 # Active versions are spread over a few partitions so a burst of launches doesn't make one
 # index partition hot; list_active queries every shard.

@@ -23,6 +23,10 @@ from bot.commands.verbs import (
     Help,
     Lineage,
     Logs,
+    ModelApprove,
+    ModelRegister,
+    ModelReject,
+    Models,
     Pools,
     PresetDelete,
     PresetList,
@@ -41,7 +45,7 @@ from bot.commands.verbs import (
 
 __all__ = [
     "COMMANDS", "USAGE", "Algorithms", "Approve", "Command", "Diff", "Eval", "Help", "Lineage",
-    "Logs", "Pools", "PresetDelete", "PresetList", "PresetSave", "PresetShow", "Reject",
-    "Rerun", "Show", "Start", "StartForm", "StatusQuery", "Stop", "Tb", "Versions", "parse",
-    "parse_duration", "unescape_slack",
+    "Logs", "ModelApprove", "ModelRegister", "ModelReject", "Models", "Pools", "PresetDelete",
+    "PresetList", "PresetSave", "PresetShow", "Reject", "Rerun", "Show", "Start", "StartForm",
+    "StatusQuery", "Stop", "Tb", "Versions", "parse", "parse_duration", "unescape_slack",
 ]

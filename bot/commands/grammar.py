@@ -21,6 +21,10 @@ from bot.commands.verbs import (
     Help,
     Lineage,
     Logs,
+    ModelApprove,
+    ModelRegister,
+    ModelReject,
+    Models,
     Pools,
     PresetDelete,
     PresetList,
@@ -61,6 +65,9 @@ USAGE: dict[str, str] = {
     "preset delete NAME",
     "approve": "approve REQUEST_ID [--wait]",
     "reject": "reject REQUEST_ID [--reason TEXT]",
+    "model": "model register JOB [vN] [--group NAME]  ·  model approve GROUP vN [--note TEXT]"
+    "  ·  model reject GROUP vN [--reason TEXT]",
+    "models": "models [GROUP]",
 }
 COMMANDS = tuple(USAGE)
 
@@ -382,6 +389,34 @@ def _reject(w: _Words) -> Reject:
     return Reject(request_id=pos[0], reason=w.one(opts, "reason"))
 
 
+def _model(w: _Words) -> ModelRegister | ModelApprove | ModelReject:
+    if not w.words:
+        raise w.error("`model` needs a subcommand: register, approve or reject.")
+    sub = w.words[0].lower()
+    w.words = w.words[1:]
+    if sub == "register":
+        pos, opts = w.split({"group": True})
+        job, version = w.job_and_version(pos)
+        return ModelRegister(job=job, version=version, group=w.one(opts, "group"))
+    if sub not in ("approve", "reject"):
+        raise w.error(f"`{_clip(sub)}` is not a model subcommand (register, approve, reject).")
+    flag = "note" if sub == "approve" else "reason"
+    pos, opts = w.split({flag: True})
+    if len(pos) != 2:
+        raise w.error(f"`model {sub}` takes a model group and a version, e.g. `churn v2`.")
+    group, number = pos[0], w.version(pos[1])
+    if sub == "approve":
+        return ModelApprove(group=group, number=number, note=w.one(opts, "note"))
+    return ModelReject(group=group, number=number, reason=w.one(opts, "reason"))
+
+
+def _models(w: _Words) -> Models:
+    pos, _ = w.split({})
+    if len(pos) > 1:
+        raise w.error("`models` takes at most a model group name.")
+    return Models(group=pos[0] if pos else None)
+
+
 def _option_dashes(word: str) -> str:
     """``—pool`` / ``–pool`` (an autocorrected ``--pool``) → ``--pool``; other words as is."""
     return _DASHED_OPTION.sub("--", word)
@@ -419,4 +454,6 @@ _PARSERS: dict[str, Callable[[_Words], Command]] = {
     "preset": _preset,
     "approve": _approve,
     "reject": _reject,
+    "model": _model,
+    "models": _models,
 }

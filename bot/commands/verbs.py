@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
 __all__ = [
-    "Algorithms", "Approve", "Command", "Diff", "Eval", "Help", "Lineage", "Logs", "Pools",
-    "PresetDelete", "PresetList", "PresetSave", "PresetShow", "Reject", "Rerun", "Show",
-    "Start", "StartForm", "StatusQuery", "Stop", "Tb", "Versions",
+    "Algorithms", "Approve", "Command", "Diff", "Eval", "Help", "Lineage", "Logs",
+    "ModelApprove", "ModelRegister", "ModelReject", "Models", "Pools", "PresetDelete",
+    "PresetList", "PresetSave", "PresetShow", "Reject", "Rerun", "Show", "Start", "StartForm",
+    "StatusQuery", "Stop", "Tb", "Versions",
 ]
 
 
@@ -179,8 +180,40 @@ class Reject:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class ModelRegister:
+    """Register a completed version as the next version of a model group."""
+
+    verb: ClassVar[str] = "model"
+    job: str
+    version: int | None = None  # the job's best completed version when None
+    group: str | None = None  # the job's name when None
+
+
+@dataclass(frozen=True)
+class ModelApprove:
+    verb: ClassVar[str] = "model"
+    group: str
+    number: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelReject:
+    verb: ClassVar[str] = "model"
+    group: str
+    number: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Models:
+    verb: ClassVar[str] = "models"
+    group: str | None = None  # one group's versions; every group when None
+
+
 Command: TypeAlias = (
     Help | Algorithms | Pools | Start | StartForm | Rerun | Stop | StatusQuery | Versions | Show
     | Diff | Lineage | Eval | Logs | Tb | PresetList | PresetShow | PresetDelete | PresetSave
-    | Approve | Reject
+    | Approve | Reject | ModelRegister | ModelApprove | ModelReject | Models
 )

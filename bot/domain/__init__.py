@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         TrainingJob,
     )
     from bot.domain.lineage import Lineage, LineageNode
+    from bot.domain.model import ModelStatus, ModelVersion
     from bot.domain.pool import ResourcePool
     from bot.domain.preset import Preset
     from bot.domain.spec import JobSpec
@@ -53,6 +54,7 @@ _HOME = {
     **dict.fromkeys(("Algorithm", "AlgorithmSource", "ChannelSpec", "HyperParameter",
                      "MetricDefinition", "Objective"), "algorithm"),
     **dict.fromkeys(("Approval", "Decision"), "approval"),
+    **dict.fromkeys(("ModelStatus", "ModelVersion"), "model"),
     **dict.fromkeys(("BackendError", "BackendRejected", "ChatUndelivered", "ConfigError",
                      "Conflict",
                      "InvalidInput", "NotAllowed", "NotFound", "QuotaExceeded", "StaleWrite",
@@ -87,6 +89,8 @@ __all__ = [
     "LineageNode",
     "MetricDefinition",
     "MetricSummary",
+    "ModelStatus",
+    "ModelVersion",
     "NotAllowed",
     "NotFound",
     "Objective",

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.catalog import Catalog
-from bot.domain import Approval, JobVersion, Status
-from bot.ports import Chat, Clock, Compute, DataGuard, FileInbox, JobStore
+from bot.domain import Approval, JobVersion, ModelVersion, Status
+from bot.ports import Chat, Clock, Compute, DataGuard, FileInbox, JobStore, ModelRegistry
 from bot.services.algorithms import Algorithms
 from bot.services.authz import Policy
 
-__all__ = ["CardsInFlight", "Deps", "NullChat"]
+__all__ = ["CardsInFlight", "Deps", "NullChat", "StoreOnlyModels"]
 
 log = logging.getLogger("trainbot")
 
@@ -43,6 +43,22 @@ class NullChat:
         return None
 
     def thread_link(self, version: JobVersion) -> str | None:
+        return None
+
+    def model_registered(self, model: ModelVersion) -> tuple[str, str] | None:
+        return None
+
+    def model_decided(self, model: ModelVersion) -> None:
+        return None
+
+
+class StoreOnlyModels:
+    """The embedded default's model registry: the store is all there is."""
+
+    def register(self, model: ModelVersion) -> str | None:
+        return None
+
+    def decide(self, model: ModelVersion) -> None:
         return None
 
 
@@ -92,6 +108,8 @@ class Deps:
     local_data: DataGuard | None = None
     # Files shared in the chat, fetched and stored for training (None: not offered).
     files: FileInbox | None = None
+    # Where registered models also go (AWS: SageMaker Model Registry).
+    models: ModelRegistry = field(default_factory=StoreOnlyModels)
     # Presets and registered algorithms (built from catalog and store).
     algorithms: Algorithms = field(init=False)
 

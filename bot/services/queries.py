@@ -25,6 +25,7 @@ __all__ = [
     "MetricDelta",
     "StatusOverview",
     "VersionDiff",
+    "algorithm_digest",
     "diff_versions",
     "get_version",
     "lineage",
@@ -130,7 +131,8 @@ def logs(deps: Deps, version: JobVersion, *, lines: int = 50) -> list[str]:
 
 
 def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
-    """data → algorithm (+ digest) → preset → parent versions → this version → model."""
+    """data → algorithm (+ digest) → preset → parent versions → this version → its model
+    artifact → the model versions registered from it."""
     version = get_version(deps, job, number)
     nodes: list[LineageNode] = []
     algo = deps.algorithms.find(version.spec)
@@ -170,7 +172,22 @@ def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
     if version.artifacts.model:
         nodes.append(LineageNode(kind="model", label="model", detail=version.artifacts.model,
                                  link=version.artifacts.model))
+    for model in deps.store.models_of(version.job, version.number):
+        detail = model.status.value + (f"; {model.package_arn}" if model.package_arn else "")
+        nodes.append(LineageNode(kind="model", label=model.label, detail=detail))
     return Lineage(job=job, version=version.number, nodes=nodes)
+
+
+def algorithm_digest(deps: Deps, version: JobVersion, algo: Algorithm | None) -> str | None:
+    """What identifies the code a version ran: a registered algorithm's digest (recorded when
+    it was registered, the version's exactly); a preset's source digest, computed from its
+    folder (there is no other record of it)."""
+    source = algo.source if algo else None
+    if source is not None:
+        return source.digest
+    if deps.catalog.algorithms_root is not None:
+        return source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
+    return version.spec.algorithm_digest
 
 
 def _algorithm_details(deps: Deps, version: JobVersion, algo: Algorithm | None) -> list[str]:
@@ -178,12 +195,7 @@ def _algorithm_details(deps: Deps, version: JobVersion, algo: Algorithm | None) 
     algorithm's digest is the one recorded when it was registered, the version's exactly;
     a preset's is computed from its folder (there is no other record of it)."""
     source = algo.source if algo else None
-    if source is not None:
-        digest: str | None = source.digest
-    elif deps.catalog.algorithms_root is not None:
-        digest = source_digest(deps.catalog.algorithms_root / version.spec.algorithm)
-    else:
-        digest = version.spec.algorithm_digest
+    digest = algorithm_digest(deps, version, algo)
     details = [f"source sha256:{digest[:12]}"] if digest else []
     if source is not None and source.kind == "image":
         # The container is the algorithm, whatever the backend (a digest pin stays in it).

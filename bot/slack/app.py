@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Collection
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
@@ -33,7 +34,7 @@ from bot.views.mrkdwn import esc, esc_keep_mentions
 if TYPE_CHECKING:
     from bot.services.context import Deps
 
-__all__ = ["BUTTONS", "MODALS", "MODAL_BUTTONS", "build_app"]
+__all__ = ["BUTTONS", "MODALS", "MODAL_BUTTONS", "build_app", "handlers"]
 
 log = logging.getLogger("trainbot.slack")
 
@@ -41,13 +42,14 @@ log = logging.getLogger("trainbot.slack")
 # command runs lazily, through the same dispatch as `/train`.
 BUTTONS = (
     "show_lineage", "show_logs", "show_eval", "stop_version", "approve_request",
-    "delete_preset",
+    "delete_preset", "register_model", "approve_model",
 )
 # Buttons that open a modal (a form whose submission is the command): the ack opens a
 # "loading" modal while the trigger is fresh; the lazy half, the interactions function of
 # that name, fills it in.
 MODAL_BUTTONS = {
     "reject_request": "Reject request", "rerun_version": "Rerun", "save_preset": "Save as preset",
+    "reject_model": "Reject model",
 }
 # One "Start" button per preset in a list, each with its own action_id (``start_preset:NAME``;
 # Slack refuses two equal action_ids in one block).
@@ -59,7 +61,11 @@ MODALS = {
     "rerun_form": True,
     "reject_reason": True,
     "save_preset": True,
+    "reject_model_reason": True,
 }
+# The listeners of the model approval card's Reject live in ``bot.slack.model_buttons``
+# (``interactions`` holds the rest).
+_MODEL_HANDLERS = frozenset({"reject_model", "reject_model_reason"})
 
 
 def build_app(
@@ -198,11 +204,20 @@ def _pressed(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
     return run
 
 
+def handlers(name: str) -> ModuleType:
+    """The module holding the work behind listener ``name``, imported on first use."""
+    if name in _MODEL_HANDLERS:
+        from bot.slack import model_buttons
+
+        return model_buttons
+    from bot.slack import interactions
+
+    return interactions
+
+
 def _opened(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
     def run(body: dict, respond: Callable[..., Any], client: Any) -> None:
-        from bot.slack import interactions
-
-        getattr(interactions, action_id)(deps, body, respond, client)
+        getattr(handlers(action_id), action_id)(deps, body, respond, client)
 
     run.__name__ = run.__qualname__ = action_id
     return run
@@ -210,9 +225,7 @@ def _opened(action_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
 
 def _modal_ack(callback_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
     def ack_view(ack: Callable[..., None], body: dict, view: dict) -> None:
-        from bot.slack import interactions
-
-        getattr(interactions, f"{callback_id}_ack")(deps, ack, body, view)
+        getattr(handlers(callback_id), f"{callback_id}_ack")(deps, ack, body, view)
 
     ack_view.__name__ = ack_view.__qualname__ = f"{callback_id}_ack"
     return ack_view
@@ -220,9 +233,7 @@ def _modal_ack(callback_id: str, deps: Callable[[], Deps]) -> Callable[..., None
 
 def _modal_submit(callback_id: str, deps: Callable[[], Deps]) -> Callable[..., None]:
     def submit(body: dict, client: Any) -> None:
-        from bot.slack import interactions
-
-        getattr(interactions, f"{callback_id}_submit")(deps, body, client)
+        getattr(handlers(callback_id), f"{callback_id}_submit")(deps, body, client)
 
     submit.__name__ = submit.__qualname__ = f"{callback_id}_submit"
     return submit

@@ -24,6 +24,7 @@ from bot.views.mrkdwn import code, esc
 __all__ = [
     "HP_BLOCK",
     "hyperparameter_view",
+    "model_reason_view",
     "plain_number",
     "read_values",
     "reason_view",
@@ -285,12 +286,21 @@ def read_data(values: dict[str, str], current: dict[str, str] | None = None
     return data, errors
 
 
+def _reason_blocks() -> list[dict]:
+    return [{"type": "input", "block_id": "reason", "label": _label("Why reject?"),
+             "element": {"type": "plain_text_input", "action_id": "value", "multiline": True,
+                         "max_length": 500}}]
+
+
 def reason_view(approval_id: str, meta: dict) -> View:
-    blocks = [{"type": "input", "block_id": "reason", "label": _label("Why reject?"),
-               "element": {"type": "plain_text_input", "action_id": "value", "multiline": True,
-                           "max_length": 500}}]
-    return _modal("reject_reason", "Reject request", blocks, {**meta, "approval": approval_id},
-                  "Reject")
+    return _modal("reject_reason", "Reject request", _reason_blocks(),
+                  {**meta, "approval": approval_id}, "Reject")
+
+
+def model_reason_view(group: str, number: int, meta: dict) -> View:
+    """Why a model version is rejected (the submission is `/train model reject`)."""
+    return _modal("reject_model_reason", "Reject model", _reason_blocks(),
+                  {**meta, "group": group, "number": number}, "Reject")
 
 
 def save_preset_view(meta: dict) -> View:

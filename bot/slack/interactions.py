@@ -30,6 +30,8 @@ from bot.commands import (
     Help,
     Lineage,
     Logs,
+    ModelApprove,
+    ModelRegister,
     PresetDelete,
     PresetSave,
     Reject,
@@ -261,6 +263,8 @@ BUTTON_COMMANDS: dict[str, Callable[[str], Command]] = {
     "approve_request": lambda value: Approve(request_id=value),
     "start_preset": lambda value: Start(preset=value),
     "delete_preset": lambda value: PresetDelete(name=value, confirmed=True),
+    "register_model": lambda value: ModelRegister(*_ref(value)),
+    "approve_model": lambda value: ModelApprove(*_ref(value)),  # GROUP:N
 }
 
 

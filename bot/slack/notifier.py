@@ -1,4 +1,5 @@
-"""The Chat port over Slack's Web API: version cards, threads, announcements, approvals.
+"""The Chat port over Slack's Web API: version cards, threads, announcements, approvals,
+model approval cards.
 
 Cards are updated in place (``chat.update``); each transition is also a reply in the card's
 thread; the end of a run is announced in the channel with the requester mentioned. The card
@@ -17,10 +18,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.domain import Algorithm, Approval, ChatUndelivered, JobSpec, JobVersion, Status
+from bot.domain import (
+    Algorithm,
+    Approval,
+    ChatUndelivered,
+    JobSpec,
+    JobVersion,
+    ModelVersion,
+    Status,
+)
 from bot.ports import Links
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
+from bot.views.models import model_card
 from bot.views.mrkdwn import code_block, esc, link, mention
 
 __all__ = ["SlackChat", "slack_call"]
@@ -248,4 +258,27 @@ class SlackChat:
             return
         doc = presenters.approval_doc(approval, version)
         slack_call(self.client.chat_update, channel=approval.channel, ts=approval.message_ts,
+                   text=fallback_text(doc), blocks=render_blocks(doc))
+
+    # -- models ---------------------------------------------------------------------------
+
+    def model_registered(self, model: ModelVersion, version: JobVersion | None = None
+                         ) -> tuple[str, str] | None:
+        """The model's approval card, in the channel of the training version's card
+        (``model.channel``) — in that card's thread when ``version`` is given with one."""
+        channel = model.channel or (version.channel if version else None)
+        if not channel:
+            return None
+        doc = model_card(model)
+        thread = ({"thread_ts": version.message_ts}
+                  if version and version.message_ts and version.channel == channel else {})
+        resp = slack_call(self.client.chat_postMessage, channel=channel,
+                          text=fallback_text(doc), blocks=render_blocks(doc), **thread)
+        return resp["channel"], resp["ts"]
+
+    def model_decided(self, model: ModelVersion) -> None:
+        if not (model.channel and model.message_ts):
+            return
+        doc = model_card(model)
+        slack_call(self.client.chat_update, channel=model.channel, ts=model.message_ts,
                    text=fallback_text(doc), blocks=render_blocks(doc))

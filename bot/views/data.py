@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.domain import Approval, JobVersion
+from bot.domain import Approval, JobVersion, ModelVersion
 from bot.domain.algorithm import Algorithm
 from bot.domain.lineage import Lineage
 from bot.domain.pool import ResourcePool
@@ -22,6 +22,8 @@ __all__ = [
     "approval_data",
     "diff_data",
     "lineage_data",
+    "model_data",
+    "model_groups_data",
     "objective_data",
     "pool_data",
     "preset_data",
@@ -127,3 +129,23 @@ def diff_data(d: VersionDiff) -> JSON:
 
 def lineage_data(lineage: Lineage) -> JSON:
     return lineage.model_dump(mode="json")
+
+
+def model_data(m: ModelVersion) -> JSON:
+    """One model version: what was registered, where it came from, its approval."""
+    return {
+        "group": m.group, "number": m.number, "label": m.label, "job": m.job,
+        "version": m.version, "status": m.status.value,
+        "objective": {"metric": m.objective_metric, "value": m.objective_value},
+        "metrics": dict(m.metrics), "artifact": m.artifact, "image": m.image,
+        "algorithm": m.algorithm, "algorithm_version": m.algorithm_version,
+        "algorithm_digest": m.algorithm_digest, "lineage": dict(m.lineage),
+        "registered_by": m.registered_by, "registered_at": _time(m.registered_at),
+        "decided_by": m.decided_by, "decided_at": _time(m.decided_at), "note": m.note,
+        "package_arn": m.package_arn,
+    }
+
+
+def model_groups_data(groups: dict[str, list[ModelVersion]]) -> list[JSON]:
+    return [{"group": g, "versions": [model_data(m) for m in versions]}
+            for g, versions in groups.items()]

@@ -179,6 +179,8 @@ def card_buttons(v: JobVersion, links: Links) -> list[Button]:
         out.append(Button("Save as preset", "save_preset", ref))
     if v.status is Status.COMPLETED:
         out.append(Button("Evaluation", "show_eval", ref))
+        if v.artifacts.model:
+            out.append(Button("Register model", "register_model", ref))
     if not v.status.terminal and v.status not in (Status.AWAITING_APPROVAL, Status.STOPPING):
         ending = ("The run ends and can't be resumed." if _run_began(v)
                   else "It won't run.")

@@ -211,6 +211,47 @@ def test_sagemaker_access_is_trainbots_training_jobs_and_its_role(packaged: Pack
                for r in logs["Resource"])
 
 
+MODEL_REGISTRY_ACTIONS = {
+    "sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
+    "sagemaker:ListModelPackages", "sagemaker:UpdateModelPackage",
+}
+
+
+def test_only_the_slack_function_registers_models_and_only_trainbots(
+        packaged: Packaged) -> None:
+    """Models are registered and decided in Slack: the other functions may not touch the
+    Model Registry. Groups are ``trainbot-<group>``; a package's ARN is
+    ``model-package/<group>/<n>``."""
+    for role in ("JobEventsRole", "ReconcileRole"):
+        assert not _actions(_role_statements(packaged, role)) & MODEL_REGISTRY_ACTIONS, role
+    registry = [s for s in _role_statements(packaged, "SlackEventsRole")
+                if set(_listed(s["Action"])) & MODEL_REGISTRY_ACTIONS]
+    granted = {s["Sid"]: (set(_listed(s["Action"])), [r["Fn::Sub"] for r in
+                                                      _listed(s["Resource"])])
+               for s in registry}
+    assert granted.keys() == {"ModelRegistryGroups", "ModelRegistryPackages"}
+    actions, [groups] = granted["ModelRegistryGroups"]
+    assert actions == {"sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup"}
+    assert groups.endswith(":model-package-group/trainbot-*")
+    actions, [packages] = granted["ModelRegistryPackages"]
+    assert actions == MODEL_REGISTRY_ACTIONS - granted["ModelRegistryGroups"][0]
+    assert packages.endswith(":model-package/trainbot-*/*")
+    # No tags on groups or packages: AddTags stays scoped to training jobs.
+    assert all("sagemaker:AddTags" not in _listed(s["Action"]) for s in registry)
+
+
+def test_model_evaluations_are_written_by_the_slack_function_alone(packaged: Packaged) -> None:
+    evaluations = "${ArtifactsBucket.Arn}/trainbot/models/*"
+    writers = {role for role in ROLES for s in _role_statements(packaged, role)
+               if {"Fn::Sub": evaluations} in _listed(s["Resource"])}
+    assert writers == {"SlackEventsRole"}
+    [write] = [s for s in _role_statements(packaged, "SlackEventsRole")
+               if s.get("Sid") == "StoreModelEvaluations"]
+    assert _listed(write["Action"]) == ["s3:PutObject"]
+    assert [r["Fn::Sub"] for r in _listed(write["Resource"])] == [evaluations]
+
+
 def test_slack_secrets_are_the_two_named_parameters(packaged: Packaged) -> None:
     read = {}
     for policy in ("SlackBotTokenPolicy", "SlackSigningSecretPolicy"):

@@ -130,11 +130,12 @@ def test_channel_restriction(tmp_path: Path) -> None:
 def test_every_registered_button_and_modal_has_its_function() -> None:
     """``bot.slack.app`` names the work by string so the ack path needn't import it."""
     from bot.slack import interactions
-    from bot.slack.app import BUTTONS, MODAL_BUTTONS, MODALS
+    from bot.slack.app import BUTTONS, MODAL_BUTTONS, MODALS, handlers
 
     assert set(interactions.BUTTON_COMMANDS) == {*BUTTONS, "start_preset"}
     for action_id in MODAL_BUTTONS:
-        assert callable(getattr(interactions, action_id)), action_id
+        assert callable(getattr(handlers(action_id), action_id)), action_id
     for callback_id, has_submit in MODALS.items():
-        assert callable(getattr(interactions, f"{callback_id}_ack")), callback_id
-        assert callable(getattr(interactions, f"{callback_id}_submit", None)) == has_submit
+        assert callable(getattr(handlers(callback_id), f"{callback_id}_ack")), callback_id
+        assert callable(getattr(handlers(callback_id), f"{callback_id}_submit", None)) \
+            == has_submit

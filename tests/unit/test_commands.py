@@ -16,6 +16,10 @@ from bot.commands import (
     Help,
     Lineage,
     Logs,
+    ModelApprove,
+    ModelRegister,
+    ModelReject,
+    Models,
     Pools,
     PresetDelete,
     PresetList,
@@ -70,6 +74,15 @@ from bot.domain import InvalidInput
     ("approve abcd1234", Approve(request_id="abcd1234")),
     ("reject abcd1234 --reason “too expensive”", Reject(request_id="abcd1234",
                                                        reason="too expensive")),
+    ("model register sw", ModelRegister(job="sw")),
+    ("model register churn v3 --group churn-models",
+     ModelRegister(job="churn", version=3, group="churn-models")),
+    ("model approve churn-models v2 --note 'ship it'",
+     ModelApprove(group="churn-models", number=2, note="ship it")),
+    ("MODEL reject churn-models 2 --reason overfits",
+     ModelReject(group="churn-models", number=2, reason="overfits")),
+    ("models", Models()),
+    ("models churn-models", Models(group="churn-models")),
     ("algorithms", Algorithms()),
     ("algorithms toy", Algorithms(algorithm="toy")),
     ("pools", Pools()),
@@ -84,7 +97,7 @@ def test_every_verb_has_a_command_class() -> None:
     verbs = {type(parse(text)).verb for text in (
         "help", "algorithms", "pools", "start x", "rerun j", "stop j", "status", "versions j",
         "show j", "diff j 1 2", "lineage j", "eval j", "logs j", "tb j", "preset list",
-        "approve r", "reject r")}
+        "approve r", "reject r", "model register j", "models")}
     assert verbs == set(COMMANDS)
 
 
@@ -101,6 +114,13 @@ def test_every_verb_has_a_command_class() -> None:
     ("start algo --max-runtime soon", "duration"),
     ("start algo --max-runtime 0", "from 1m to 28d"),
     ("start algo --max-runtime 29d", "from 1m to 28d"),
+    ("model", "needs a subcommand"),
+    ("model publish churn v1", "not a model subcommand"),
+    ("model approve churn", "a model group and a version"),
+    ("model approve churn latest", "not a version"),
+    ("model reject churn v1 --note x", "not an option"),
+    ("model register", "Which job"),
+    ("models a b", "at most a model group"),
 ])
 def test_bad_input_names_problem_and_usage(text: str, needle: str) -> None:
     with pytest.raises(InvalidInput) as err:

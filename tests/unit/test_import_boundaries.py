@@ -19,7 +19,8 @@ def _loaded_after(code: str) -> set[str]:
 
 
 def test_domain_imports_no_framework() -> None:
-    loaded = _loaded_after("import bot.domain, bot.domain.events, bot.domain.lineage")
+    loaded = _loaded_after("import bot.domain, bot.domain.events, bot.domain.lineage, "
+                           "bot.domain.sweep, bot.domain.model")
     assert not loaded & {"boto3", "botocore", "slack_bolt", "slack_sdk",
                          "aws_lambda_powertools", *HEAVY}
 

@@ -5,6 +5,8 @@
 - :mod:`.items` turns models into items and back (index attributes included);
 - :mod:`.writes` builds the conditional Put/Update requests (pure, no I/O);
 - :mod:`.transactions` reads why a transaction was cancelled and retries the retryable;
+- :mod:`.reads` is every read: consistent GetItem, Query of a partition or an index;
+- :mod:`.model_versions` registers and decides models (the store delegates to it);
 - :mod:`.store` is the port (:class:`~.store.DynamoStore`).
 
 The tables themselves (key schema, indexes) are defined in :mod:`bot.adapters.dynamodb_schema`.

@@ -27,11 +27,14 @@ from bot.adapters.dynamodb.keys import (
     ended_partition,
     guard_key,
     job_key,
+    model_source_key,
+    model_version_key,
     number,
     preset_key,
     sparse_partition,
     text,
     timestamp,
+    trained_partition,
     version_key,
     version_tail,
 )
@@ -42,14 +45,17 @@ from bot.adapters.dynamodb_schema import (
     BACKEND_INDEX,
     CHANNEL_INDEX,
     ENDED_INDEX,
+    MODELS_OF_INDEX,
 )
-from bot.domain import Algorithm, Approval, JobVersion, Preset, TrainingJob
+from bot.domain import Algorithm, Approval, JobVersion, ModelVersion, Preset, TrainingJob
 from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
 from bot.domain.job import VERSION_FIXED_FIELDS
+from bot.domain.model import MODEL_MUTABLE_FIELDS
 
 __all__ = [
     "APPROVAL_MUTABLE",
     "FIXED_FIELDS",
+    "MODEL_MUTABLE",
     "algorithm_from_item",
     "algorithm_pointer_item",
     "algorithm_version_item",
@@ -59,6 +65,10 @@ __all__ = [
     "guard_item",
     "job_from_item",
     "job_item",
+    "model_from_item",
+    "model_source_item",
+    "model_state",
+    "model_version_item",
     "preset_from_item",
     "preset_item",
     "version_from_item",
@@ -70,6 +80,9 @@ __all__ = [
 FIXED_FIELDS = VERSION_FIXED_FIELDS
 _STATE_EXCLUDE = FIXED_FIELDS | {"revision"}
 APPROVAL_MUTABLE = APPROVAL_MUTABLE_FIELDS
+# What ``save_model_version`` writes; every other field is kept as registered.
+MODEL_MUTABLE = MODEL_MUTABLE_FIELDS
+_MODEL_STATE = MODEL_MUTABLE - {"status"}
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -201,6 +214,34 @@ def algorithm_pointer_item(scope: str, algorithm: Algorithm) -> Item:
     }
 
 
+def model_state(model: ModelVersion) -> Item:
+    """The attributes ``save_model_version`` rewrites: the status (its own attribute, for the
+    decision's condition) and the other mutable fields as JSON."""
+    return {
+        "state": text(model.model_dump_json(include=set(_MODEL_STATE))),
+        "status": text(model.status.value),
+    }
+
+
+def model_version_item(model: ModelVersion) -> Item:
+    """A registered model version, findable by its training version (the models-of index)."""
+    return {
+        **model_version_key(model.group, model.number),
+        "fixed": text(model.model_dump_json(exclude=set(MODEL_MUTABLE))),
+        **model_state(model),
+        f"{MODELS_OF_INDEX}PK": text(trained_partition(model.job, model.version)),
+        f"{MODELS_OF_INDEX}SK": text(model.group),
+    }
+
+
+def model_source_item(model: ModelVersion) -> Item:
+    """The item that finds ``model`` by the training version it was registered from."""
+    return {
+        **model_source_key(model.group, model.job, model.version),
+        "number": number(model.number),
+    }
+
+
 # -- decoding ---------------------------------------------------------------------------
 
 
@@ -232,3 +273,12 @@ def algorithm_from_item(item: Item, pointer: Item | None = None) -> Algorithm:
     """A pointer item, or a version item with its id's ``pointer`` (the hidden flag)."""
     hidden = (pointer or item)["hidden"]["BOOL"]
     return with_hidden(Algorithm.model_validate_json(item["body"]["S"]), hidden)
+
+
+def model_from_item(item: Item) -> ModelVersion:
+    data = {
+        **json.loads(item["fixed"]["S"]),
+        **json.loads(item["state"]["S"]),
+        "status": item["status"]["S"],
+    }
+    return ModelVersion.model_validate(data)

@@ -13,6 +13,7 @@ __all__ = [
     "ACTIVE",
     "ALL_JOBS",
     "META",
+    "MODEL_GROUPS",
     "OUTBOX",
     "VERSION_PREFIX",
     "Item",
@@ -27,6 +28,10 @@ __all__ = [
     "guard_key",
     "job_key",
     "job_partition",
+    "model_group_key",
+    "model_partition",
+    "model_source_key",
+    "model_version_key",
     "number",
     "pool_key",
     "preset_key",
@@ -34,6 +39,7 @@ __all__ = [
     "sparse_partition",
     "text",
     "timestamp",
+    "trained_partition",
     "version_key",
     "version_tail",
 ]
@@ -47,6 +53,7 @@ ALL_JOBS = "JOBS"  # the all-jobs index's one partition
 # The sparse index's partitions: versions that run, and ended ones with undelivered notices.
 ACTIVE = "ACTIVE"
 OUTBOX = "OUTBOX"
+MODEL_GROUPS = "MODELS"  # one item per model group (its counter): listing them is one Query
 
 
 def text(value: str) -> dict[str, str]:
@@ -99,6 +106,16 @@ def sparse_partition(prefix: str, shard: int) -> str:
     return f"{prefix}#{shard}"
 
 
+def model_partition(group: str) -> str:
+    """A model group's ``V#`` items and its ``FROM#`` idempotency items."""
+    return f"MODEL#{group}"
+
+
+def trained_partition(job: str, version: int) -> str:
+    """The models-of index's partition: the model versions of one training version."""
+    return f"TRAINED#{version_tail(job, version)}"
+
+
 def version_tail(job: str, number: int) -> str:
     """``<job>#<000001>``: ends the index sort keys, so equal times sort by version."""
     return f"{job}#{number:06d}"
@@ -140,3 +157,17 @@ def backend_key(backend_job_name: str) -> Item:
 
 def pool_key(pool: str) -> Item:
     return {"PK": text(f"POOL#{pool}"), "SK": text(META)}
+
+
+def model_group_key(group: str) -> Item:
+    """A group's item, in the one partition of groups: its version counter."""
+    return {"PK": text(MODEL_GROUPS), "SK": text(group)}
+
+
+def model_version_key(group: str, number: int) -> Item:
+    return {"PK": text(model_partition(group)), "SK": text(f"{VERSION_PREFIX}{number:06d}")}
+
+
+def model_source_key(group: str, job: str, version: int) -> Item:
+    """Which number of ``group`` was registered from ``job`` v``version``, if any."""
+    return {"PK": text(model_partition(group)), "SK": text(f"FROM#{version_tail(job, version)}")}

@@ -8,7 +8,6 @@ Nothing here scans the table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -49,6 +48,8 @@ from bot.adapters.dynamodb.keys import (
     timestamp,
     version_key,
 )
+from bot.adapters.dynamodb.model_versions import ModelVersions
+from bot.adapters.dynamodb.reads import TableReads
 from bot.adapters.dynamodb.transactions import (
     CHECK_FAILED,
     backoff,
@@ -85,6 +86,8 @@ from bot.domain import (
     Conflict,
     Decision,
     JobVersion,
+    ModelStatus,
+    ModelVersion,
     NotFound,
     Preset,
     StaleWrite,
@@ -119,40 +122,8 @@ class DynamoStore:
         self.table_name = table_name
         self._client = client if client is not None else default_client()
         self._clock = clock or SystemClock()
-
-    # -- low-level helpers ------------------------------------------------------------
-
-    def _get(self, key: Item) -> Item | None:
-        response = self._client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
-        return response.get("Item")
-
-    def _query(self, **kwargs: Any) -> Iterator[Item]:
-        """Every item a Query matches, following pagination."""
-        kwargs["TableName"] = self.table_name
-        while True:
-            page = self._client.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def _query_index(self, index: str, partition: str, **kwargs: Any) -> Iterator[Item]:
-        """Every item of one partition of ``index``."""
-        return self._query(
-            IndexName=index,
-            KeyConditionExpression="#pk = :pk",
-            ExpressionAttributeNames={"#pk": f"{index}PK"},
-            ExpressionAttributeValues={":pk": text(partition)},
-            **kwargs,
-        )
-
-    def _query_partition(self, partition: str) -> Iterator[Item]:
-        """Every item of one table partition, consistently read."""
-        return self._query(
-            KeyConditionExpression="PK = :pk",
-            ExpressionAttributeValues={":pk": text(partition)},
-            ConsistentRead=True,
-        )
+        self._reads = TableReads(self._client, table_name)
+        self._models = ModelVersions(self._client, self._reads)
 
     # -- jobs and versions ------------------------------------------------------------
 
@@ -209,7 +180,7 @@ class DynamoStore:
         return self.get_job(job).latest_version
 
     def _by_request_key(self, request_key: str) -> JobVersion | None:
-        guard = self._get(guard_key(request_key))
+        guard = self._reads.get(guard_key(request_key))
         if guard is None:
             return None
         return self.get_version(guard["job"]["S"], int(guard["number"]["N"]))
@@ -221,7 +192,7 @@ class DynamoStore:
         return version
 
     def get_job(self, name: str) -> TrainingJob:
-        item = self._get(job_key(name))
+        item = self._reads.get(job_key(name))
         if item is None:
             raise NotFound(f"No job named `{name}`.")
         return job_from_item(item)
@@ -234,7 +205,7 @@ class DynamoStore:
             (ALL_JOBS_INDEX, ALL_JOBS) if channel is None
             else (CHANNEL_INDEX, channel_partition(channel))
         )
-        items = self._query_index(index, partition, ScanIndexForward=False, Limit=limit)
+        items = self._reads.query_index(index, partition, ScanIndexForward=False, Limit=limit)
         jobs: list[TrainingJob] = []
         for item in items:
             if len(jobs) >= limit:
@@ -243,7 +214,7 @@ class DynamoStore:
         return jobs
 
     def get_version(self, job: str, number: int) -> JobVersion:
-        item = self._get(version_key(job, number))
+        item = self._reads.get(version_key(job, number))
         if item is None:
             raise NotFound(f"No version {number} of job `{job}`.")
         return version_from_item(item)
@@ -253,7 +224,7 @@ class DynamoStore:
 
         One query reads the job's whole partition: its META item and every ``V#`` item.
         """
-        items = list(self._query_partition(job_partition(job)))
+        items = list(self._reads.query_partition(job_partition(job)))
         if not any(item["SK"]["S"] == META for item in items):
             raise NotFound(f"No job named `{job}`.")
         return [version_from_item(item) for item in items
@@ -316,7 +287,7 @@ class DynamoStore:
         return version.model_copy(update={"revision": version.revision + 1})
 
     def _raise_stale(self, version: JobVersion, exc: ClientError) -> NoReturn:
-        old = exc.response.get("Item") or self._get(version_key(version.job, version.number))
+        old = exc.response.get("Item") or self._reads.get(version_key(version.job, version.number))
         if old is None:
             raise NotFound(f"No version {version.number} of job `{version.job}`.") from exc
         raise StaleWrite(
@@ -328,12 +299,12 @@ class DynamoStore:
         """Through the ``BACKEND#<name>`` pointer written with the launch's claim, then the
         version, both consistent reads. Versions named before pointers existed are found
         through the backend-name index (keys only)."""
-        pointer = self._get(backend_key(backend_job_name))
+        pointer = self._reads.get(backend_key(backend_job_name))
         if pointer is not None:
-            item = self._get(version_key(pointer["job"]["S"], int(pointer["number"]["N"])))
+            item = self._reads.get(version_key(pointer["job"]["S"], int(pointer["number"]["N"])))
             return None if item is None else version_from_item(item)
-        for key in self._query_index(BACKEND_INDEX, backend_partition(backend_job_name)):
-            item = self._get({"PK": key["PK"], "SK": key["SK"]})
+        for key in self._reads.query_index(BACKEND_INDEX, backend_partition(backend_job_name)):
+            item = self._reads.get({"PK": key["PK"], "SK": key["SK"]})
             if item is not None:
                 return version_from_item(item)
         return None
@@ -349,7 +320,7 @@ class DynamoStore:
     def _list_sparse(self, prefix: str) -> list[JobVersion]:
         items: list[Item] = []
         for shard in range(ACTIVE_SHARDS):
-            items += self._query_index(ACTIVE_INDEX, sparse_partition(prefix, shard))
+            items += self._reads.query_index(ACTIVE_INDEX, sparse_partition(prefix, shard))
         items.sort(key=lambda item: item[f"{ACTIVE_INDEX}SK"]["S"])
         return [version_from_item(item) for item in items]
 
@@ -366,7 +337,7 @@ class DynamoStore:
         while day <= last:
             versions += map(
                 version_from_item,
-                self._query(
+                self._reads.query(
                     IndexName=ENDED_INDEX,
                     KeyConditionExpression="#pk = :pk AND #sk >= :since",
                     ExpressionAttributeNames={
@@ -395,14 +366,15 @@ class DynamoStore:
         return preset
 
     def get_preset(self, scope: str, name: str) -> Preset:
-        item = self._get(preset_key(scope, name))
+        item = self._reads.get(preset_key(scope, name))
         if item is None:
             raise NotFound(f"No preset named `{name}`.")
         return preset_from_item(item)
 
     def list_presets(self, scope: str) -> list[Preset]:
         """Sorted by name (the sort key's byte order)."""
-        return [preset_from_item(item) for item in self._query_partition(preset_partition(scope))]
+        items = self._reads.query_partition(preset_partition(scope))
+        return [preset_from_item(item) for item in items]
 
     def delete_preset(self, scope: str, name: str) -> None:
         """``NotFound`` if there is no such preset."""
@@ -432,7 +404,7 @@ class DynamoStore:
             reasons = exc.response.get("CancellationReasons", [])
             # The stored version comes back with the failure, unless this endpoint doesn't
             # return it; it is immutable, so reading it again gives the same.
-            old = reasons[0].get("Item") or self._get({k: version[k] for k in ("PK", "SK")})
+            old = reasons[0].get("Item") or self._reads.get({k: version[k] for k in ("PK", "SK")})
             if old is None:  # its condition failed, so it exists; versions are never deleted
                 raise Conflict(f"Algorithm `{algorithm.id}` is in an inconsistent state.") from exc
         stored = algorithm_from_item(old, pointer)
@@ -443,19 +415,19 @@ class DynamoStore:
                                  digest: str | None = None) -> Algorithm:
         """The id's pointer holds its current version: one GetItem, and a second for an
         older version (the pointer says whether the id is hidden)."""
-        pointer = self._get(algorithm_key(scope, algo_id))
+        pointer = self._reads.get(algorithm_key(scope, algo_id))
         if pointer is not None and digest in (None, pointer["digest"]["S"]):
             return algorithm_from_item(pointer)
         if digest is None:
             raise NotFound(f"There is no registered algorithm `{algo_id}`.")
-        item = pointer and self._get(algorithm_version_key(scope, algo_id, digest))
+        item = pointer and self._reads.get(algorithm_version_key(scope, algo_id, digest))
         if not item:
             raise NotFound(f"There is no version sha256:{digest[:12]}… of `{algo_id}`.")
         return algorithm_from_item(item, pointer)
 
     def list_registered_algorithms(self, scope: str) -> list[Algorithm]:
         """One Query of the scope's pointers, however many versions each id has; by id."""
-        partition = self._query_partition(algorithms_partition(scope))
+        partition = self._reads.query_partition(algorithms_partition(scope))
         return [algorithm_from_item(item) for item in partition]
 
     def hide_algorithm(self, scope: str, algo_id: str, *, hidden: bool = True) -> Algorithm:
@@ -470,6 +442,27 @@ class DynamoStore:
             raise NotFound(f"There is no registered algorithm `{algo_id}`.") from exc
         return algorithm_from_item(response["Attributes"])
 
+    # -- registered models (in :mod:`.model_versions`) ---------------------------------
+
+    def add_model_version(self, model: ModelVersion) -> tuple[ModelVersion, bool]:
+        return self._models.add(model)
+
+    def get_model_version(self, group: str, number: int) -> ModelVersion:
+        return self._models.get(group, number)
+
+    def list_model_groups(self) -> list[str]:
+        return self._models.groups()
+
+    def list_model_versions(self, group: str) -> list[ModelVersion]:
+        return self._models.listed(group)
+
+    def models_of(self, job: str, version: int) -> list[ModelVersion]:
+        return self._models.of_training_version(job, version)
+
+    def save_model_version(self, model: ModelVersion, *,
+                           expect_status: ModelStatus | None = None) -> ModelVersion:
+        return self._models.save(model, expect_status=expect_status)
+
     # -- approvals --------------------------------------------------------------------
 
     def create_approval(self, approval: Approval) -> Approval:
@@ -483,7 +476,7 @@ class DynamoStore:
         return approval
 
     def get_approval(self, approval_id: str) -> Approval:
-        item = self._get(approval_key(approval_id))
+        item = self._reads.get(approval_key(approval_id))
         if item is None:
             raise NotFound(f"No approval request `{approval_id}`.")
         return approval_from_item(item)
@@ -525,7 +518,7 @@ class DynamoStore:
             update={"revision": version.revision + 1})
 
     def _raise_decided(self, approval_id: str, exc: ClientError) -> NoReturn:
-        old = exc.response.get("Item") or self._get(approval_key(approval_id))
+        old = exc.response.get("Item") or self._reads.get(approval_key(approval_id))
         if old is None:
             raise NotFound(f"No approval request `{approval_id}`.") from exc
         earlier = approval_from_item(old)

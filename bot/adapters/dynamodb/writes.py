@@ -16,6 +16,9 @@ from bot.adapters.dynamodb.items import (
     algorithm_version_item,
     guard_item,
     job_item,
+    model_source_item,
+    model_state,
+    model_version_item,
     version_item,
     version_state,
 )
@@ -24,13 +27,15 @@ from bot.adapters.dynamodb.keys import (
     algorithm_key,
     approval_key,
     job_key,
+    model_group_key,
+    model_version_key,
     number,
     pool_key,
     preset_key,
     text,
     version_key,
 )
-from bot.domain import Algorithm, Decision, JobVersion, TrainingJob
+from bot.domain import Algorithm, Decision, JobVersion, ModelStatus, ModelVersion, TrainingJob
 
 __all__ = [
     "algorithm_hide_update",
@@ -39,6 +44,8 @@ __all__ = [
     "allocation",
     "approval_message_update",
     "decide_update",
+    "model_registration",
+    "model_update",
     "pool_claim",
     "pool_release",
     "preset_delete",
@@ -209,4 +216,51 @@ def algorithm_hide_update(table: str, scope: str, algo_id: str, *, hidden: bool)
         "ConditionExpression": "attribute_exists(PK)",
         "ExpressionAttributeNames": {"#hidden": "hidden"},
         "ExpressionAttributeValues": {":hidden": {"BOOL": hidden}},
+    }
+
+
+def model_registration(table: str, stored: ModelVersion) -> list[dict]:
+    """The transaction that stores model version ``stored.number``: [the group's counter,
+    which moves from n-1 to n only if it still is n-1 (created at 1 only if the group is new);
+    the version; the item that finds it by its training version, which must be new].
+    Each failed condition returns the item that failed it, so no re-read is needed."""
+    values = {":next": number(stored.number)}
+    if stored.number == 1:
+        condition = "attribute_not_exists(PK)"
+    else:
+        condition = "latest_number = :latest"
+        values[":latest"] = number(stored.number - 1)
+    counter = {
+        "Update": {
+            "TableName": table,
+            "Key": model_group_key(stored.group),
+            "UpdateExpression": "SET latest_number = :next",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+    source = put_new(table, model_source_item(stored))
+    source["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return [counter, put_new(table, model_version_item(stored)), source]
+
+
+def model_update(table: str, model: ModelVersion, *,
+                 expect_status: ModelStatus | None = None) -> dict[str, Any]:
+    """Write the mutable fields of a model version that exists; with ``expect_status``, only
+    while its stored status is that one (a decision is taken once)."""
+    state = model_state(model)
+    condition = "attribute_exists(PK)"
+    values = {f":{k}": v for k, v in state.items()}
+    if expect_status is not None:
+        condition += " AND #status = :expected"
+        values[":expected"] = text(expect_status.value)
+    return {
+        "TableName": table,
+        "Key": model_version_key(model.group, model.number),
+        # Both names are DynamoDB reserved words.
+        "UpdateExpression": "SET #state = :state, #status = :status",
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#state": "state", "#status": "status"},
+        "ExpressionAttributeValues": values,
     }

@@ -3,6 +3,7 @@
 - :mod:`.migrations` is the schema, as the upgrades that build it;
 - :mod:`.rows` turns models into rows and back;
 - :mod:`.algorithms` keeps registered algorithms (immutable versions, a pointer per id);
+- :mod:`.model_versions` keeps registered models (numbered per group, decided once);
 - :mod:`.store` is the port (:class:`~.store.SqliteStore`): connections, transactions.
 """
 

@@ -84,6 +84,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             FOREIGN KEY (scope, id, digest) REFERENCES algorithm_versions (scope, id, digest)
         )""",
     ),
+    (
+        # Registered models: version ``number`` of a group, from one training version, once
+        # per group. What registration fixed (``fixed``) apart from what a save rewrites
+        # (``state``, ``status``), so a save can't rewrite a model's artifact or lineage.
+        """CREATE TABLE model_versions (
+            model_group TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            job TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            fixed TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (model_group, number),
+            UNIQUE (model_group, job, version)
+        )""",
+        "CREATE INDEX model_versions_by_training_version ON model_versions (job, version)",
+    ),
 )
 
 

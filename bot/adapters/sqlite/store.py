@@ -2,7 +2,8 @@
 
 Every write that can race runs in ``BEGIN IMMEDIATE`` (one writer at a time, across threads and
 processes) or is a single conditional ``UPDATE``; readers never block writers (WAL). The schema
-is in :mod:`.migrations`, the rows in :mod:`.rows`, registered algorithms in :mod:`.algorithms`.
+is in :mod:`.migrations`, the rows in :mod:`.rows`, registered algorithms in :mod:`.algorithms`,
+registered models in :mod:`.model_versions`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
-from bot.adapters.sqlite import algorithms
+from bot.adapters.sqlite import algorithms, model_versions
 from bot.adapters.sqlite.migrations import upgrade
 from bot.adapters.sqlite.rows import (
     APPROVAL_MUTABLE,
@@ -36,6 +37,8 @@ from bot.domain import (
     Conflict,
     Decision,
     JobVersion,
+    ModelStatus,
+    ModelVersion,
     NotFound,
     Preset,
     StaleWrite,
@@ -375,6 +378,33 @@ class SqliteStore:
     def hide_algorithm(self, scope: str, algo_id: str, *, hidden: bool = True) -> Algorithm:
         with self._write() as conn:
             return algorithms.hide(conn, scope, algo_id, hidden=hidden)
+
+    # -- registered models ------------------------------------------------------------
+
+    def add_model_version(self, model: ModelVersion) -> tuple[ModelVersion, bool]:
+        """See :meth:`bot.ports.JobStore.add_model_version`: numbered in the write lock."""
+        with self._write() as conn:
+            return model_versions.add(conn, model)
+
+    def get_model_version(self, group: str, number: int) -> ModelVersion:
+        return model_versions.get(self._conn(), group, number)
+
+    def list_model_groups(self) -> list[str]:
+        return model_versions.groups(self._conn())
+
+    def list_model_versions(self, group: str) -> list[ModelVersion]:
+        return model_versions.listed(self._conn(), group)
+
+    def models_of(self, job: str, version: int) -> list[ModelVersion]:
+        """By group (the index ``model_versions_by_training_version``)."""
+        return model_versions.of_training_version(self._conn(), job, version)
+
+    def save_model_version(self, model: ModelVersion, *,
+                           expect_status: ModelStatus | None = None) -> ModelVersion:
+        """See :meth:`bot.ports.JobStore.save_model_version`; fields fixed at registration
+        are kept as stored."""
+        with self._write() as conn:
+            return model_versions.save(conn, model, expect_status=expect_status)
 
     # -- approvals --------------------------------------------------------------------
 
