@@ -35,7 +35,8 @@ __all__ = [
     "build_model_registry",
     "build_policy",
     "build_store",
-    "data_dirs",
+    "run_data_dirs",
+    "slack_files_dir",
     "start_reporting",
     "stuck_after",
 ]
@@ -100,7 +101,7 @@ def build_compute(settings: Settings, catalog: Catalog, *,
         detach=detach_tensorboard)
     return LocalCompute(settings.runs_dir, algorithms_root=settings.algorithms_dir,
                         job_prefix=settings.job_prefix, tensorboard=tensorboard,
-                        data=LocalData(data_dirs(settings)))
+                        data=LocalData(run_data_dirs(settings)))
 
 
 ChatFor = Callable[[Compute, AlgorithmOf, Policy], Chat]
@@ -179,17 +180,24 @@ def _local_data(settings: Settings) -> DataGuard | None:
         return None
     from bot.adapters.local_data import LocalData
 
-    return LocalData(data_dirs(settings))
+    return LocalData(settings.data_dirs)
 
 
-def data_dirs(settings: Settings) -> list[Path]:
-    """The folders local data may come from: ``TRAINBOT_DATA_DIRS`` and, always, where
-    files shared in Slack are stored (``$TRAINBOT_HOME/data``)."""
-    return list(dict.fromkeys([*settings.data_dirs, settings.home / "data"]))
+def slack_files_dir(settings: Settings) -> Path:
+    """Where files shared in Slack are kept locally: apart from the data folders, so that a
+    Slack user can't name another user's file by its path — only by a link they can see."""
+    return settings.home / "slack-files"
+
+
+def run_data_dirs(settings: Settings) -> list[Path]:
+    """The folders a local run may read: the data folders and the Slack files' store (a
+    spec names a file there only when the bot fetched it for the requester)."""
+    return list(dict.fromkeys([*settings.data_dirs, slack_files_dir(settings)]))
 
 
 def build_file_storage(settings: Settings) -> FileStorage:
-    """Where files shared in Slack are stored: S3 on AWS, ``$TRAINBOT_HOME/data`` locally."""
+    """Where files shared in Slack are stored: S3 on AWS, ``$TRAINBOT_HOME/slack-files``
+    locally."""
     from bot.adapters.file_store import LocalFileStorage, S3FileStorage
 
     if settings.compute == "sagemaker":
@@ -199,7 +207,7 @@ def build_file_storage(settings: Settings) -> FileStorage:
         return S3FileStorage(LazyClient("s3"), settings.bucket, settings.scope,
                              kms_key_id=settings.kms_key_id)
     private_home(settings.home)
-    return LocalFileStorage(settings.home / "data")
+    return LocalFileStorage(slack_files_dir(settings))
 
 
 def start_reporting(deps: Deps, *, recover: bool) -> None:

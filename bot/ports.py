@@ -391,6 +391,11 @@ class FileInbox(Protocol):
         rather than a data URI or path."""
         ...
 
+    def owns(self, uri: str) -> bool:
+        """Whether ``uri`` points where fetched files (or trainbot's other files) are kept:
+        a spec may hold such a URI only from :meth:`fetch`, never from a user's typing."""
+        ...
+
     def fetch(self, reference: str, *, user: str, channel: str | None) -> StoredFile:
         """Download the file ``reference`` names — only one ``user`` can see (shared in
         ``channel``, or theirs) — check its size and type, and store it content-addressed

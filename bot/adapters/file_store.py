@@ -25,6 +25,7 @@ import stat
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.adapters.local_data import local_path
 from bot.domain import BackendError, ConfigError
 
 __all__ = ["DATA_PREFIX", "FileStorage", "LocalFileStorage", "S3FileStorage", "safe_name"]
@@ -51,6 +52,11 @@ class FileStorage(Protocol):
         """Store the file at ``path`` (its SHA-256 is ``sha256``) as ``name``; the URI of
         the stored file. The same bytes under the same name are stored once. ``path`` is
         left for the caller to remove."""
+        ...
+
+    def owns(self, uri: str) -> bool:
+        """Whether ``uri`` points into this store (or trainbot's own part of its bucket):
+        only a fetch may put such a URI in a spec, never a user's typing."""
         ...
 
 
@@ -83,6 +89,17 @@ class LocalFileStorage:
         folder = self.root / ".incoming"
         _private_dir(folder)
         return folder
+
+    def owns(self, uri: str) -> bool:
+        path = local_path(uri)
+        if path is None or not path.is_absolute():
+            return False
+        root = self.root.resolve()
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            return True  # a path that can't be resolved near the store is refused too
+        return resolved == root or root in resolved.parents
 
     def put(self, path: Path, *, sha256: str, name: str) -> str:
         _checked(sha256, name)
@@ -149,6 +166,11 @@ class S3FileStorage:
 
     def key(self, sha256: str, name: str) -> str:
         return f"{DATA_PREFIX}/{self.team}/{sha256}/{name}"
+
+    def owns(self, uri: str) -> bool:
+        # Everything under trainbot/ in trainbot's bucket is trainbot's: files shared in
+        # Slack, algorithm sources, other jobs' outputs and models.
+        return uri.rstrip("/").startswith(f"s3://{self.bucket}/trainbot")
 
     def put(self, path: Path, *, sha256: str, name: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError

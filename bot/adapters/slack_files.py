@@ -138,6 +138,9 @@ class SlackFileInbox:
     def is_file_reference(self, value: str) -> bool:
         return slack_file_id(value, own_netloc=self._own) is not None
 
+    def owns(self, uri: str) -> bool:
+        return self.storage.owns(uri)
+
     def fetch(self, reference: str, *, user: str, channel: str | None) -> StoredFile:
         file_id = slack_file_id(reference, own_netloc=self._own)
         if file_id is None:

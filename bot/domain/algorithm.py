@@ -301,9 +301,21 @@ class Algorithm(BaseModel):
         names = [m.name for m in self.metrics]
         if self.objective.metric not in names:
             raise ValueError(f"objective metric {self.objective.metric!r} is not among {names}")
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate metric names")
+        channels = [c.name for c in self.channels]
+        if len(set(channels)) != len(channels):
+            raise ValueError("duplicate channel names")
         hp_names = [h.name for h in self.hyperparameters]
         if len(set(hp_names)) != len(hp_names):
             raise ValueError("duplicate hyperparameter names")
+        reserved = [n for n in hp_names if _RESERVED_HP.match(n)]
+        if reserved:
+            raise ValueError(f"hyperparameter names {reserved} are reserved: SageMaker sets "
+                             "`sagemaker_*` and `_*` itself")
+        if len(hp_names) > MAX_OPEN_HYPERPARAMETERS:
+            raise ValueError(f"at most {MAX_OPEN_HYPERPARAMETERS} hyperparameters (SageMaker "
+                             "takes 100 per job, and script mode adds its own)")
         if self.open_hyperparameters and hp_names:
             raise ValueError("an open schema (`hyperparameters: any`) lists no hyperparameters")
         return self

@@ -230,33 +230,60 @@ def check_can_decide(deps: Deps, group: str, number: int, *, user: str) -> Model
     return model
 
 
+# A repeated decision this much later re-tells the registry (a repair, not a double click).
+RETELL_AFTER = timedelta(minutes=1)
+
+
 def decide_model(deps: Deps, group: str, number: int, *, user: str, approve: bool,
                  note: str = "") -> ModelVersion:
     """Approve or reject a pending model version, once: a second decision — concurrent or
-    a retry — is a ``Conflict`` naming who decided. The registry and the card follow."""
-    model = check_can_decide(deps, group, number, user=user)
-    decided = model.model_copy(update={
-        "status": ModelStatus.APPROVED if approve else ModelStatus.REJECTED,
-        "decided_by": user, "decided_at": deps.clock.now(), "note": note.strip()[:MAX_NOTE],
-    })
+    a retry — is a ``Conflict`` naming who decided. The registry and the card follow.
+
+    A model the registry hasn't taken yet (its registration failed) is registered first, so
+    a decision never exists only in the store; and the same decision asked again tells the
+    registry again, which repairs one that didn't reach it."""
+    status = ModelStatus.APPROVED if approve else ModelStatus.REJECTED
+    try:
+        model = check_can_decide(deps, group, number, user=user)
+    except Conflict:
+        stored = deps.store.get_model_version(group, number)
+        if (stored.status is status and deps.policy.is_approver(user)
+                and stored.decided_at is not None
+                and deps.clock.now() - stored.decided_at >= RETELL_AFTER):
+            # Not a concurrent duplicate but a later retry: tell the registry again (an
+            # idempotent update), which repairs a decision that didn't reach it.
+            _tell_registry(deps, stored)
+        raise
+    if model.package_arn is None:
+        model = _register_in_registry(deps, model)
+    current = deps.store.get_model_version(group, number)
+    # The decision's fields on the freshest record: the package and the card stay as saved.
+    decided = current.model_copy(update={
+        "status": status, "decided_by": user, "decided_at": deps.clock.now(),
+        "note": note.strip()[:MAX_NOTE]})
     try:
         decided = deps.store.save_model_version(decided, expect_status=ModelStatus.PENDING)
     except Conflict:
         raise _already(deps.store.get_model_version(group, number)) from None
-    problem = None
-    try:
-        deps.models.decide(decided)
-    except TrainbotError as exc:
-        log.warning("the model registry didn't take the decision on %s: %s", decided.label, exc)
-        problem = exc
+    problem = _tell_registry(deps, decided)
     notify(f"model decision on {decided.label}", lambda: deps.chat.model_decided(decided))
     if problem is not None:
+        verb = "approve" if approve else "reject"
         raise BackendError(
             f"{decided.label} is {decided.status.value.lower()} here, but the model registry "
             f"didn't take the decision: {problem.message}",
-            hint="Set it in the registry by hand (SageMaker console → Model registry).",
+            hint=f"Run `/train model {verb} {group} v{number}` again to tell it again.",
         ) from problem
     return decided
+
+
+def _tell_registry(deps: Deps, model: ModelVersion) -> TrainbotError | None:
+    try:
+        deps.models.decide(model)
+    except TrainbotError as exc:
+        log.warning("the model registry didn't take the decision on %s: %s", model.label, exc)
+        return exc
+    return None
 
 
 def list_models(deps: Deps, group: str | None = None) -> dict[str, list[ModelVersion]]:

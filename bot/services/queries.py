@@ -140,10 +140,12 @@ def lineage(deps: Deps, job: str, number: int | None = None) -> Lineage:
     for name in sorted(set(channels) | set(version.spec.data)):
         uri = version.spec.data.get(name) or channels.get(name)
         if uri:
-            origin = version.spec.data_origin.get(name)  # a file shared in the chat
-            detail = f"{origin}, stored at {uri}" if origin else uri
-            nodes.append(LineageNode(kind="data", label=name, detail=detail,
-                                     link=uri if uri.startswith(("s3://", "file://")) else None))
+            # A file shared in the chat is named by its Slack id, name and sha256: where
+            # trainbot keeps it is its own business (and no one may name it by path).
+            origin = version.spec.data_origin.get(name)
+            nodes.append(LineageNode(
+                kind="data", label=name, detail=origin or uri,
+                link=None if origin else (uri if uri.startswith(("s3://", "file://")) else None)))
     nodes.append(LineageNode(
         kind="algorithm", label=f"{version.spec.algorithm}@{version.spec.algorithm_version}",
         detail="; ".join(_algorithm_details(deps, version, algo)),

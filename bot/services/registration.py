@@ -27,7 +27,14 @@ import yaml
 from pydantic import ValidationError
 
 from bot.catalog import SourceFile, files_digest, read_source_folder
-from bot.domain import Algorithm, AlgorithmSource, Conflict, InvalidInput, NotFound
+from bot.domain import (
+    Algorithm,
+    AlgorithmSource,
+    Conflict,
+    InvalidInput,
+    NotAllowed,
+    NotFound,
+)
 from bot.services.context import Deps
 
 __all__ = [
@@ -90,6 +97,7 @@ def add_script(deps: Deps, folder: Path, *, user: str,
         raise InvalidInput(
             f"{folder} has no {algorithm.entry_point} (the manifest's entry_point).",
             hint="Name the training script, relative to the folder, in `entry_point`.")
+    _check_owner(deps, algorithm.id, user=user, action="add a version of")
     digest = files_digest((f.name, f.data) for f in files)
     shelved = packer.shelve(algorithm, files, digest)
     source = AlgorithmSource(kind="script", digest=digest, location=shelved.location,
@@ -114,6 +122,7 @@ def add_image(deps: Deps, image: str, manifest: Path, *, user: str) -> tuple[Alg
                          ("framework_version", "-")):
         raw.setdefault(key, default)
     algorithm = _validated(deps, raw, str(manifest))
+    _check_owner(deps, algorithm.id, user=user, action="add a version of")
     digest = files_digest([("image", reference.encode()), (MANIFEST, data)])
     source = AlgorithmSource(kind="image", digest=digest, image=reference, owner=user,
                              registered_at=deps.clock.now())
@@ -133,9 +142,28 @@ def remove(deps: Deps, algo_id: str, *, user: str) -> tuple[Algorithm, bool]:
     except NotFound:
         raise NotFound(f"There is no registered algorithm `{algo_id}`.",
                        hint="`/train algorithms` lists them.") from None
+    _check_owner(deps, algo_id, user=user, action="remove", current=current)
     if current.source is not None and current.source.hidden:
         return current, False
     return deps.store.hide_algorithm(deps.scope, algo_id), True
+
+
+def _check_owner(deps: Deps, algo_id: str, *, user: str, action: str,
+                 current: Algorithm | None = None) -> None:
+    """An id belongs to whoever registered its current version: only they or an admin may
+    add versions of it or remove it (another publisher would otherwise replace a team's
+    code under its name)."""
+    if current is None:
+        try:
+            current = deps.store.get_registered_algorithm(deps.scope, algo_id)
+        except NotFound:
+            return  # a new id: any publisher may take it
+    owner = current.source.owner if current.source is not None else None
+    if owner is None or owner == user or deps.policy.is_admin(user):
+        return
+    raise NotAllowed(
+        f"`{algo_id}` belongs to <@{owner}>: only they or an admin may {action} it.",
+        hint=f"Ask <@{owner}>, or register yours under another `id`.")
 
 
 def canonical_image(reference: str) -> str:

@@ -88,18 +88,25 @@ def build_spec(
                            f"parameters; this version would have {len(hyper)}.")
     channels = dict(base.data) if base else {}
     origin = dict(base.data_origin) if base else {}
+    wanted: dict[str, str] = {}  # chat files to fetch, last (once everything else holds)
+    files = deps.files
     for name, uri in data.items():
         if algorithm.channel(name) is None:
             known = ", ".join(c.name for c in algorithm.channels) or "none"
             raise InvalidInput(f"{algorithm.id} has no data channel `{name}` (channels: {known}).")
         origin.pop(name, None)
-        if deps.files is not None and deps.files.is_file_reference(uri):
-            stored = deps.files.fetch(uri, user=user, channel=channel)
-            channels[name] = stored.uri
-            origin[name] = f"{stored.origin} {stored.name} sha256:{stored.sha256}"
-        else:
-            channels[name] = uri
-    missing = [c.name for c in algorithm.channels if c.required and c.name not in channels]
+        if files is not None and files.is_file_reference(uri):
+            wanted[name] = uri
+            channels.pop(name, None)
+            continue
+        if files is not None and files.owns(uri):
+            raise InvalidInput(
+                f"`{uri[:200]}` is where trainbot keeps its own files; data for `{name}` can't "
+                "come from there.",
+                hint="Name a file shared in Slack by its link, or your own data's URI.")
+        channels[name] = uri
+    missing = [c.name for c in algorithm.channels
+               if c.required and c.name not in channels and c.name not in wanted]
     if missing:
         raise InvalidInput(
             f"{algorithm.id} needs data for: {', '.join(missing)}.",
@@ -107,10 +114,19 @@ def build_spec(
             "under the data folder).",
         )
     if deps.local_data is not None:
-        channels = deps.local_data.checked(channels, trusted=trusted)
+        # Only what the user named: a file fetched for them (or for the version rerun) was
+        # checked by the fetch, and it sits where no one may name it by path.
+        named = deps.local_data.checked({k: v for k, v in channels.items() if k not in origin},
+                                        trusted=trusted)
+        channels = {**channels, **named}
     want_spot = base.spot if (spot is None and base) else bool(spot)
     if want_spot and not (pool.spot_allowed and algorithm.supports_spot):
         raise InvalidInput(f"Spot training isn't available for {algorithm.id} on `{pool.id}`.")
+    if files is not None:
+        for name, reference in wanted.items():
+            stored = files.fetch(reference, user=user, channel=channel)
+            channels[name] = stored.uri
+            origin[name] = f"{stored.origin} {stored.name} sha256:{stored.sha256}"
     try:
         return JobSpec(
             algorithm=algorithm.id,

@@ -199,7 +199,8 @@ def _element(hp: HyperParameter, current: HPValue) -> dict[str, Any]:
 
 def hyperparameter_view(algorithm: Algorithm, current: dict[str, HPValue], meta: dict, *,
                         callback_id: str, title: str, pools: list[str] | None = None,
-                        pool: str | None = None, data: dict[str, str] | None = None) -> View:
+                        pool: str | None = None, data: dict[str, str] | None = None,
+                        data_origin: dict[str, str] | None = None) -> View:
     """One input per hyperparameter, default (or current) filled, help as the hint.
 
     The algorithm's id (and a registered algorithm's digest: that exact version) goes into
@@ -217,7 +218,7 @@ def hyperparameter_view(algorithm: Algorithm, current: dict[str, HPValue], meta:
             _external("Type to search pools", initial)
         blocks.append({"type": "input", "block_id": opt.POOL_BLOCK,
                        "label": _label("Resource pool"), "element": pool_el})
-    blocks += data_blocks(algorithm, data or {})
+    blocks += data_blocks(algorithm, data or {}, data_origin or {})
     hps = algorithm.hyperparameters
     room = MAX_BLOCKS - len(blocks)
     if len(hps) > room:
@@ -240,17 +241,20 @@ def hyperparameter_view(algorithm: Algorithm, current: dict[str, HPValue], meta:
     return _modal(callback_id, title, blocks, meta, "Launch")
 
 
-def data_blocks(algorithm: Algorithm, current: dict[str, str]) -> list[dict[str, Any]]:
+def data_blocks(algorithm: Algorithm, current: dict[str, str],
+                origin: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Per data channel: a file shared in Slack (``file_input``: one file, ≤ 10 MB as Slack
-    allows) or a URI. Both empty keeps what the version has (or the channel's default)."""
+    allows) or a URI. Both empty keeps what the version has (or the channel's default); a
+    Slack file it has is shown by name, never by where trainbot keeps it."""
     blocks: list[dict[str, Any]] = []
+    origin = origin or {}
     for channel in algorithm.channels[:DATA_CHANNELS_SHOWN]:
-        keeps = current.get(channel.name) or channel.default
+        keeps = origin.get(channel.name) or current.get(channel.name) or channel.default
         hint = ("s3://bucket/prefix, or a path under the bot's data folder. "
                 + (f"Empty keeps {keeps}." if keeps else "Empty: no data for this channel."))
         uri: dict[str, Any] = {"type": "plain_text_input", "action_id": "value",
                                "max_length": 1000}
-        if current.get(channel.name):
+        if current.get(channel.name) and channel.name not in origin:
             uri["initial_value"] = current[channel.name][:1000]
         blocks += [
             {"type": "input", "block_id": DATA_FILE_BLOCK + channel.name, "optional": True,

@@ -301,7 +301,7 @@ def rerun_version(deps: Deps, body: dict, respond: Respond, client: Any) -> dict
     return forms.hyperparameter_view(
         algorithm, dict(v.spec.hyperparameters), meta, callback_id="rerun_form",
         title=forms.rerun_title(job, number), pools=list(deps.catalog.pools), pool=v.spec.pool,
-        data=dict(v.spec.data))
+        data=dict(v.spec.data), data_origin=dict(v.spec.data_origin))
 
 
 @_modal_guard("Save as preset")

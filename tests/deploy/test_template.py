@@ -26,6 +26,7 @@ SHARED_POLICIES = ("StorePolicy", "ComputePolicy", "SlackBotTokenPolicy",
                    "SlackSigningSecretPolicy")
 # Actions AWS offers no resource-level permission for (or, for ECR login, account-wide).
 ANY_RESOURCE_OK = {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                   "sagemaker:ListModelPackages",
                    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
 
 
@@ -227,15 +228,17 @@ def test_only_the_slack_function_registers_models_and_only_trainbots(
         assert not _actions(_role_statements(packaged, role)) & MODEL_REGISTRY_ACTIONS, role
     registry = [s for s in _role_statements(packaged, "SlackEventsRole")
                 if set(_listed(s["Action"])) & MODEL_REGISTRY_ACTIONS]
-    granted = {s["Sid"]: (set(_listed(s["Action"])), [r["Fn::Sub"] for r in
-                                                      _listed(s["Resource"])])
+    granted = {s["Sid"]: (set(_listed(s["Action"])), [r["Fn::Sub"] if isinstance(r, dict)
+                                                      else r for r in _listed(s["Resource"])])
                for s in registry}
-    assert granted.keys() == {"ModelRegistryGroups", "ModelRegistryPackages"}
+    assert granted.keys() == {"ModelRegistryGroups", "ModelRegistryPackages", "ModelRegistryList"}
+    assert granted["ModelRegistryList"] == ({"sagemaker:ListModelPackages"}, ["*"])
     actions, [groups] = granted["ModelRegistryGroups"]
     assert actions == {"sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup"}
     assert groups.endswith(":model-package-group/trainbot-*")
     actions, [packages] = granted["ModelRegistryPackages"]
-    assert actions == MODEL_REGISTRY_ACTIONS - granted["ModelRegistryGroups"][0]
+    assert actions == (MODEL_REGISTRY_ACTIONS - granted["ModelRegistryGroups"][0]
+                       - {"sagemaker:ListModelPackages"})
     assert packages.endswith(":model-package/trainbot-*/*")
     # No tags on groups or packages: AddTags stays scoped to training jobs.
     assert all("sagemaker:AddTags" not in _listed(s["Action"]) for s in registry)

@@ -13,6 +13,7 @@ from typing import Any
 from bot.adapters.local.compute import LocalCompute
 from bot.adapters.local_data import LocalData
 from bot.adapters.tensorboard_local import LocalTensorBoard
+from bot.bootstrap import run_data_dirs
 from bot.config import Settings
 from bot.domain import JobVersion
 from bot.localslack.server import LocalSlack
@@ -66,7 +67,7 @@ class Harness:
             overrides["compute"] = LocalCompute(
                 self.settings.runs_dir, algorithms_root=self.settings.algorithms_dir,
                 job_prefix=self.settings.job_prefix, tensorboard=self._tensorboard,
-                data=LocalData(self.settings.data_dirs))
+                data=LocalData(run_data_dirs(self.settings)))
         self.bot: SlackBot = build_slack_bot(self.settings, slack, with_charts=True,
                                              deps_overrides=overrides)
         self.server = BoltHTTPServer(self.bot.app, port=0).start()

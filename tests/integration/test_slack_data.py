@@ -91,3 +91,22 @@ def test_the_start_form_takes_a_file_picked_in_its_file_field(harness: Harness) 
     assert ok["response_action"] == "clear"
     done = harness.wait_status("picked", "COMPLETED", timeout=90)
     assert done.spec.data_origin["train"].startswith(f"slack:{picked['id']} picked.csv sha256:")
+
+
+def test_a_stored_file_cannot_be_named_by_its_path(harness: Harness) -> None:
+    """Another user's file, once fetched, is kept apart from the data folders: naming where
+    it is stored (or the whole store) is refused like any path outside them."""
+    shared = harness.slack.share_file(CHANNEL, OTHER, "payroll.csv", SAMPLE.read_bytes())
+    harness.command(f"start tabular-classification label_column=label --name theirs "
+                    f"--data train={shared['id']}", user=OTHER)
+    stored = harness.wait_status("theirs", "COMPLETED", timeout=90).spec.data["train"]
+    [node] = [n for n in lineage(harness.bot.deps, "theirs").nodes if n.kind == "data"]
+    assert stored not in node.detail and node.link is None  # lineage names the file, not where
+
+    store = str(Path(stored.removeprefix("file://")).parent.parent)
+    for uri in (stored, f"file://{store}"):
+        harness.command(f"start tabular-classification label_column=label --data train={uri}")
+    told = harness.wait(lambda: (lambda t: t if len(t) == 2 else None)(
+        [e for e in harness.ephemeral_texts(USER) if "keeps its own files" in e]))
+    assert len(told) == 2
+    assert [j.name for j in harness.bot.deps.store.list_jobs()] == ["theirs"]

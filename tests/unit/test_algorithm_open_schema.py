@@ -200,3 +200,24 @@ def test_a_typed_schema_still_guesses_the_name_meant() -> None:
 def test_a_typed_schema_still_fills_defaults_and_types_values() -> None:
     assert TYPED.defaults() == {"epochs": 10}
     assert TYPED.validate_hyperparameters({"epochs": "3"}) == {"epochs": 3}
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"channels": [{"name": "train"}, {"name": "train"}]}, "duplicate channel names"),
+    ({"metrics": [{"name": "m", "regex": "m=(\\\\S+)"}, {"name": "m", "regex": "m=(\\\\S+)"}],
+      "objective": {"metric": "m"}}, "duplicate metric names"),
+    ({"hyperparameters": [{"name": "sagemaker_program", "type": "str", "default": "x"}]},
+     "reserved"),
+    ({"hyperparameters": [{"name": f"p{i}", "type": "int", "default": 1} for i in range(91)]},
+     "at most 90"),
+])
+def test_typed_manifests_that_would_break_forms_or_sagemaker_are_refused(
+        change: dict, problem: str) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[2] / "algorithms"
+                           / "tabular-classification" / "manifest.yml").read_text())
+    with pytest.raises(ValueError, match=problem):
+        Algorithm.model_validate({**base, **change})

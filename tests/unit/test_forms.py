@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import Option, OptionGroup
 from slack_sdk.models.views import View
 
 from bot.catalog import Catalog, load_pools
-from bot.domain import Algorithm, JobSpec, Preset, ResourcePool
+from bot.domain import Algorithm, HyperParameter, JobSpec, Preset, ResourcePool
 from bot.slack import forms, loading, options
 from tests.unit.conftest import ALGO
 
@@ -269,8 +269,9 @@ def test_integer_bounds_are_integers() -> None:
 
 
 def test_hyperparameters_past_the_block_limit_are_named_not_dropped() -> None:
-    hps = [{"name": f"p{i}", "type": "int", "default": 1} for i in range(120)]
-    algo = Algorithm.model_validate({**ALGO.model_dump(), "hyperparameters": hps})
+    # More than a manifest may declare (90): the view must still hold whatever it is given.
+    hps = [HyperParameter(name=f"p{i}", type="int", default=1) for i in range(120)]
+    algo = ALGO.model_copy(update={"hyperparameters": hps})
     view = forms.hyperparameter_view(algo, {}, {}, callback_id="start_form", title="Start",
                                      pools=["gpu-1"])
     assert len(view["blocks"]) == 100

@@ -8,6 +8,7 @@ import pytest
 
 from bot.config import RerunApproval
 from bot.domain import (
+    BackendError,
     Conflict,
     InvalidInput,
     JobVersion,
@@ -150,12 +151,17 @@ class _Registry:
     def __init__(self) -> None:
         self.registered: list[str] = []
         self.decided: list[tuple[str, ModelStatus, str | None]] = []
+        self.fail_register = self.fail_decide = False
 
     def register(self, model: ModelVersion) -> str | None:
+        if self.fail_register:
+            raise BackendError("ThrottlingException: Rate exceeded")
         self.registered.append(model.label)
         return f"arn:aws:sagemaker:us-east-1:1:model-package/{model.group}/{model.number}"
 
     def decide(self, model: ModelVersion) -> None:
+        if self.fail_decide:
+            raise BackendError("ThrottlingException: Rate exceeded")
         self.decided.append((model.label, model.status, model.decided_by))
 
 
@@ -271,3 +277,33 @@ def test_lineage_shows_the_model_versions_of_a_version(deps: Deps) -> None:
     assert ("model", "churn v1") in kinds[at:] and ("model", "exp1 v1") in kinds[at:]
     assert {n.detail for n in nodes if n.kind == "model" and n.label.endswith(" v1")} == {
         "PendingManualApproval"}
+
+
+def test_a_decision_waits_for_the_registry_and_a_later_retry_repairs_it(deps: Deps) -> None:
+    """Registration failed (the registry was down): deciding registers it first, so no
+    decision lives only in the store; a decision the registry missed is told again when an
+    approver repeats it later."""
+    registry = _Registry()
+    deps.models = registry
+    _run(deps)
+    registry.fail_register = True
+    with pytest.raises(BackendError):
+        register_model(deps, "exp1", 1, user=REQUESTER, channel="C1")
+    assert deps.store.get_model_version("exp1", 1).package_arn is None
+    with pytest.raises(BackendError):
+        decide_model(deps, "exp1", 1, user=APPROVER, approve=True)
+    assert deps.store.get_model_version("exp1", 1).pending  # nothing decided
+
+    registry.fail_register = False
+    registry.fail_decide = True
+    with pytest.raises(BackendError, match="again to tell it again"):
+        decide_model(deps, "exp1", 1, user=APPROVER, approve=True)
+    stored = deps.store.get_model_version("exp1", 1)
+    assert stored.package_arn and stored.status is ModelStatus.APPROVED
+    assert registry.decided == []
+
+    registry.fail_decide = False
+    deps.clock.advance(minutes=2)  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match="already approved"):
+        decide_model(deps, "exp1", 1, user=APPROVER, approve=True)
+    assert len(registry.decided) == 1

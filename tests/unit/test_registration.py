@@ -472,3 +472,17 @@ def test_aws_an_image_algorithm_uploads_nothing(deps: Deps, manifest_file: Path,
     algorithm, _ = registration.add_image(deps, IMAGE, manifest_file, user=PUBLISHER)
     assert algorithm.source is not None and algorithm.source.image == IMAGE
     assert uploaded == [] and s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_another_publisher_may_neither_replace_nor_remove_someone_elses_id(
+        folder: Path, home: Path) -> None:
+    deps = make_deps(publishers=(PUBLISHER, "UPUB2"))
+    add(deps, folder, home, user=PUBLISHER)
+    (folder / "train.py").write_text("print('someone else')\n")
+    with pytest.raises(NotAllowed, match="belongs to <@UPUB>"):
+        add(deps, folder, home, user="UPUB2")
+    with pytest.raises(NotAllowed, match="belongs to <@UPUB>"):
+        registration.remove(deps, "team-clf", user="UPUB2")
+    assert deps.algorithms.get("team-clf").source.owner == PUBLISHER  # type: ignore[union-attr]
+    # The owner and an admin may.
+    assert add(deps, folder, home, user=ADMIN)[1] is True

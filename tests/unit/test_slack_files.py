@@ -178,3 +178,14 @@ def test_s3_storage_needs_a_team_that_fits_a_key() -> None:
         S3FileStorage(object(), "bucket", "../other")
     assert S3FileStorage(object(), "b", "T0123").key("ab" * 32, "x.csv") \
         == f"trainbot/data/T0123/{'ab' * 32}/x.csv"
+
+
+def test_the_s3_store_owns_all_of_trainbots_prefix_in_its_bucket() -> None:
+    from bot.adapters.file_store import S3FileStorage
+
+    storage = S3FileStorage(object(), "team-ml", "T1")
+    assert storage.owns("s3://team-ml/trainbot/data/T2/abc/x.csv")
+    assert storage.owns("s3://team-ml/trainbot/output/other-job/model.tar.gz")
+    assert storage.owns("s3://team-ml/trainbot/")
+    assert not storage.owns("s3://team-ml/datasets/churn.csv")
+    assert not storage.owns("s3://other-bucket/trainbot/data/x.csv")
