@@ -403,7 +403,7 @@ class RecordingChat:
 
     def model_registered(self, model, version=None):  # type: ignore[no-untyped-def]
         self.calls.append(("model registered", model.label))
-        return ("C1", f"7.{model.number}") if model.channel else None
+        return (model.channel, f"7.{model.number}") if model.channel else None
 
     def model_decided(self, model):  # type: ignore[no-untyped-def]
         self.calls.append(("model decided", (model.label, model.status)))

@@ -98,7 +98,7 @@ def register_model(
     if not version.artifacts.model:
         raise InvalidInput(f"{version.label} completed without a model artifact: there is "
                            "no model to register.")
-    draft = _draft(deps, version, group=group, user=user)
+    draft = _draft(deps, version, group=group, user=user, asked_in=channel)
     model, created = deps.store.add_model_version(draft)
     if model.pending and model.package_arn is None:
         model = _register_in_registry(deps, model)
@@ -130,7 +130,12 @@ def _best_version(deps: Deps, job: str) -> JobVersion:
     return best
 
 
-def _draft(deps: Deps, version: JobVersion, *, group: str, user: str) -> ModelVersion:
+def _allowed(deps: Deps, channel: str | None) -> bool:
+    return channel is not None and (not deps.policy.channels or channel in deps.policy.channels)
+
+
+def _draft(deps: Deps, version: JobVersion, *, group: str, user: str,
+           asked_in: str | None) -> ModelVersion:
     """What is recorded about the model: the artifact, the training image, the metrics (the
     objective named), the algorithm exactly, and where it all came from."""
     algorithm = deps.algorithms.for_spec(version.spec)
@@ -144,8 +149,10 @@ def _draft(deps: Deps, version: JobVersion, *, group: str, user: str) -> ModelVe
         objective_metric=metric, objective_value=version.metrics.get(metric),
         lineage=_lineage(deps, version, algorithm, digest=digest, user=user),
         registered_by=user, registered_at=deps.clock.now(),
-        # The card goes where the training version's card is.
-        channel=version.channel,
+        # The card goes where the training version's card is — unless that channel is off
+        # the allow-list (its buttons would be refused there) or there is none (a version
+        # started from the CLI): then where the registration was asked.
+        channel=version.channel if _allowed(deps, version.channel) else asked_in,
     )
 
 

@@ -307,3 +307,14 @@ def test_a_decision_waits_for_the_registry_and_a_later_retry_repairs_it(deps: De
     with pytest.raises(Conflict, match="already approved"):
         decide_model(deps, "exp1", 1, user=APPROVER, approve=True)
     assert len(registry.decided) == 1
+
+
+def test_the_card_goes_where_its_buttons_work(deps: Deps) -> None:
+    """The version's channel was taken off the allow-list since it trained: the card goes to
+    the channel the registration came from, where Approve/Reject are taken."""
+    _run(deps)
+    deps.policy.channels = ["C2"]
+
+    model = register_model(deps, "exp1", 1, user=REQUESTER, channel="C2").model
+
+    assert model.channel == "C2"
