@@ -146,20 +146,21 @@ def build_deps(
     policy = build_policy(settings, is_member=is_member)
     compute = compute or build_compute(settings, catalog, detach_tensorboard=detach_tensorboard)
     store = store or build_store(settings)
-    algorithm_of = Algorithms(catalog, store, settings.scope).find
+    algorithms = Algorithms(catalog, store, settings.scope)
     deps = Deps(
         store=store,
         compute=compute,
         catalog=catalog,
         clock=SystemClock(),
         policy=policy,
-        chat=chat or (chat_for(compute, algorithm_of, policy) if chat_for else NullChat()),
+        chat=chat or (chat_for(compute, algorithms.find, policy) if chat_for else NullChat()),
         job_prefix=settings.job_prefix,
         scope=settings.scope,
         stuck_after=stuck_after(settings),
         local_data=_local_data(settings),
         files=files,
         models=models or build_model_registry(settings),
+        given_algorithms=algorithms,
     )
     start_reporting(deps, recover=recover)
     return deps

@@ -128,4 +128,5 @@ class MeteredChat:
 
 def instrument(deps: Deps) -> Deps:
     """``deps`` with its compute and chat metered (a new Deps; ``deps`` is left as it is)."""
-    return replace(deps, compute=MeteredCompute(deps.compute), chat=MeteredChat(deps.chat))
+    return replace(deps, compute=MeteredCompute(deps.compute), chat=MeteredChat(deps.chat),
+                   given_algorithms=deps.algorithms)

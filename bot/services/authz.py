@@ -59,8 +59,12 @@ class Policy:
                              hint="Set TRAINBOT_ALGORITHM_PUBLISHERS (or TRAINBOT_ADMINS).")
         raise NotAllowed(f"{what}. Ask one of: {_people(who)}.")
 
+    def allows_channel(self, channel: str) -> bool:
+        """Whether trainbot works in ``channel`` (every channel when there's no allow-list)."""
+        return not self.channels or channel in self.channels
+
     def check_channel(self, channel: str | None) -> None:
-        if self.channels and channel is not None and channel not in self.channels:
+        if channel is not None and not self.allows_channel(channel):
             raise NotAllowed(
                 "trainbot doesn't take commands in this channel.",
                 hint="Use one of: " + ", ".join(f"<#{c}>" for c in self.channels) + ".",

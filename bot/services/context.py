@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import timedelta
 
 from bot.catalog import Catalog
@@ -110,8 +110,10 @@ class Deps:
     files: FileInbox | None = None
     # Where registered models also go (AWS: SageMaker Model Registry).
     models: ModelRegistry = field(default_factory=StoreOnlyModels)
-    # Presets and registered algorithms (built from catalog and store).
+    # Presets and registered algorithms (built from catalog and store unless given: the
+    # composition root builds one and hands it to the chat too).
+    given_algorithms: InitVar[Algorithms | None] = None
     algorithms: Algorithms = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.algorithms = Algorithms(self.catalog, self.store, self.scope)
+    def __post_init__(self, given_algorithms: Algorithms | None) -> None:
+        self.algorithms = given_algorithms or Algorithms(self.catalog, self.store, self.scope)

@@ -130,10 +130,6 @@ def _best_version(deps: Deps, job: str) -> JobVersion:
     return best
 
 
-def _allowed(deps: Deps, channel: str | None) -> bool:
-    return channel is not None and (not deps.policy.channels or channel in deps.policy.channels)
-
-
 def _draft(deps: Deps, version: JobVersion, *, group: str, user: str,
            asked_in: str | None) -> ModelVersion:
     """What is recorded about the model: the artifact, the training image, the metrics (the
@@ -152,7 +148,8 @@ def _draft(deps: Deps, version: JobVersion, *, group: str, user: str,
         # The card goes where the training version's card is — unless that channel is off
         # the allow-list (its buttons would be refused there) or there is none (a version
         # started from the CLI): then where the registration was asked.
-        channel=version.channel if _allowed(deps, version.channel) else asked_in,
+        channel=(version.channel if version.channel and deps.policy.allows_channel(
+            version.channel) else asked_in),
     )
 
 

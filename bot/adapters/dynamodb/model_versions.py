@@ -28,7 +28,7 @@ from bot.adapters.dynamodb.transactions import (
     CHECK_FAILED,
     backoff,
     cancellation_codes,
-    check_failed,
+    conditional_update,
     transact,
 )
 from bot.adapters.dynamodb.writes import model_registration, model_update
@@ -141,17 +141,9 @@ class ModelVersions:
 
     def save(self, model: ModelVersion, *, expect_status: ModelStatus | None) -> ModelVersion:
         """See :meth:`bot.ports.JobStore.save_model_version`: one conditional UpdateItem."""
-        try:
-            response = self._client.update_item(
-                **model_update(self._table, model, expect_status=expect_status),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not check_failed(exc):
-                raise
-            self._raise_refused(model, exc)
-        return model_from_item(response["Attributes"])
+        return model_from_item(conditional_update(
+            self._client, model_update(self._table, model, expect_status=expect_status),
+            lambda exc: self._raise_refused(model, exc)))
 
     def _raise_refused(self, model: ModelVersion, exc: ClientError) -> NoReturn:
         old = exc.response.get("Item") or self._reads.get(

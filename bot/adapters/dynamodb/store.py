@@ -55,6 +55,7 @@ from bot.adapters.dynamodb.transactions import (
     backoff,
     cancellation_codes,
     check_failed,
+    conditional_update,
     retryable,
     transact,
 )
@@ -238,17 +239,9 @@ class DynamoStore:
         """
         if version.pool_slot and version.status.terminal:
             return self._save_releasing(version.model_copy(update={"pool_slot": False}))
-        try:
-            response = self._client.update_item(
-                **version_update(self.table_name, version),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not check_failed(exc):
-                raise
-            self._raise_stale(version, exc)
-        return version_from_item(response["Attributes"])
+        return version_from_item(conditional_update(
+            self._client, version_update(self.table_name, version),
+            lambda exc: self._raise_stale(version, exc)))
 
     def _save_releasing(self, version: JobVersion) -> JobVersion:
         update = version_update(self.table_name, version, releasing=True)
@@ -485,17 +478,10 @@ class DynamoStore:
         self, approval_id: str, decision: Decision, *, by: str, at: datetime, note: str = ""
     ) -> Approval:
         """Record the decision if none was recorded yet; ``Conflict`` naming who decided."""
-        try:
-            response = self._client.update_item(
-                **decide_update(self.table_name, approval_id, decision, by=by, at=at, note=note),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not check_failed(exc):
-                raise
-            self._raise_decided(approval_id, exc)
-        return approval_from_item(response["Attributes"])
+        return approval_from_item(conditional_update(
+            self._client,
+            decide_update(self.table_name, approval_id, decision, by=by, at=at, note=note),
+            lambda exc: self._raise_decided(approval_id, exc)))
 
     def decide_approval_and_version(
         self, approval_id: str, decision: Decision, *, by: str, at: datetime,

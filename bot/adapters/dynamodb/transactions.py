@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +22,7 @@ __all__ = [
     "backoff",
     "cancellation_codes",
     "check_failed",
+    "conditional_update",
     "retryable",
     "transact",
 ]
@@ -42,6 +44,20 @@ def _code(exc: ClientError) -> str:
 def check_failed(exc: ClientError) -> bool:
     """A single-item write whose condition was false."""
     return _code(exc) == "ConditionalCheckFailedException"
+
+
+def conditional_update(client: Any, request: dict[str, Any],
+                       refused: Callable[[ClientError], NoReturn]) -> dict[str, Any]:
+    """One UpdateItem whose condition may be false: the item as written, or ``refused``
+    (which finds the item as it was in ``exc.response["Item"]``) raises."""
+    try:
+        response = client.update_item(**request, ReturnValues="ALL_NEW",
+                                      ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    except ClientError as exc:
+        if not check_failed(exc):
+            raise
+        refused(exc)
+    return dict(response["Attributes"])
 
 
 def cancellation_codes(exc: ClientError) -> list[str]:
