@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch pinned first: a looser requirement pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[bot,train,dev]'
+	$(PY) -m pip install --quiet -e '.[bot,train,local,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

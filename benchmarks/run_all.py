@@ -51,6 +51,7 @@ BENCHMARKS = (
     Bench("access patterns", "bench_access_patterns.py", 300, ("--budget-s", "200")),
     Bench("lambda bundle", "bench_bundle.py", 240),
     Bench("local overhead", "bench_local_overhead.py", 240),
+    Bench("sweep overhead", "bench_sweep.py", 300),
     Bench("gpu throughput", "bench_gpu.py", 300),
     Bench("algorithm quality", "algorithm_quality.py", 180,
           target="manifest quality_target"),

@@ -18,7 +18,7 @@ from bot.catalog import Catalog, load_algorithms, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.domain import ConfigError
-from bot.ports import Chat, Compute, DataGuard, FileInbox, JobStore, ModelRegistry
+from bot.ports import Chat, Compute, DataGuard, FileInbox, JobStore, ModelRegistry, Tuner
 from bot.services.algorithms import AlgorithmOf, Algorithms
 from bot.services.authz import MembershipCheck, Policy, no_groups
 from bot.services.context import Deps, NullChat, StoreOnlyModels
@@ -130,7 +130,9 @@ def build_deps(
     compute: Compute | None = None,
     files: FileInbox | None = None,
     models: ModelRegistry | None = None,
+    tuner: Tuner | None = None,
     recover: bool = True,
+    drive_sweeps: bool = True,
     detach_tensorboard: bool = False,
 ) -> Deps:
     """The one place a :class:`Deps` is put together; the entry points only choose parts.
@@ -140,7 +142,8 @@ def build_deps(
     ``detach_tensorboard``: a TensorBoard server this process starts outlives it (the
     short-lived CLI); otherwise it is stopped when this process exits. ``recover``: a
     backend that supervises its runs itself (local) takes back the active versions a
-    previous process started.
+    previous process started; ``drive_sweeps``: with it, the sweeps this bot runs itself go
+    on from where the store says (a long-lived bot; a one-off CLI command leaves them to it).
     """
     catalog = build_catalog(settings)
     policy = build_policy(settings, is_member=is_member)
@@ -160,10 +163,28 @@ def build_deps(
         local_data=_local_data(settings),
         files=files,
         models=models or build_model_registry(settings),
+        tuner=tuner or build_tuner(settings, compute),
         given_algorithms=algorithms,
     )
-    start_reporting(deps, recover=recover)
+    start_reporting(deps, recover=recover, drive_sweeps=drive_sweeps)
     return deps
+
+
+def build_tuner(settings: Settings, compute: Compute) -> Tuner | None:
+    """What searches sweeps: SageMaker automatic model tuning on AWS; Optuna, driven by
+    trainbot, on the embedded default."""
+    if settings.compute == "sagemaker":
+        from bot.adapters.sagemaker.compute import SageMakerCompute
+        from bot.adapters.sagemaker.tuning import SageMakerTuner
+
+        # The compute's own client, settings and catalog: a trial is exactly the training
+        # job a single version would get.
+        if isinstance(compute, SageMakerCompute):
+            return SageMakerTuner(compute)
+        return SageMakerTuner.from_settings(settings)
+    from bot.adapters.optuna_tuner import OptunaTuner
+
+    return OptunaTuner()
 
 
 def build_model_registry(settings: Settings) -> ModelRegistry:
@@ -211,13 +232,18 @@ def build_file_storage(settings: Settings) -> FileStorage:
     return LocalFileStorage(slack_files_dir(settings))
 
 
-def start_reporting(deps: Deps, *, recover: bool) -> None:
+def start_reporting(deps: Deps, *, recover: bool, drive_sweeps: bool = True) -> None:
     """Runs the compute supervises itself (local) report through the same service
     SageMaker's EventBridge events reach; SageMaker's compute does nothing here."""
     from bot.services.state_changes import ServiceEvents
 
     active = [v for v in deps.store.list_active() if v.backend_job_name] if recover else []
     deps.compute.start_reporting(ServiceEvents(deps), active)
+    if recover and drive_sweeps and deps.tuner is not None and not deps.tuner.launches_trials:
+        # Sweeps this bot drives go on from where the store says (a restart resumes them).
+        from bot.services.sweeps import resume_sweeps
+
+        resume_sweeps(deps)
 
 
 def stuck_after(settings: Settings) -> timedelta:

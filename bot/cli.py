@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -275,7 +274,8 @@ def _command(args: list[str], *, as_json: bool) -> int:
     import shlex
 
     from bot.bootstrap import build_deps
-    from bot.commands import Approve, Rerun, Start, StartForm, Stop, parse
+    from bot.cli_wait import wait_sweep, wait_version
+    from bot.commands import Approve, Rerun, Start, StartForm, Stop, Sweep, parse
     from bot.config import load_settings
     from bot.dispatch import Actor, execute
 
@@ -286,16 +286,31 @@ def _command(args: list[str], *, as_json: bool) -> int:
               file=sys.stderr)
         return 2
     # This process ends with the command: a TensorBoard it starts stays for `trainbot tb`.
-    deps = build_deps(settings, detach_tensorboard=True)
+    # Sweeps go on in `serve`/`run` (or `--wait`), not as a side effect of any command.
+    deps = build_deps(settings, detach_tensorboard=True, drive_sweeps=False)
     try:
         reply = execute(deps, cmd, Actor(user=settings.user, channel=None, trusted=True))
     except TrainbotError as exc:
         raise _with_suggestion(deps, exc) from exc
+    awaiting_sweep = isinstance(reply.data, tuple) and \
+        reply.data[0].status.value == "AWAITING_APPROVAL"
+    if isinstance(cmd, Sweep | Approve) and cmd.wait and isinstance(reply.data, tuple) and \
+            not awaiting_sweep:  # an approver decides first, as for a start
+        final_sweep = wait_sweep(deps, reply.data[0].name, quiet=as_json)
+        if as_json:
+            _print_json(_reply_json(deps, cmd, final_sweep))
+        else:
+            from bot.views.text import render_text
+
+            print(render_text(final_sweep.doc), end="")
+        done = isinstance(final_sweep.data, tuple) and final_sweep.data[0].status.value == \
+            "COMPLETED"
+        return 0 if done else 1
     # A stop waits for the process to end: this short-lived process is what signals it.
     waits = isinstance(cmd, Stop) or (isinstance(cmd, Start | Rerun | Approve) and cmd.wait)
     awaiting = reply.approval is not None and reply.approval.pending
     if waits and reply.version is not None and not awaiting:
-        final = _wait(deps, reply.version, quiet=as_json)
+        final = wait_version(deps, reply.version, quiet=as_json)
         if as_json:
             _print_json(_version_json(deps, final))
         else:
@@ -357,6 +372,10 @@ def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
 
     algorithm_of = deps.algorithms.find
     found = reply.data
+    from bot.domain.sweep import Sweep
+
+    if isinstance(found, tuple) and found and isinstance(found[0], Sweep):
+        return data.sweep_data(found[0], list(found[1]))
     if isinstance(cmd, Models) and isinstance(found, dict):
         if cmd.group is not None:  # one group: its versions
             return [data.model_data(m) for versions in found.values() for m in versions]
@@ -428,40 +447,6 @@ def _print_card(deps: Deps, version: JobVersion) -> None:
     doc = presenters.version_card(version, queries.links(deps, version),
                                   algorithm=deps.algorithms.find(version.spec))
     print(render_text(doc), end="")
-
-
-def _wait(deps: Deps, version: JobVersion, *, quiet: bool) -> JobVersion:
-    """Block until the version ends, drawing a progress line on stderr."""
-    from bot.services.state_changes import refresh_progress
-
-    last = ""
-    while True:
-        current = deps.store.get_version(version.job, version.number)
-        if current.status.terminal:
-            if not quiet and last:
-                print(file=sys.stderr)
-            return current
-        current = refresh_progress(deps, current)
-        line = _progress_line(current)
-        if not quiet and line != last and sys.stderr.isatty():
-            print("\r" + line.ljust(90), end="", file=sys.stderr, flush=True)
-        elif not quiet and line != last:
-            print(line, file=sys.stderr, flush=True)
-        last = line
-        time.sleep(0.5)
-
-
-def _progress_line(v: JobVersion) -> str:
-    p = v.progress
-    head = f"{v.label} {v.status.value.lower()}"
-    if p is None:
-        return head
-    bar = ""
-    if p.percent is not None:
-        filled = int(p.percent / 5)
-        bar = f" [{'#' * filled}{'.' * (20 - filled)}] {int(p.current or 0)}/{int(p.total or 0)}"
-    metrics = " ".join(f"{k}={x:.4g}" for k, x in list(p.metrics.items())[:3])
-    return f"{head}{bar} {metrics}".rstrip()
 
 
 class _Options(argparse.ArgumentParser):

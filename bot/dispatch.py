@@ -39,13 +39,16 @@ from bot.commands import (
     Tb,
     Versions,
 )
-from bot.domain import Approval, InvalidInput, JobVersion
-from bot.services import approvals, launching, models, presets, queries, requests
+from bot.commands import Sweep as SweepCommand
+from bot.domain import Approval, InvalidInput, JobVersion, NotFound
+from bot.domain.sweep import Sweep
+from bot.services import approvals, launching, models, presets, queries, requests, sweeps
 from bot.services.context import Deps
 from bot.views import presenters
 from bot.views.doc import Button, Doc
 from bot.views.models import model_card, models_doc
 from bot.views.mrkdwn import code, esc, link, mention
+from bot.views.sweeps import sweep_card
 
 __all__ = ["Actor", "Reply", "execute"]
 
@@ -88,6 +91,8 @@ def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
             return _launched(deps, *requests.start_job(deps, _start_request(cmd, actor)))
         case Rerun():
             return _rerun(deps, cmd, actor)
+        case SweepCommand():
+            return _sweep(deps, cmd, actor)
         case Stop():
             return _stop(deps, cmd, actor)
         case StatusQuery():
@@ -183,8 +188,32 @@ def _launched(deps: Deps, version: JobVersion, approval: Approval | None) -> Rep
                  version=version, public=True)
 
 
+def _sweep(deps: Deps, c: SweepCommand, a: Actor) -> Reply:
+    sweep = sweeps.start_sweep(deps, sweeps.SweepRequest(
+        user=a.user, assignments=dict(c.assignments), algorithm=c.algorithm, preset=c.preset,
+        from_job=c.from_job, from_version=c.from_version, trials=c.trials,
+        parallel=c.parallel, objective=c.objective, strategy=c.strategy, pool=c.pool,
+        name=c.name, data=dict(c.data) or None, spot=c.spot, max_runtime_s=c.max_runtime_s,
+        channel=a.channel, request_key=a.request_key, trusted=a.trusted))
+    return sweep_reply(deps, sweep, public=sweep.message_ts is not None)
+
+
+def sweep_reply(deps: Deps, sweep: Sweep, *, public: bool = False) -> Reply:
+    trials = sweeps.sweep_trials(deps, sweep)
+    return Reply(sweep_card(sweep, trials), public=public, data=(sweep, trials))
+
+
 def _stop(deps: Deps, c: Stop, a: Actor) -> Reply:
+    if c.version is None:
+        try:
+            sweep = deps.store.get_sweep(c.job)
+        except NotFound:
+            sweep = None
+        if sweep is not None:
+            return sweep_reply(deps, sweeps.stop_sweep(deps, user=a.user, name=c.job))
     v = launching.stop_version(deps, user=a.user, job=c.job, number=c.version)
+    if v.trial is not None and v.status.terminal:
+        sweeps.trial_changed(deps, v)  # stopped before it ran: no event will say so
     return Reply(Doc(title=f"{v.status.emoji} {esc(v.label)}: {v.status.value.lower()}."),
                  version=v)
 
@@ -206,6 +235,11 @@ def _versions(deps: Deps, c: Versions) -> Reply:
 
 
 def _show(deps: Deps, job: str, number: int | None) -> Reply:
+    if number is None:
+        try:
+            return sweep_reply(deps, deps.store.get_sweep(job))  # a sweep: its card
+        except NotFound:
+            pass
     v = queries.get_version(deps, job, number)
     doc = presenters.version_card(v, queries.links(deps, v),
                                   algorithm=deps.algorithms.find(v.spec), now=deps.clock.now())
@@ -285,6 +319,14 @@ def _preset_save(deps: Deps, c: PresetSave, a: Actor) -> Reply:
 
 
 def _decide(deps: Deps, approval_id: str, a: Actor, *, approve: bool, note: str = "") -> Reply:
+    if deps.store.get_approval(approval_id).sweep:
+        decided, sweep = sweeps.decide_sweep(deps, approval_id=approval_id, user=a.user,
+                                             approve=approve, note=note)
+        verb = "Approved" if approve else "Rejected"
+        reply = sweep_reply(deps, sweep)
+        reply.doc = Doc(title=f"{verb} request {code(decided.id)}: {esc(sweep.label)} is "
+                              f"{sweep.status.value.lower().replace('_', ' ')}.")
+        return reply
     ap, v = approvals.decide(deps, approval_id=approval_id, user=a.user, approve=approve,
                              note=note)
     verb = "Approved" if approve else "Rejected"

@@ -27,7 +27,10 @@ from bot.domain import (
     TrainingJob,
     TrainingJobDetail,
     TrainingJobStateChange,
+    TuningJobDetail,
 )
+from bot.domain.algorithm import HPValue
+from bot.domain.sweep import Sweep, Trial
 
 __all__ = [
     "Chat",
@@ -43,6 +46,7 @@ __all__ = [
     "ModelRegistry",
     "Results",
     "StoredFile",
+    "Tuner",
 ]
 
 
@@ -179,6 +183,34 @@ class JobStore(Protocol):
         """Store changed fields of an existing model version (package_arn, the card's
         channel/ts, the decision). With ``expect_status`` the write happens only if the stored
         status still is that one — a decision is taken once: ``Conflict`` otherwise."""
+        ...
+
+    def create_sweep(self, sweep: Sweep, *, job: TrainingJob) -> tuple[Sweep, bool]:
+        """Create the sweep and its job (``job.name == sweep.name``) in one write; return
+        ``(stored, created)`` with ``revision == 1``. ``Conflict`` if a job of that name
+        exists. Idempotent per ``sweep.request_key``: a sweep stored under that key is
+        returned as it is, ``(that sweep, False)``, and nothing is written."""
+        ...
+
+    def get_sweep(self, name: str) -> Sweep:
+        """``NotFound`` if there is no sweep of that name (a plain job is not a sweep)."""
+        ...
+
+    def save_sweep(self, sweep: Sweep) -> Sweep:
+        """Write the sweep's changeable fields if the stored revision equals
+        ``sweep.revision`` (``StaleWrite`` otherwise); return it with ``revision + 1``.
+        Fields fixed at creation (``SWEEP_FIXED_FIELDS``) are never rewritten. Setting
+        ``backend_name`` makes the sweep findable by :meth:`find_sweep_by_backend_name`
+        (``Conflict`` if another sweep has that name)."""
+        ...
+
+    def list_active_sweeps(self) -> list[Sweep]:
+        """Sweeps not in a terminal state or with a non-empty outbox, oldest first (through an
+        index, not a scan)."""
+        ...
+
+    def find_sweep_by_backend_name(self, backend_name: str) -> Sweep | None:
+        """Strongly consistent lookup of the sweep whose backend (tuning job) name this is."""
         ...
 
     def create_approval(self, approval: Approval) -> Approval: ...
@@ -346,6 +378,26 @@ class Chat(Protocol):
         no card or the chat can't say."""
         ...
 
+    def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:
+        """Post the sweep's one card (search, counts, leaderboard, Stop sweep); return
+        ``(channel, ts)``, or None when the sweep has no channel."""
+        ...
+
+    def sweep_changed(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        """Update the card in place: trials done/running/pruned/failed, the best so far with
+        its parameters and buttons, the top five (best effort, coalesced, never raises)."""
+        ...
+
+    def sweep_new_best(self, sweep: Sweep, trial: Trial) -> None:
+        """Say a new best trial in the card's thread (raises ``ChatUndelivered``)."""
+        ...
+
+    def sweep_ended(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        """Tell the channel the sweep ended, mentioning its requester (in the card's thread
+        and the channel), with the objective-by-trial chart in the thread (raises
+        ``ChatUndelivered`` when the message wasn't taken)."""
+        ...
+
 
 class DataGuard(Protocol):
     """Which local files a request may name (local compute only)."""
@@ -369,6 +421,55 @@ class ModelRegistry(Protocol):
 
     def decide(self, model: ModelVersion) -> None:
         """Set the approval status (``model.status``, with who decided and the note)."""
+        ...
+
+
+@runtime_checkable
+class Tuner(Protocol):
+    """What searches a sweep's space: Optuna inside trainbot (trainbot asks it for the next
+    points and launches them as versions), or SageMaker automatic model tuning (the
+    backend launches the trials; trainbot records them from their events).
+
+    ``launches_trials`` says which: True when :meth:`begin` starts a backend search that
+    runs the trials itself (``suggest``/``should_prune`` are then never called).
+    """
+
+    name: str
+    launches_trials: bool
+
+    def begin(self, sweep: Sweep, algorithm: Algorithm, pool: ResourcePool,
+              backend_name: str) -> None:
+        """Start the backend's search under ``backend_name`` (already recorded on the
+        sweep), with the sweep's ranges, objective, limits and every trial's shared settings.
+        ``BackendError`` if it could not start. A tuner that doesn't launch trials does
+        nothing."""
+        ...
+
+    def suggest(self, sweep: Sweep, trials: Sequence[Trial]) -> dict[str, HPValue]:
+        """The parameters of trial ``len(trials)``, given every trial so far (finished ones
+        with their objective): the next point of the search, the same answer for the same
+        history (so a retried or resumed step asks the same point)."""
+        ...
+
+    def should_prune(self, sweep: Sweep, trials: Sequence[Trial], trial: Trial) -> bool:
+        """Whether running ``trial`` should stop now, judged on its intermediate objective
+        values against the other trials' at the same steps."""
+        ...
+
+    def stop(self, sweep: Sweep) -> None:
+        """Stop the backend's search (its running trials stop with it). Nothing when the
+        tuner launches no trials."""
+        ...
+
+    def describe(self, sweep: Sweep) -> TuningJobDetail | None:
+        """The backend search's state as its state-change event would say it; None when
+        there is none (not begun, unknown to the backend, or a tuner that launches no
+        trials)."""
+        ...
+
+    def trial_details(self, sweep: Sweep) -> list[TrainingJobDetail]:
+        """Every trial the backend search launched, as their state-change events would say
+        them (oldest first); empty for a tuner that launches no trials."""
         ...
 
 

@@ -22,6 +22,7 @@ from bot.domain import (
     Status,
     TrainingJobDetail,
 )
+from bot.domain.sweep import Sweep, Trial
 from bot.ports import Chat, Compute, EventReport, Launch, Links, Results
 from bot.services.context import Deps
 from functions.observability import emit
@@ -124,6 +125,18 @@ class MeteredChat:
 
     def model_decided(self, model: ModelVersion) -> None:
         self._inner.model_decided(model)
+
+    def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:
+        return self._inner.sweep_created(sweep, trials)
+
+    def sweep_changed(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        self._inner.sweep_changed(sweep, trials)
+
+    def sweep_new_best(self, sweep: Sweep, trial: Trial) -> None:
+        self._inner.sweep_new_best(sweep, trial)
+
+    def sweep_ended(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        self._inner.sweep_ended(sweep, trials)
 
 
 def instrument(deps: Deps) -> Deps:

@@ -28,6 +28,7 @@ from bot.domain import (
 )
 from bot.domain.job import VERSION_FIXED_FIELDS as _IMMUTABLE
 from bot.domain.model import MODEL_MUTABLE_FIELDS
+from bot.domain.sweep import SWEEP_FIXED_FIELDS, Sweep
 from bot.ports import EventReport, Launch, Links, Results
 
 
@@ -47,6 +48,9 @@ class MemoryStore:
         self.algorithm_ids: dict[tuple[str, str], tuple[str, bool]] = {}
         # Registered models by (group, number).
         self.models: dict[tuple[str, int], ModelVersion] = {}
+        # Sweeps by name, and the name created under each request key.
+        self.sweeps: dict[str, Sweep] = {}
+        self.sweep_keys: dict[str, str] = {}
 
     def add_version(self, draft, *, new_job=None):  # type: ignore[no-untyped-def]
         with self._lock:
@@ -246,6 +250,52 @@ class MemoryStore:
             self.models[(model.group, model.number)] = saved
             return saved
 
+    def create_sweep(self, sweep, *, job):  # type: ignore[no-untyped-def]
+        if job.name != sweep.name:
+            raise ValueError(f"job {job.name!r} is not the sweep's job {sweep.name!r}")
+        with self._lock:
+            if sweep.request_key is not None and sweep.request_key in self.sweep_keys:
+                return self.sweeps[self.sweep_keys[sweep.request_key]], False
+            if job.name in self.jobs:
+                raise Conflict(f"A job named `{job.name}` already exists.")
+            if sweep.backend_name and self._sweep_named(sweep.backend_name) is not None:
+                raise Conflict(f"Backend name `{sweep.backend_name}` is already in use.")
+            stored = sweep.model_copy(update={"revision": 1})
+            self.jobs[job.name] = job.model_copy(update={"latest_version": 0})
+            self.sweeps[sweep.name] = stored
+            if sweep.request_key is not None:
+                self.sweep_keys[sweep.request_key] = sweep.name
+            return stored, True
+
+    def get_sweep(self, name):  # type: ignore[no-untyped-def]
+        try:
+            return self.sweeps[name]
+        except KeyError:
+            raise NotFound(f"There is no sweep `{name}`.") from None
+
+    def save_sweep(self, sweep):  # type: ignore[no-untyped-def]
+        with self._lock:
+            current = self.get_sweep(sweep.name)
+            if current.revision != sweep.revision:
+                raise StaleWrite(f"{sweep.label} changed since it was read")
+            other = sweep.backend_name and self._sweep_named(sweep.backend_name)
+            if other and other.name != sweep.name:
+                raise Conflict(f"Backend name `{sweep.backend_name}` is already in use.")
+            fixed = {k: getattr(current, k) for k in SWEEP_FIXED_FIELDS}
+            stored = sweep.model_copy(update={**fixed, "revision": sweep.revision + 1})
+            self.sweeps[sweep.name] = stored
+            return stored
+
+    def _sweep_named(self, backend_name):  # type: ignore[no-untyped-def]
+        return next((s for s in self.sweeps.values() if s.backend_name == backend_name), None)
+
+    def list_active_sweeps(self):  # type: ignore[no-untyped-def]
+        return sorted((s for s in self.sweeps.values() if not s.status.terminal or s.outbox),
+                      key=lambda s: (s.created_at, s.name))
+
+    def find_sweep_by_backend_name(self, backend_name):  # type: ignore[no-untyped-def]
+        return self._sweep_named(backend_name)
+
     def create_approval(self, approval):  # type: ignore[no-untyped-def]
         with self._lock:
             if approval.id in self.approvals:
@@ -407,6 +457,22 @@ class RecordingChat:
 
     def model_decided(self, model):  # type: ignore[no-untyped-def]
         self.calls.append(("model decided", (model.label, model.status)))
+
+    def sweep_created(self, sweep, trials):  # type: ignore[no-untyped-def]
+        self.calls.append(("sweep created", sweep.name))
+        return (sweep.channel, "5.1") if sweep.channel else None
+
+    def sweep_changed(self, sweep, trials):  # type: ignore[no-untyped-def]
+        self.calls.append(("sweep changed", (sweep.name, sweep.status, len(trials))))
+
+    def sweep_new_best(self, sweep, trial):  # type: ignore[no-untyped-def]
+        self.calls.append(("sweep new best", (sweep.name, trial.number)))
+
+    def sweep_ended(self, sweep, trials):  # type: ignore[no-untyped-def]
+        if self.refuse_announcements > 0:
+            self.refuse_announcements -= 1
+            raise ChatUndelivered("ratelimited")
+        self.calls.append(("sweep ended", (sweep.name, sweep.status)))
 
 
 def event(name: str, status: str, secondary: str | None = None, **detail: object

@@ -40,6 +40,7 @@ from bot.commands.verbs import (
     Tb,
     Versions,
 )
+from bot.commands.verbs import Sweep as SweepCommand
 from bot.domain.errors import InvalidInput
 
 __all__ = ["COMMANDS", "USAGE", "parse", "parse_duration", "parse_max_runtime", "unescape_slack"]
@@ -51,7 +52,10 @@ USAGE: dict[str, str] = {
     "start": "start ALGORITHM [key=value …] [--pool POOL] [--data CHANNEL=URI …] [--name JOB] "
     "[--spot] [--max-runtime 2h]  ·  start --preset NAME [key=value …] [--pool POOL]",
     "rerun": "rerun JOB [vN] [key=value …] [--pool POOL]",
-    "stop": "stop JOB [vN]",
+    "sweep": "sweep (ALGORITHM | --preset NAME | --from JOB [vN]) name=lo..hi[:log] "
+    "name=a|b|c [key=value …] [--trials N] [--parallel P] [--objective METRIC] "
+    "[--strategy bayesian|random|hyperband] [--pool POOL] [--name SWEEP]",
+    "stop": "stop JOB [vN]  (a sweep's name alone stops the whole sweep)",
     "status": "status [JOB]",
     "versions": "versions JOB",
     "show": "show JOB [vN]",
@@ -288,6 +292,47 @@ def _start(w: _Words) -> Start | StartForm:
                  **_launch_options(w, opts))
 
 
+_SWEEP_FLAGS = {**_LAUNCH_FLAGS, "preset": True, "from": True, "trials": True,
+                "parallel": True, "objective": True, "strategy": True, "name": True,
+                "wait": False}
+
+
+def _sweep(w: _Words) -> SweepCommand:
+    pos, opts = w.split(_SWEEP_FLAGS)
+    preset, from_job = w.one(opts, "preset"), w.one(opts, "from")
+    bases = [x for x in (preset, from_job) if x is not None]
+    algorithm, from_version = None, None
+    words = [p for p in pos if "=" not in p]
+    if len(bases) > 1:
+        raise w.error("Sweep one thing: an algorithm, `--preset NAME` or `--from JOB`.")
+    if from_job is not None and words and _VERSION.match(words[0]):
+        from_version = w.version(words.pop(0))
+    if not bases:
+        if not words:
+            raise w.error("What to sweep? Give an algorithm, `--preset NAME` or `--from JOB`.")
+        algorithm = words.pop(0)
+        if algorithm.startswith("-"):
+            raise w.error(f"`{_clip(algorithm)}` is not an algorithm id.")
+    if words:
+        raise w.error(f"`{_clip(words[0])}` should be name=lo..hi, name=a|b|c or key=value.")
+    return SweepCommand(
+        algorithm=algorithm, preset=preset, from_job=from_job, from_version=from_version,
+        assignments=w.key_values([p for p in pos if "=" in p]),
+        trials=_count(w, opts, "trials", 10), parallel=_count(w, opts, "parallel", 1),
+        objective=w.one(opts, "objective"),
+        strategy=(w.one(opts, "strategy") or "bayesian").lower(), name=w.one(opts, "name"),
+        wait="wait" in opts, **_launch_options(w, opts))
+
+
+def _count(w: _Words, opts: dict[str, list[str]], name: str, default: int) -> int:
+    raw = w.one(opts, name)
+    if raw is None:
+        return default
+    if not (raw.strip().isascii() and raw.strip().isdigit()) or int(raw) < 1:
+        raise w.error(f"`--{name} {_clip(raw)}` should be a whole number, 1 or more.")
+    return int(raw)
+
+
 def _rerun(w: _Words) -> Rerun:
     pos, opts = w.split({**_LAUNCH_FLAGS, "wait": False})
     job, version = w.job_and_version([p for p in pos if "=" not in p])
@@ -442,6 +487,7 @@ _PARSERS: dict[str, Callable[[_Words], Command]] = {
     "pools": _pools,
     "start": _start,
     "rerun": _rerun,
+    "sweep": _sweep,
     "stop": _stop,
     "status": _status,
     "versions": _versions,

@@ -14,7 +14,7 @@ __all__ = [
     "Algorithms", "Approve", "Command", "Diff", "Eval", "Help", "Lineage", "Logs",
     "ModelApprove", "ModelRegister", "ModelReject", "Models", "Pools", "PresetDelete",
     "PresetList", "PresetSave", "PresetShow", "Reject", "Rerun", "Show", "Start", "StartForm",
-    "StatusQuery", "Stop", "Tb", "Versions",
+    "StatusQuery", "Stop", "Sweep", "Tb", "Versions",
 ]
 
 
@@ -46,6 +46,28 @@ class Start:
     pool: str | None = None
     data: dict[str, str] = field(default_factory=dict)
     job_name: str | None = None
+    spot: bool | None = None
+    max_runtime_s: int | None = None
+    wait: bool = False
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Search hyperparameters: trials of an algorithm, a preset or a version (one of them)."""
+
+    verb: ClassVar[str] = "sweep"
+    algorithm: str | None = None
+    preset: str | None = None
+    from_job: str | None = None
+    from_version: int | None = None
+    assignments: dict[str, str] = field(default_factory=dict)
+    trials: int = 10
+    parallel: int = 1
+    objective: str | None = None
+    strategy: str = "bayesian"
+    name: str | None = None
+    pool: str | None = None
+    data: dict[str, str] = field(default_factory=dict)
     spot: bool | None = None
     max_runtime_s: int | None = None
     wait: bool = False
@@ -215,5 +237,5 @@ class Models:
 Command: TypeAlias = (
     Help | Algorithms | Pools | Start | StartForm | Rerun | Stop | StatusQuery | Versions | Show
     | Diff | Lineage | Eval | Logs | Tb | PresetList | PresetShow | PresetDelete | PresetSave
-    | Approve | Reject | ModelRegister | ModelApprove | ModelReject | Models
+    | Approve | Reject | ModelRegister | ModelApprove | ModelReject | Models | Sweep
 )

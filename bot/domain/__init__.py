@@ -33,7 +33,12 @@ if TYPE_CHECKING:
         StaleWrite,
         TrainbotError,
     )
-    from bot.domain.events import TrainingJobDetail, TrainingJobStateChange
+    from bot.domain.events import (
+        TrainingJobDetail,
+        TrainingJobStateChange,
+        TuningJobDetail,
+        TuningJobStateChange,
+    )
     from bot.domain.job import (
         Artifacts,
         JobVersion,
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     from bot.domain.preset import Preset
     from bot.domain.spec import JobSpec
     from bot.domain.status import Status
+    from bot.domain.sweep import Sweep, SweepStatus, Trial
 
 # public name → the submodule that defines it
 _HOME = {
@@ -59,7 +65,9 @@ _HOME = {
                      "Conflict",
                      "InvalidInput", "NotAllowed", "NotFound", "QuotaExceeded", "StaleWrite",
                      "TrainbotError"), "errors"),
-    **dict.fromkeys(("TrainingJobDetail", "TrainingJobStateChange"), "events"),
+    **dict.fromkeys(("TrainingJobDetail", "TrainingJobStateChange", "TuningJobDetail",
+                     "TuningJobStateChange"), "events"),
+    **dict.fromkeys(("Sweep", "SweepStatus", "Trial"), "sweep"),
     **dict.fromkeys(("Artifacts", "JobVersion", "MetricSummary", "Progress", "StatusChange",
                      "TrainingJob"), "job"),
     **dict.fromkeys(("Lineage", "LineageNode"), "lineage"),
@@ -101,10 +109,15 @@ __all__ = [
     "StaleWrite",
     "Status",
     "StatusChange",
+    "Sweep",
+    "SweepStatus",
     "TrainbotError",
     "TrainingJob",
     "TrainingJobDetail",
     "TrainingJobStateChange",
+    "Trial",
+    "TuningJobDetail",
+    "TuningJobStateChange",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.domain.algorithm import HPValue
 
@@ -28,11 +28,16 @@ APPROVAL_MUTABLE_FIELDS = (
 
 
 class Approval(BaseModel):
+    """A request to run something someone else must decide: one version (``version``), or a
+    whole sweep (``sweep``: ``job`` is the sweep, ``version`` 0) — every trial it would
+    launch, decided at once before any does."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=r"^[A-Za-z0-9-]{4,64}$")
     job: str
-    version: int = Field(ge=1, description="the version awaiting this decision")
+    version: int = Field(ge=0, description="the version awaiting this decision (0: a sweep)")
+    sweep: bool = False
     base_version: int | None = Field(default=None, description="the version being rerun")
     overrides: dict[str, HPValue] = Field(default_factory=dict)
     pool: str
@@ -46,6 +51,12 @@ class Approval(BaseModel):
     decision_note: str = Field(default="", max_length=500)
     channel: str | None = None
     message_ts: str | None = None
+
+    @model_validator(mode="after")
+    def _what(self) -> Approval:
+        if (self.version == 0) != self.sweep:
+            raise ValueError("an approval is for a version (v1 or later) or for a sweep (v0)")
+        return self
 
     @property
     def pending(self) -> bool:

@@ -107,7 +107,7 @@ class Artifacts(BaseModel):
 
 # Set when a version is created and never rewritten: stores ignore changes to them on save.
 VERSION_FIXED_FIELDS = frozenset(
-    {"job", "number", "parent", "spec", "requested_by", "created_at", "request_key"}
+    {"job", "number", "parent", "spec", "requested_by", "created_at", "request_key", "trial"}
 )
 
 
@@ -161,6 +161,10 @@ class JobVersion(BaseModel):
     # Holds one of its pool's ``max_concurrent`` slots: taken by the store in the write that
     # claims the backend name, given back by the store in the write that ends the version.
     pool_slot: bool = False
+    # A sweep's trial: its number in the sweep (the sweep is this version's job), and
+    # whether the search stopped it early for doing worse than the others at the same step.
+    trial: int | None = Field(default=None, ge=0)
+    pruned: bool = False
     revision: int = 0
 
     @property

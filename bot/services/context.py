@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from datetime import timedelta
 
 from bot.catalog import Catalog
 from bot.domain import Approval, JobVersion, ModelVersion, Status
-from bot.ports import Chat, Clock, Compute, DataGuard, FileInbox, JobStore, ModelRegistry
+from bot.domain.sweep import Sweep, Trial
+from bot.ports import (
+    Chat,
+    Clock,
+    Compute,
+    DataGuard,
+    FileInbox,
+    JobStore,
+    ModelRegistry,
+    Tuner,
+)
 from bot.services.algorithms import Algorithms
 from bot.services.authz import Policy
 
@@ -49,6 +59,18 @@ class NullChat:
         return None
 
     def model_decided(self, model: ModelVersion) -> None:
+        return None
+
+    def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:
+        return None
+
+    def sweep_changed(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        return None
+
+    def sweep_new_best(self, sweep: Sweep, trial: Trial) -> None:
+        return None
+
+    def sweep_ended(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
         return None
 
 
@@ -110,6 +132,8 @@ class Deps:
     files: FileInbox | None = None
     # Where registered models also go (AWS: SageMaker Model Registry).
     models: ModelRegistry = field(default_factory=StoreOnlyModels)
+    # What searches a sweep's space (None: sweeps aren't offered by this bot).
+    tuner: Tuner | None = None
     # Presets and registered algorithms (built from catalog and store unless given: the
     # composition root builds one and hands it to the chat too).
     given_algorithms: InitVar[Algorithms | None] = None

@@ -30,6 +30,8 @@ from bot.domain import (
     TrainbotError,
 )
 from bot.domain.model import MODEL_GROUP_NAME
+from bot.domain.sweep import best as best_trial
+from bot.domain.sweep import trials_of
 from bot.services.context import Deps
 from bot.services.queries import algorithm_digest, get_version
 from bot.services.versions import MAX_ATTEMPTS, notify, try_chat
@@ -112,12 +114,20 @@ def register_model(
 
 def _best_version(deps: Deps, job: str) -> JobVersion:
     """The job's completed version (with a model) best by its algorithm's objective, the
-    newest among equals; the latest version when none completed (the caller says why it
-    can't be registered)."""
+    newest among equals; a sweep's best trial by the sweep's own objective; the latest
+    version when none completed (the caller says why it can't be registered)."""
     versions = deps.store.list_versions(job)
     done = [v for v in versions if v.status is Status.COMPLETED and v.artifacts.model]
     if not done:
         return get_version(deps, job)
+    try:
+        sweep = deps.store.get_sweep(job)
+    except NotFound:
+        sweep = None
+    if sweep is not None:
+        top = best_trial(sweep.spec, trials_of(sweep.spec, done))
+        if top is not None:
+            return next(v for v in done if v.number == top.version)
     algorithm = deps.algorithms.find(done[-1].spec)
     if algorithm is None:
         return done[-1]

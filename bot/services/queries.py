@@ -17,6 +17,7 @@ from bot.domain import (
     Status,
     TrainbotError,
 )
+from bot.domain.sweep import Sweep, Trial, trials_of
 from bot.ports import Links
 from bot.services.context import Deps
 from bot.services.stuck import is_stuck
@@ -46,6 +47,8 @@ class StatusOverview:
     stuck: list[JobVersion] = field(default_factory=list)
     gpus_in_use: int = 0
     gpus_by_pool: dict[str, int] = field(default_factory=dict)
+    # Sweeps going on (not ended), each with its trials.
+    sweeps: list[tuple[Sweep, list[Trial]]] = field(default_factory=list)
 
 
 def status_overview(deps: Deps) -> StatusOverview:
@@ -71,6 +74,8 @@ def status_overview(deps: Deps) -> StatusOverview:
          if v.status is Status.FAILED),
         key=lambda v: v.ended_at or v.updated_at, reverse=True,
     )
+    out.sweeps = [(s, trials_of(s.spec, deps.store.list_versions(s.name)))
+                  for s in deps.store.list_active_sweeps() if not s.status.terminal]
     return out
 
 

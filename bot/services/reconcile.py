@@ -39,6 +39,8 @@ from bot.services.context import Deps
 from bot.services.launching import dispatch_queued, record_launch_failure
 from bot.services.state_changes import record_state_change, refresh_progress
 from bot.services.stuck import is_stuck
+from bot.services.sweeps import advance
+from bot.services.tuning_events import repair_backend_sweep
 from bot.services.versions import deliver_outbox
 
 __all__ = ["ReconcileSummary", "reconcile"]
@@ -96,6 +98,16 @@ def reconcile(deps: Deps, *, grace: timedelta = DEFAULT_GRACE) -> ReconcileSumma
             continue
         if not after.outbox:
             summary.delivered.append(version.label)
+    for sweep in deps.store.list_active_sweeps():
+        try:
+            after_sweep = (repair_backend_sweep(deps, sweep) if deps.tuner is not None and
+                           deps.tuner.launches_trials else advance(deps, sweep.name, repair=True))
+        except Exception:
+            log.exception("advancing %s failed", sweep.label)
+            summary.errors.append(sweep.label)
+            continue
+        if sweep.outbox and not after_sweep.outbox:
+            summary.delivered.append(sweep.label)
     return summary
 
 

@@ -14,6 +14,8 @@ from bot.domain.events import INTERRUPTED
 from bot.ports import Results
 from bot.services.context import Deps
 from bot.services.launching import dispatch_queued
+from bot.services.sweep_events import adopt_trial
+from bot.services.sweeps import trial_changed, trial_progressed
 from bot.services.versions import mutate_version, notify, tell_change
 
 __all__ = ["ServiceEvents", "record_state_change", "refresh_progress"]
@@ -25,6 +27,8 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
     """Apply one event; return the stored version, or None for a job trainbot doesn't know."""
     detail = event.detail
     found = deps.store.find_by_backend_name(detail.name)
+    if found is None and detail.tuning_job_name:
+        found = adopt_trial(deps, detail)  # a trial SageMaker's tuning job launched
     if found is None:
         log.warning("state change for unknown training job %s dropped", detail.name)
         return None
@@ -76,6 +80,9 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
             pool = deps.catalog.pools.get(after.spec.pool)
             if pool is not None and pool.max_concurrent is not None:
                 dispatch_queued(deps, pool.id)
+    if after.trial is not None and (after.status is not before.status or
+                                    after.metrics != before.metrics):
+        trial_changed(deps, after)
     return after
 
 
@@ -147,6 +154,8 @@ def refresh_progress(deps: Deps, version: JobVersion) -> JobVersion:
     before, after = mutate_version(deps.store, version.job, version.number, apply)
     if after is not before:
         notify("progress", lambda: deps.chat.progress(after))
+        if after.trial is not None:
+            trial_progressed(deps, after)
     return after
 
 

@@ -16,7 +16,15 @@ from bot.services.context import Deps
 
 T = TypeVar("T")
 
-__all__ = ["deliver_outbox", "mutate_version", "notify", "tell_change", "try_chat"]
+__all__ = [
+    "ANNOUNCE_LEASE",
+    "deliver_outbox",
+    "lease_end",
+    "mutate_version",
+    "notify",
+    "tell_change",
+    "try_chat",
+]
 
 log = logging.getLogger("trainbot")
 MAX_ATTEMPTS = 20
@@ -81,7 +89,7 @@ def tell_change(deps: Deps, before: JobVersion, after: JobVersion, what: str) ->
 ANNOUNCE_LEASE = timedelta(minutes=2)
 
 
-def _lease_end(notice: str) -> datetime | None:
+def lease_end(notice: str) -> datetime | None:
     _, _, claim = notice.partition("@")
     until, _, _nonce = claim.partition("#")
     try:
@@ -107,7 +115,7 @@ def deliver_outbox(deps: Deps, version: JobVersion) -> JobVersion:
 
     def claim(v: JobVersion) -> JobVersion:
         for notice in v.outbox:
-            end = _lease_end(notice)
+            end = lease_end(notice)
             if notice == ANNOUNCE or (end is not None and end <= now):
                 return v.model_copy(update={"outbox": [lease if n == notice else n
                                                        for n in v.outbox]})

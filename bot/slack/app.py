@@ -42,7 +42,7 @@ log = logging.getLogger("trainbot.slack")
 # command runs lazily, through the same dispatch as `/train`.
 BUTTONS = (
     "show_lineage", "show_logs", "show_eval", "stop_version", "approve_request",
-    "delete_preset", "register_model", "approve_model",
+    "delete_preset", "register_model", "approve_model", "stop_sweep",
 )
 # Buttons that open a modal (a form whose submission is the command): the ack opens a
 # "loading" modal while the trigger is fresh; the lazy half, the interactions function of

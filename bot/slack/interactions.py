@@ -54,6 +54,7 @@ from bot.domain import (
 from bot.domain.approval import Approval
 from bot.domain.job import validate_job_name
 from bot.domain.preset import PRESET_NAME
+from bot.domain.sweep import Sweep, SweepStatus
 from bot.error_text import user_text
 from bot.services import approvals, presets
 from bot.services.context import Deps
@@ -64,7 +65,8 @@ from bot.slack.loading import external_id, message_view
 from bot.slack.notifier import slack_call
 from bot.views.mrkdwn import code, esc, esc_keep_mentions
 
-__all__ = ["BUTTON_COMMANDS", "DepsSource", "open_start_modal", "press", "run_command"]
+__all__ = ["BUTTON_COMMANDS", "DepsSource", "open_start_modal", "press", "run_command",
+           "sweep_text"]
 
 log = logging.getLogger("trainbot.slack")
 Respond = Callable[..., Any]
@@ -122,7 +124,31 @@ def _message(cmd: Command, reply: Reply) -> Message:
     if reply.public and reply.version is not None:
         preset = cmd.preset if isinstance(cmd, Start) else None
         return launched_text(reply.version, reply.approval, preset=preset), None
+    sweep = _sweep_of(reply)
+    if sweep is not None and (reply.public or isinstance(cmd, Stop)):
+        return sweep_text(sweep), None
     return fallback_text(reply.doc), render_blocks(reply.doc)
+
+
+def _sweep_of(reply: Reply) -> Sweep | None:
+    """The sweep a reply is about (``dispatch.sweep_reply``'s data), if it is one."""
+    data = reply.data
+    if isinstance(data, tuple) and data and isinstance(data[0], Sweep):
+        return data[0]
+    return None
+
+
+def sweep_text(sweep: Sweep) -> str:
+    """What the requester (or whoever stopped it) hears: the card is in the channel."""
+    name = esc(sweep.name)
+    if sweep.status is SweepStatus.STOPPING:
+        return (f":double_vertical_bar: Stopping sweep *{name}*: its running trials are being "
+                "stopped; the card says when it has ended (its best so far stays).")
+    if sweep.status.terminal:
+        return (f"Sweep *{name}* is {sweep.status.value.lower()}"
+                + (" — its card is in the channel." if sweep.message_ts else "."))
+    return (f":mag: Sweep *{name}* is running: {sweep.spec.trials} trials, "
+            f"{sweep.spec.parallel} at a time — its card is in the channel.")
 
 
 def _run(deps: Deps, cmd: Command, actor: Actor, respond: Respond) -> None:
@@ -265,6 +291,9 @@ BUTTON_COMMANDS: dict[str, Callable[[str], Command]] = {
     "delete_preset": lambda value: PresetDelete(name=value, confirmed=True),
     "register_model": lambda value: ModelRegister(*_ref(value)),
     "approve_model": lambda value: ModelApprove(*_ref(value)),  # GROUP:N
+    # A sweep's card: its name alone (no version) stops the whole sweep. Slack's confirm
+    # dialog comes first (the card's button carries it).
+    "stop_sweep": lambda value: Stop(job=value),
 }
 
 

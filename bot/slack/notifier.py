@@ -1,5 +1,5 @@
 """The Chat port over Slack's Web API: version cards, threads, announcements, approvals,
-model approval cards.
+model approval cards, sweep cards.
 
 Cards are updated in place (``chat.update``); each transition is also a reply in the card's
 thread; the end of a run is announced in the channel with the requester mentioned. The card
@@ -8,6 +8,11 @@ another, and the announcement — what the channel must hear — raises when Sla
 it, so the caller keeps it in the version's outbox for the reconcile to deliver later.
 Progress refreshes are coalesced so a card is edited at most every ``progress_interval_s``
 and a channel at most once a second (Slack's ~1 message/s/channel guidance).
+
+A sweep's card is coalesced the same way, except that what would be dropped is kept: the
+newest state held back is shown once the interval has passed (a timer), and a change of the
+sweep's status — its end above all — is shown at once. Edits of one card are made in order,
+so an older state never replaces a newer one this process showed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain import (
@@ -27,11 +34,13 @@ from bot.domain import (
     ModelVersion,
     Status,
 )
+from bot.domain.sweep import Sweep, SweepStatus, Trial
 from bot.ports import Links
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
 from bot.views.models import model_card
 from bot.views.mrkdwn import code_block, esc, link, mention
+from bot.views.sweeps import new_best_text, sweep_card, sweep_ended_text
 
 __all__ = ["SlackChat", "slack_call"]
 
@@ -61,6 +70,25 @@ def slack_call(method: Callable[..., Any], **kwargs: Any) -> Any:
         raise ChatUndelivered("connection_error") from exc
 
 
+SweepChart = Callable[[Sweep, Sequence[Trial]], bytes | None]
+# Sweep cards this process remembers (their last edit, what is held back): the oldest go.
+_SWEEP_CARDS = 500
+
+
+@dataclass
+class _SweepCard:
+    """What this process knows of one sweep card. ``edit`` is held while the card is being
+    edited, so edits reach Slack in the order they were decided."""
+
+    edit: threading.Lock = field(default_factory=threading.Lock)
+    last_edit: float = 0.0
+    status: SweepStatus | None = None
+    shown: int = 0  # the sequence number of the newest state on the card
+    pending: tuple[int, Sweep, list[Trial]] | None = None
+    flush_at: float | None = None  # wall-clock time the held-back state is due
+    ended: bool = False
+
+
 class SlackChat:
     def __init__(
         self,
@@ -72,6 +100,7 @@ class SlackChat:
         chart: Callable[[JobVersion], bytes | None] | None = None,
         confusion_chart: Callable[[JobVersion], bytes | None] | None = None,
         approvers: Callable[[], list[str]] | None = None,
+        sweep_chart: SweepChart | None = None,
     ) -> None:
         self.client = client
         # Who to tell directly when an approval card can't be posted (user ids).
@@ -83,10 +112,13 @@ class SlackChat:
         # Pictures (matplotlib): given only where drawing them is allowed (off the ack path).
         self.chart = chart
         self.confusion_chart = confusion_chart
+        self.sweep_chart = sweep_chart
         self.progress_interval_s = progress_interval_s
         self._last_card_edit: dict[str, float] = {}
         self._last_channel_edit: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._sweep_cards: OrderedDict[str, _SweepCard] = OrderedDict()
+        self._sweep_seq = 0
 
     # -- version cards ------------------------------------------------------------------
 
@@ -282,3 +314,140 @@ class SlackChat:
         doc = model_card(model)
         slack_call(self.client.chat_update, channel=model.channel, ts=model.message_ts,
                    text=fallback_text(doc), blocks=render_blocks(doc))
+
+    # -- sweeps ---------------------------------------------------------------------------
+
+    def _sweep_message(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, list[dict]]:
+        doc = sweep_card(sweep, trials)
+        return fallback_text(doc), render_blocks(doc)
+
+    def _sweep_card(self, ts: str) -> _SweepCard:
+        """This process's record of the card at ``ts`` (call with ``_lock`` held)."""
+        card = self._sweep_cards.get(ts)
+        if card is None:
+            card = self._sweep_cards[ts] = _SweepCard()
+            while len(self._sweep_cards) > _SWEEP_CARDS:
+                self._sweep_cards.popitem(last=False)
+        self._sweep_cards.move_to_end(ts)
+        return card
+
+    def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:
+        if not sweep.channel:
+            return None
+        text, blocks = self._sweep_message(sweep, trials)
+        resp = slack_call(self.client.chat_postMessage, channel=sweep.channel, text=text,
+                          blocks=blocks)
+        with self._lock:
+            card = self._sweep_card(resp["ts"])
+            card.status, card.last_edit = sweep.status, time.monotonic()
+            self._last_channel_edit[resp["channel"]] = card.last_edit
+        return resp["channel"], resp["ts"]
+
+    def sweep_changed(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        if not (sweep.channel and sweep.message_ts):
+            return  # no card: the end, when it comes, goes to the channel itself
+        try:
+            self._change_sweep_card(sweep, list(trials))
+        except ChatUndelivered:
+            pass  # logged with Slack's reason by slack_call
+        except Exception:
+            log.exception("could not update the card of %s", sweep.label)
+
+    def _sweep_wait(self, card: _SweepCard, channel: str, now: float) -> float:
+        """How long until the card may be edited again (call with ``_lock`` held)."""
+        return max(card.last_edit + self.progress_interval_s - now,
+                   self._last_channel_edit.get(channel, 0.0) + 1.0 - now)
+
+    def _hold_back(self, card: _SweepCard, ts: str, channel: str, wait: float) -> None:
+        """Show the held-back state in ``wait`` seconds (call with ``_lock`` held)."""
+        card.flush_at = time.time() + wait
+        timer = threading.Timer(wait, self._flush_sweep_card, args=(ts, channel))
+        timer.daemon = True
+        timer.start()
+
+    def _change_sweep_card(self, sweep: Sweep, trials: list[Trial]) -> None:
+        ts, channel = sweep.message_ts or "", sweep.channel or ""
+        now = time.monotonic()
+        with self._lock:
+            card = self._sweep_card(ts)
+            if card.ended and not sweep.status.terminal:
+                return  # an older state, after the end was shown
+            self._sweep_seq += 1
+            seq = self._sweep_seq
+            wait = self._sweep_wait(card, channel, now)
+            if wait > 0 and not sweep.status.terminal and sweep.status is card.status:
+                card.pending = (seq, sweep, trials)  # the newest held back wins
+                if card.flush_at is None:
+                    self._hold_back(card, ts, channel, wait)
+                return
+            card.pending = None  # this newer state supersedes what was held back
+            card.status, card.last_edit, card.ended = sweep.status, now, sweep.status.terminal
+            self._last_channel_edit[channel] = now
+        self._edit_sweep_card(card, seq, sweep, trials)
+
+    def _flush_sweep_card(self, ts: str, channel: str) -> None:
+        """The timer: show the newest state held back, unless it is stale by now."""
+        now = time.monotonic()
+        with self._lock:
+            card = self._sweep_cards.get(ts)
+            if card is None or card.flush_at is None:
+                return
+            late = time.time() - card.flush_at
+            if card.pending is None or late > max(60.0, 4 * self.progress_interval_s):
+                # Nothing held back, or this process slept (a frozen Lambda) and what it
+                # held back may be old news: the next change shows the card as it is.
+                card.pending = card.flush_at = None
+                return
+            wait = self._sweep_wait(card, channel, now)
+            if wait > 0:  # another edit went out meanwhile
+                self._hold_back(card, ts, channel, wait)
+                return
+            seq, sweep, trials = card.pending
+            card.pending = card.flush_at = None
+            card.status, card.last_edit = sweep.status, now
+            self._last_channel_edit[channel] = now
+        try:
+            self._edit_sweep_card(card, seq, sweep, trials)
+        except ChatUndelivered:
+            pass
+        except Exception:
+            log.exception("could not update the card of %s", sweep.label)
+
+    def _edit_sweep_card(self, card: _SweepCard, seq: int, sweep: Sweep,
+                         trials: list[Trial]) -> None:
+        with card.edit:  # in order: an older state never lands after a newer one
+            if seq < card.shown:
+                return
+            text, blocks = self._sweep_message(sweep, trials)
+            slack_call(self.client.chat_update, channel=sweep.channel, ts=sweep.message_ts,
+                       text=text, blocks=blocks)
+            card.shown = seq
+
+    def sweep_new_best(self, sweep: Sweep, trial: Trial) -> None:
+        if not (sweep.channel and sweep.message_ts):
+            return  # no card, no thread: the end tells the channel the best
+        slack_call(self.client.chat_postMessage, channel=sweep.channel,
+                   thread_ts=sweep.message_ts, text=new_best_text(sweep, trial))
+
+    def sweep_ended(self, sweep: Sweep, trials: Sequence[Trial]) -> None:
+        if not sweep.channel:
+            return
+        text = sweep_ended_text(sweep, trials)
+        if not sweep.message_ts:
+            slack_call(self.client.chat_postMessage, channel=sweep.channel, text=text)
+            return
+        slack_call(self.client.chat_postMessage, channel=sweep.channel,
+                   thread_ts=sweep.message_ts, text=text, reply_broadcast=True)
+        # The chart goes into the thread once, with the end (delivered once: the outbox
+        # claims it). A picture is a convenience: the end was told either way.
+        try:
+            png = self.sweep_chart(sweep, trials) if self.sweep_chart else None
+            if png:
+                slack_call(self.client.files_upload_v2, channel=sweep.channel,
+                           thread_ts=sweep.message_ts, content=png,
+                           filename=f"{sweep.name}-objective.png",
+                           title=f"{sweep.label}: objective by trial")
+        except ChatUndelivered:
+            pass
+        except Exception:
+            log.exception("could not upload the chart of %s", sweep.label)

@@ -14,6 +14,7 @@ from bot.domain.algorithm import Algorithm
 from bot.domain.lineage import Lineage
 from bot.domain.pool import ResourcePool
 from bot.domain.preset import Preset
+from bot.domain.sweep import Sweep, Trial, best, counts
 from bot.services.algorithms import AlgorithmOf
 from bot.services.queries import StatusOverview, VersionDiff
 
@@ -28,6 +29,7 @@ __all__ = [
     "pool_data",
     "preset_data",
     "status_data",
+    "sweep_data",
     "version_data",
     "version_row",
 ]
@@ -82,6 +84,7 @@ def version_row(v: JobVersion, algorithm_of: AlgorithmOf) -> JSON:
         "objective": objective_data(v, algorithm_of), "metrics": dict(v.metrics),
         "failure_reason": v.failure_reason,
         "estimated_cost_usd": v.estimated_cost_usd, "actual_cost_usd": v.actual_cost_usd,
+        "trial": v.trial, "pruned": v.pruned,
     }
 
 
@@ -115,6 +118,7 @@ def status_data(o: StatusOverview, algorithm_of: AlgorithmOf) -> JSON:
         "awaiting_approval": rows(o.awaiting), "failed_recent": rows(o.failed_recent),
         "stuck": rows(o.stuck), "gpus_in_use": o.gpus_in_use,
         "gpus_by_pool": dict(o.gpus_by_pool),
+        "sweeps": [sweep_data(sw, trials) for sw, trials in o.sweeps],
     }
 
 
@@ -149,3 +153,27 @@ def model_data(m: ModelVersion) -> JSON:
 def model_groups_data(groups: dict[str, list[ModelVersion]]) -> list[JSON]:
     return [{"group": g, "versions": [model_data(m) for m in versions]}
             for g, versions in groups.items()]
+
+
+def sweep_data(sweep: Sweep, trials: list[Trial]) -> JSON:
+    """A sweep: its spec, status and backend, every trial (number, version, parameters,
+    state, objective) and the best one."""
+    top = best(sweep.spec, trials)
+    c = counts(trials)
+    return {
+        "name": sweep.name, "status": sweep.status.value, "backend": sweep.backend,
+        "backend_name": sweep.backend_name, "requested_by": sweep.requested_by,
+        "approval_id": sweep.approval_id, "approved_by": sweep.approved_by,
+        "origin": sweep.origin, "created_at": _time(sweep.created_at),
+        "ended_at": _time(sweep.ended_at), "failure_reason": sweep.failure_reason,
+        "estimated_cost_usd": sweep.estimated_cost_usd,
+        "spec": sweep.spec.model_dump(mode="json"),
+        "objective": {"metric": sweep.spec.objective_metric, "goal": sweep.spec.objective_goal},
+        "counts": {"completed": c.done, "running": c.running, "pruned": c.pruned,
+                   "failed": c.failed, "requested": sweep.spec.trials},
+        "trials": [{"number": t.number, "version": t.version, "params": dict(t.params),
+                    "state": t.state, "objective": t.objective} for t in trials],
+        "best": None if top is None else {"number": top.number, "version": top.version,
+                                          "params": dict(top.params),
+                                          "objective": top.objective},
+    }

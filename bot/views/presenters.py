@@ -21,6 +21,7 @@ from bot.services.queries import StatusOverview, VersionDiff
 from bot.views.doc import Button, Doc
 from bot.views.help import help_doc
 from bot.views.mrkdwn import code, esc, link, mention
+from bot.views.sweeps import sweep_line
 
 __all__ = [
     "START_PRESET",
@@ -296,11 +297,14 @@ def status_doc(o: StatusOverview, *, stuck_after: timedelta,
         if items:
             doc.add(f"*{heading}*\n" + "\n".join(line(v) for v in items[:15])
                     + (f"\n… {len(items) - 15} more" if len(items) > 15 else ""))
+    if o.sweeps:
+        doc.add("*Sweeps*\n" + "\n".join(sweep_line(sw, trials) for sw, trials in o.sweeps[:10])
+                + (f"\n… {len(o.sweeps) - 10} more" if len(o.sweeps) > 10 else ""))
     if o.failed_recent:
         doc.add("*Failed in the last 24 h*\n" + "\n".join(
             f":x: *{esc(v.label)}* — {esc(_clip(v.failure_reason or 'unknown', 150))}"
             for v in o.failed_recent[:10]))
-    if not (o.running or o.queued or o.awaiting or o.failed_recent):
+    if not (o.running or o.queued or o.awaiting or o.failed_recent or o.sweeps):
         doc.add("Nothing running, queued or failed. :zzz:")
     doc.context.append(f"stuck = no progress for {_age(stuck_after)}")
     return doc

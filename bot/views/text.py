@@ -19,7 +19,8 @@ _EMOJI = {
     "black_square_for_stop": "■", "no_entry_sign": "🚫", "warning": "⚠", "floppy_disk": "💾",
     "brain": "🧠", "bookmark": "🔖", "package": "📦", "ballot_box_with_check": "☑", "gift": "🎁",
     "satellite": "📡", "zzz": "💤", "arrow_up": "↑", "arrow_down": "↓", "wastebasket": "🗑",
-    "raising_hand": "🙋", "recycle": "♻",
+    "raising_hand": "🙋", "recycle": "♻", "mag": "🔍", "trophy": "🏆",
+    "double_vertical_bar": "⏸",
 }
 _SHORTCODE = re.compile(r":([a-z_]+):")
 

@@ -84,7 +84,9 @@ def test_the_committed_table_fragment_is_rendered_from_the_schema() -> None:
 def test_the_rule_sends_trainbots_sagemaker_state_changes_to_job_events(
         packaged: Packaged) -> None:
     [rule] = [r for r in packaged.resources.values() if r["Type"] == "AWS::Events::Rule"
-              and "EventPattern" in r["Properties"]]
+              and "EventPattern" in r["Properties"]
+              and r["Properties"]["EventPattern"]["detail-type"]
+              == ["SageMaker Training Job State Change"]]
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Training Job State Change"],

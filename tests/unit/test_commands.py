@@ -32,6 +32,7 @@ from bot.commands import (
     StartForm,
     StatusQuery,
     Stop,
+    Sweep,
     Tb,
     Versions,
     parse,
@@ -83,6 +84,16 @@ from bot.domain import InvalidInput
      ModelReject(group="churn-models", number=2, reason="overfits")),
     ("models", Models()),
     ("models churn-models", Models(group="churn-models")),
+    ("sweep tabular-classification learning_rate=0.01..0.5:log max_leaf_nodes=8..64 "
+     "--trials 8 --parallel 2 --name sw --wait",
+     Sweep(algorithm="tabular-classification", trials=8, parallel=2, name="sw", wait=True,
+           assignments={"learning_rate": "0.01..0.5:log", "max_leaf_nodes": "8..64"})),
+    ("sweep --preset fast lr=0.1|0.2 —objective validation:f1 --strategy RANDOM "
+     "--pool gpu-1 --data train=s3://b/p",
+     Sweep(preset="fast", assignments={"lr": "0.1|0.2"}, objective="validation:f1",
+           strategy="random", pool="gpu-1", data={"train": "s3://b/p"})),
+    ("sweep --from digits v3 lr=0.001..0.01:log --trials 4",
+     Sweep(from_job="digits", from_version=3, assignments={"lr": "0.001..0.01:log"}, trials=4)),
     ("algorithms", Algorithms()),
     ("algorithms toy", Algorithms(algorithm="toy")),
     ("pools", Pools()),
@@ -97,7 +108,7 @@ def test_every_verb_has_a_command_class() -> None:
     verbs = {type(parse(text)).verb for text in (
         "help", "algorithms", "pools", "start x", "rerun j", "stop j", "status", "versions j",
         "show j", "diff j 1 2", "lineage j", "eval j", "logs j", "tb j", "preset list",
-        "approve r", "reject r", "model register j", "models")}
+        "approve r", "reject r", "model register j", "models", "sweep x a=1..2")}
     assert verbs == set(COMMANDS)
 
 
@@ -121,6 +132,12 @@ def test_every_verb_has_a_command_class() -> None:
     ("model reject churn v1 --note x", "not an option"),
     ("model register", "Which job"),
     ("models a b", "at most a model group"),
+    ("sweep", "What to sweep"),
+    ("sweep --preset a --from b lr=1..2", "Sweep one thing"),
+    ("sweep algo lr", "name=lo..hi"),
+    ("sweep algo lr=1..2 --trials many", "whole number"),
+    ("sweep algo lr=1..2 --parallel 0", "whole number"),
+    ("sweep algo lr=1..2 --grid", "not an option"),
 ])
 def test_bad_input_names_problem_and_usage(text: str, needle: str) -> None:
     with pytest.raises(InvalidInput) as err:

@@ -135,7 +135,8 @@ LAYERS = {
     "bot.adapters": 2, "bot.aws": 2, "bot.clock": 2,
     "bot.views": 2, "bot.commands": 2, "bot.error_text": 2, "bot.dispatch": 2,
     "bot.slack": 2, "bot.localslack": 2,
-    "bot.slack.wiring": 3, "bot.bootstrap": 3, "bot.cli": 3, "bot.local_run": 3,
+    "bot.slack.wiring": 3, "bot.bootstrap": 3, "bot.cli": 3, "bot.cli_wait": 3,
+    "bot.local_run": 3,
     "bot.local_reconcile": 3, "bot.publish": 3, "functions": 3,
 }
 

@@ -12,19 +12,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.catalog import load_algorithms
-from bot.domain import InvalidInput, JobSpec
+from bot.domain import InvalidInput, JobSpec, JobVersion, MetricSummary, Status
 from bot.domain.algorithm import Algorithm, HyperParameterType
 from bot.domain.sweep import (
+    Sweep,
+    SweepStatus,
+    Trial,
+    TrialCounts,
+    best,
+    counts,
+    ranked,
+    trial_request_key,
+    trials_of,
+)
+from bot.domain.sweep_space import (
     MAX_CHOICES,
     Choices,
     FloatRange,
     IntRange,
-    Sweep,
     SweepSpec,
-    SweepStatus,
     SweepStrategy,
-    Trial,
-    TrialCounts,
     build_sweep_spec,
     goal_for_metric,
     parse_assignment,
@@ -288,12 +295,22 @@ def test_limits_are_checked(options: dict[str, Any], needle: str) -> None:
     assert needle in err.value.message
 
 
-def test_hyperband_needs_the_objective_printed() -> None:
+def test_hyperband_needs_progress_reported() -> None:
     assert _spec(strategy="hyperband").strategy is SweepStrategy.HYPERBAND
-    silent = TABULAR.model_copy(update={"metrics": []})  # unreachable for a valid manifest
+    silent = TABULAR.model_copy(update={"progress_regex": None})
     with pytest.raises(InvalidInput) as err:
         _spec(silent, strategy=SweepStrategy.HYPERBAND)
-    assert "hyperband" in err.value.message and err.value.hint
+    assert "hyperband" in err.value.message and "progress_regex" in err.value.message
+    assert err.value.hint and "bayesian" in err.value.hint
+
+
+@pytest.mark.parametrize(("metric", "goal"), [
+    ("validation:mse", "minimize"), ("test:mape", "minimize"), ("val_nll", "minimize"),
+    ("perplexity", "minimize"), ("asr:wer", "minimize"), ("train:logloss", "minimize"),
+    ("validation:f1", "maximize"), ("maecenas", "maximize"), ("max_accuracy", "maximize"),
+])
+def test_goal_reads_whole_words_of_the_metric(metric: str, goal: str) -> None:
+    assert goal_for_metric(TABULAR, metric) == goal
 
 
 def test_base_spec_supplies_shared_settings() -> None:
@@ -348,9 +365,8 @@ def test_range_models_refuse_bad_ranges(bad: dict[str, Any]) -> None:
 # --- the record -----------------------------------------------------------------------------
 
 
-def _sweep(trials: list[Trial], **spec_options: Any) -> Sweep:
-    return Sweep(name="lr-sweep", spec=_spec(**spec_options), trials=trials,
-                 requested_by="U1", created_at=T0)
+def _sweep(**spec_options: Any) -> Sweep:
+    return Sweep(name="lr-sweep", spec=_spec(**spec_options), requested_by="U1", created_at=T0)
 
 
 def _trial(number: int, state: str = "completed", objective: float | None = None) -> Trial:
@@ -364,55 +380,68 @@ TRIALS = [_trial(0, objective=0.90), _trial(1, objective=0.95), _trial(2, "runni
 
 
 def test_best_maximizes_over_completed_trials_only() -> None:
-    best = _sweep(TRIALS).best()
-    assert best is not None and best.number == 1  # the pruned 0.99 doesn't count; ties: first
+    top = best(_sweep().spec, TRIALS)
+    assert top is not None and top.number == 1  # the pruned 0.99 doesn't count; ties: first
 
 
 def test_best_minimizes_a_loss_objective() -> None:
-    best = _sweep(TRIALS, objective="validation:loss").best()
-    assert best is not None and best.number == 6
+    top = best(_sweep(objective="validation:loss").spec, TRIALS)
+    assert top is not None and top.number == 6
 
 
 def test_no_best_without_a_completed_trial() -> None:
-    assert _sweep([_trial(0, "running")]).best() is None
+    assert best(_sweep().spec, [_trial(0, "running")]) is None
 
 
-def test_leaderboard_ranks_best_first() -> None:
-    sweep = _sweep(TRIALS)
-    assert [t.number for t in sweep.leaderboard()] == [1, 5, 0, 6]
-    assert [t.number for t in sweep.leaderboard(2)] == [1, 5]
+def test_ranking_puts_the_best_first() -> None:
+    assert [t.number for t in ranked(_sweep().spec, TRIALS)] == [1, 5, 0, 6]
 
 
 def test_counts_by_state() -> None:
-    assert _sweep(TRIALS).counts() == TrialCounts(done=4, running=1, pruned=1, failed=1)
+    assert counts(TRIALS) == TrialCounts(done=4, running=1, pruned=1, failed=1)
+    assert counts(TRIALS).total == 7
 
 
 def test_is_done_once_terminal_and_never_moves_back() -> None:
-    sweep = _sweep(TRIALS)
+    sweep = _sweep()
     assert not sweep.is_done()
-    stopping = sweep.transition(SweepStatus.STOPPING)
+    stopping = sweep.transition(SweepStatus.STOPPING, at=T0)
     assert stopping.status is SweepStatus.STOPPING and not stopping.is_done()
-    assert stopping.transition(SweepStatus.RUNNING) is stopping
-    stopped = stopping.transition(SweepStatus.STOPPED)
-    assert stopped.is_done() and stopped.transition(SweepStatus.COMPLETED) is stopped
+    assert stopping.transition(SweepStatus.RUNNING, at=T0) is stopping
+    stopped = stopping.transition(SweepStatus.STOPPED, at=T0)
+    assert stopped.is_done() and stopped.transition(SweepStatus.COMPLETED, at=T0) is stopped
+    assert stopped.outbox == ["ended"] and stopped.ended_at == T0
 
 
-def test_a_finished_trial_ignores_late_reports() -> None:
-    sweep = _sweep([_trial(0, "running")])
-    done = sweep.record_trial(_trial(0, objective=0.9))
-    assert done.trials == [_trial(0, objective=0.9)]
-    assert done.record_trial(_trial(0, "running")) is done
-    assert [t.number for t in done.record_trial(_trial(2, "running")).trials] == [0, 2]
+def test_trials_are_read_off_the_versions() -> None:
+    spec = _spec()
+    params = {"learning_rate": 0.1, "max_leaf_nodes": 16}
+    base = JobVersion(job="lr-sweep", number=1, spec=spec.trial_spec(params),
+                      requested_by="U1", status=Status.COMPLETED, created_at=T0,
+                      updated_at=T0, trial=0, metrics={spec.objective_metric: 0.9},
+                      series={spec.objective_metric: MetricSummary(
+                          first=0.5, last=0.9, min=0.5, max=0.9, count=2,
+                          points=[(1, 0.5), (2, 0.9)])})
+    pruned = base.model_copy(update={"number": 2, "trial": 1, "status": Status.STOPPED,
+                                     "pruned": True})
+    failed = base.model_copy(update={"number": 3, "trial": 2, "metrics": {}})
+    running = base.model_copy(update={"number": 4, "trial": 3, "status": Status.TRAINING})
+    rerun = base.model_copy(update={"number": 5, "trial": None})  # a rerun of a trial
+    trials = trials_of(spec, [rerun, running, failed, pruned, base])
+    assert [(t.number, t.version, t.state) for t in trials] == [
+        (0, 1, "completed"), (1, 2, "pruned"), (2, 3, "failed"), (3, 4, "running")]
+    assert trials[0].objective == 0.9 and trials[0].intermediate == [(1, 0.5), (2, 0.9)]
+    assert trials[0].params == params
+    assert trials[1].objective is None  # pruned: not ranked
+    assert trial_request_key("sw", 3) == "sweep:sw:trial:3"
 
 
 def test_sweep_round_trips_through_json() -> None:
-    sweep = _sweep(TRIALS).model_copy(update={"best_trial": 1, "backend_name": "study-1"})
+    sweep = _sweep().model_copy(update={"best_told": 1, "backend_name": "study-1"})
     assert Sweep.model_validate_json(sweep.model_dump_json()) == sweep
 
 
 def test_sweep_record_checks_its_fields() -> None:
-    with pytest.raises(pydantic.ValidationError):
-        _sweep([_trial(0), _trial(0)])
     with pytest.raises(pydantic.ValidationError):
         Sweep(name="bad name", spec=_spec(), requested_by="U1", created_at=T0)
     with pytest.raises(pydantic.ValidationError):

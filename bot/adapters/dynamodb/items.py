@@ -15,6 +15,7 @@ import zlib
 
 from bot.adapters.dynamodb.keys import (
     ACTIVE,
+    ACTIVE_SWEEPS,
     ALL_JOBS,
     OUTBOX,
     Item,
@@ -32,6 +33,9 @@ from bot.adapters.dynamodb.keys import (
     number,
     preset_key,
     sparse_partition,
+    sweep_backend_key,
+    sweep_guard_key,
+    sweep_key,
     text,
     timestamp,
     trained_partition,
@@ -51,6 +55,7 @@ from bot.domain import Algorithm, Approval, JobVersion, ModelVersion, Preset, Tr
 from bot.domain.approval import APPROVAL_MUTABLE_FIELDS
 from bot.domain.job import VERSION_FIXED_FIELDS
 from bot.domain.model import MODEL_MUTABLE_FIELDS
+from bot.domain.sweep import SWEEP_FIXED_FIELDS, Sweep
 
 __all__ = [
     "APPROVAL_MUTABLE",
@@ -71,6 +76,11 @@ __all__ = [
     "model_version_item",
     "preset_from_item",
     "preset_item",
+    "sweep_backend_item",
+    "sweep_from_item",
+    "sweep_guard_item",
+    "sweep_item",
+    "sweep_state",
     "version_from_item",
     "version_item",
     "version_state",
@@ -83,6 +93,7 @@ APPROVAL_MUTABLE = APPROVAL_MUTABLE_FIELDS
 # What ``save_model_version`` writes; every other field is kept as registered.
 MODEL_MUTABLE = MODEL_MUTABLE_FIELDS
 _MODEL_STATE = MODEL_MUTABLE - {"status"}
+_SWEEP_STATE_EXCLUDE = SWEEP_FIXED_FIELDS | {"revision"}
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -109,12 +120,13 @@ def guard_item(version: JobVersion) -> Item:
     }
 
 
-def job_item(job: TrainingJob) -> Item:
-    """A new job's item: its version counter starts at 1 (the version stored with it)."""
+def job_item(job: TrainingJob, *, latest_version: int = 1) -> Item:
+    """A new job's item: its version counter starts at 1 (the version stored with it), or at
+    0 for a sweep's job (its trials are added later)."""
     when = f"{timestamp(job.created_at)}#{job.name}"
     item = {
         **job_key(job.name),
-        "latest_version": number(1),
+        "latest_version": number(latest_version),
         "body": text(job.model_dump_json(exclude={"latest_version"})),
         f"{ALL_JOBS_INDEX}PK": text(ALL_JOBS),
         f"{ALL_JOBS_INDEX}SK": text(when),
@@ -242,6 +254,46 @@ def model_source_item(model: ModelVersion) -> Item:
     }
 
 
+def sweep_state(sweep: Sweep) -> dict[str, dict[str, str] | None]:
+    """The attributes ``save_sweep`` rewrites; ``None`` means the attribute must be absent.
+
+    The sweep is in the active index's ``SWEEPS#ACTIVE`` partition while it runs or its
+    outbox isn't empty; ``backend_name`` is an attribute of its own, for the condition that
+    tells a save that names the backend job for the first time from the ones after it.
+    """
+    listed = not sweep.status.terminal or bool(sweep.outbox)
+    return {
+        "state": text(sweep.model_dump_json(exclude=set(_SWEEP_STATE_EXCLUDE))),
+        "status": text(sweep.status.value),
+        "backend_name": text(sweep.backend_name) if sweep.backend_name else None,
+        f"{ACTIVE_INDEX}PK": text(ACTIVE_SWEEPS) if listed else None,
+        f"{ACTIVE_INDEX}SK": (text(f"{timestamp(sweep.created_at)}#{sweep.name}") if listed
+                              else None),
+    }
+
+
+def sweep_item(sweep: Sweep) -> Item:
+    state = {k: v for k, v in sweep_state(sweep).items() if v is not None}
+    return {
+        **sweep_key(sweep.name),
+        "revision": number(sweep.revision),
+        "fixed": text(sweep.model_dump_json(include=set(SWEEP_FIXED_FIELDS))),
+        **state,
+    }
+
+
+def sweep_guard_item(sweep: Sweep) -> Item:
+    """The item that finds ``sweep`` by the request key it was created under."""
+    assert sweep.request_key is not None, "only a sweep created under a request key"
+    return {**sweep_guard_key(sweep.request_key), "sweep": text(sweep.name)}
+
+
+def sweep_backend_item(sweep: Sweep) -> Item:
+    """The item that finds ``sweep`` by its backend job's name with a consistent GetItem."""
+    assert sweep.backend_name, "only a sweep that names its backend job"
+    return {**sweep_backend_key(sweep.backend_name), "sweep": text(sweep.name)}
+
+
 # -- decoding ---------------------------------------------------------------------------
 
 
@@ -282,3 +334,12 @@ def model_from_item(item: Item) -> ModelVersion:
         "status": item["status"]["S"],
     }
     return ModelVersion.model_validate(data)
+
+
+def sweep_from_item(item: Item) -> Sweep:
+    data = {
+        **json.loads(item["fixed"]["S"]),
+        **json.loads(item["state"]["S"]),
+        "revision": int(item["revision"]["N"]),
+    }
+    return Sweep.model_validate(data)

@@ -11,10 +11,12 @@ from typing import Any
 
 __all__ = [
     "ACTIVE",
+    "ACTIVE_SWEEPS",
     "ALL_JOBS",
     "META",
     "MODEL_GROUPS",
     "OUTBOX",
+    "SWEEP",
     "VERSION_PREFIX",
     "Item",
     "algorithm_key",
@@ -37,6 +39,9 @@ __all__ = [
     "preset_key",
     "preset_partition",
     "sparse_partition",
+    "sweep_backend_key",
+    "sweep_guard_key",
+    "sweep_key",
     "text",
     "timestamp",
     "trained_partition",
@@ -54,6 +59,11 @@ ALL_JOBS = "JOBS"  # the all-jobs index's one partition
 ACTIVE = "ACTIVE"
 OUTBOX = "OUTBOX"
 MODEL_GROUPS = "MODELS"  # one item per model group (its counter): listing them is one Query
+# The active index's one partition of sweeps that run or have an outbox (sweeps are few).
+ACTIVE_SWEEPS = "SWEEPS#ACTIVE"
+# The sort key of a sweep's request-key guard and backend-name pointer: beside the versions'
+# (``META``) in the same partitions, never the same item.
+SWEEP = "SWEEP"
 
 
 def text(value: str) -> dict[str, str]:
@@ -171,3 +181,18 @@ def model_version_key(group: str, number: int) -> Item:
 def model_source_key(group: str, job: str, version: int) -> Item:
     """Which number of ``group`` was registered from ``job`` v``version``, if any."""
     return {"PK": text(model_partition(group)), "SK": text(f"FROM#{version_tail(job, version)}")}
+
+
+def sweep_key(name: str) -> Item:
+    """A sweep's item (its job is ``job_key(name)``, created in the same transaction)."""
+    return {"PK": text(f"SWEEP#{name}"), "SK": text(META)}
+
+
+def sweep_guard_key(request_key: str) -> Item:
+    """Which sweep was created under ``request_key`` (a version's guard is ``META``)."""
+    return {"PK": text(f"REQ#{request_key}"), "SK": text(SWEEP)}
+
+
+def sweep_backend_key(backend_name: str) -> Item:
+    """Which sweep named its backend (tuning) job ``backend_name``."""
+    return {"PK": text(backend_partition(backend_name)), "SK": text(SWEEP)}

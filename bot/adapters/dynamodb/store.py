@@ -50,6 +50,7 @@ from bot.adapters.dynamodb.keys import (
 )
 from bot.adapters.dynamodb.model_versions import ModelVersions
 from bot.adapters.dynamodb.reads import TableReads
+from bot.adapters.dynamodb.sweeps import Sweeps
 from bot.adapters.dynamodb.transactions import (
     CHECK_FAILED,
     backoff,
@@ -94,6 +95,7 @@ from bot.domain import (
     StaleWrite,
     TrainingJob,
 )
+from bot.domain.sweep import Sweep
 from bot.ports import Clock
 
 __all__ = ["MAX_ALLOCATION_ATTEMPTS", "DynamoStore", "default_client"]
@@ -125,6 +127,7 @@ class DynamoStore:
         self._clock = clock or SystemClock()
         self._reads = TableReads(self._client, table_name)
         self._models = ModelVersions(self._client, self._reads)
+        self._sweeps = Sweeps(self._client, self._reads)
 
     # -- jobs and versions ------------------------------------------------------------
 
@@ -455,6 +458,23 @@ class DynamoStore:
     def save_model_version(self, model: ModelVersion, *,
                            expect_status: ModelStatus | None = None) -> ModelVersion:
         return self._models.save(model, expect_status=expect_status)
+
+    # -- sweeps (in :mod:`.sweeps`) ----------------------------------------------------
+
+    def create_sweep(self, sweep: Sweep, *, job: TrainingJob) -> tuple[Sweep, bool]:
+        return self._sweeps.create(sweep, job)
+
+    def get_sweep(self, name: str) -> Sweep:
+        return self._sweeps.get(name)
+
+    def save_sweep(self, sweep: Sweep) -> Sweep:
+        return self._sweeps.save(sweep)
+
+    def list_active_sweeps(self) -> list[Sweep]:
+        return self._sweeps.active()
+
+    def find_sweep_by_backend_name(self, backend_name: str) -> Sweep | None:
+        return self._sweeps.by_backend_name(backend_name)
 
     # -- approvals --------------------------------------------------------------------
 

@@ -19,6 +19,10 @@ from bot.adapters.dynamodb.items import (
     model_source_item,
     model_state,
     model_version_item,
+    sweep_backend_item,
+    sweep_guard_item,
+    sweep_item,
+    sweep_state,
     version_item,
     version_state,
 )
@@ -32,10 +36,12 @@ from bot.adapters.dynamodb.keys import (
     number,
     pool_key,
     preset_key,
+    sweep_key,
     text,
     version_key,
 )
 from bot.domain import Algorithm, Decision, JobVersion, ModelStatus, ModelVersion, TrainingJob
+from bot.domain.sweep import Sweep
 
 __all__ = [
     "algorithm_hide_update",
@@ -50,6 +56,10 @@ __all__ = [
     "pool_release",
     "preset_delete",
     "put_new",
+    "sweep_backend_claim",
+    "sweep_creation",
+    "sweep_name_released",
+    "sweep_update",
     "version_update",
 ]
 
@@ -92,10 +102,11 @@ def allocation(table: str, stored: JobVersion, new_job: TrainingJob | None) -> l
     return items
 
 
-def version_update(table: str, version: JobVersion, *, releasing: bool = False) -> dict:
-    """The Update (compare-and-set on ``revision``) that writes ``version``'s state;
-    ``releasing`` also requires the stored version to hold a pool place."""
-    state = version_state(version)
+def _revision_update(table: str, key: Item, state: dict[str, dict[str, str] | None],
+                     revision: int, condition: str = "") -> dict:
+    """The Update that writes ``state`` (``None``: remove the attribute) and moves the
+    revision on, if the stored revision is ``revision`` (and ``condition`` holds, which may
+    name the state's attributes as ``#name``/``:name``)."""
     names = {f"#{k}": k for k in state}
     present = {k: v for k, v in state.items() if v is not None}
     sets = ["revision = :next", *(f"#{k} = :{k}" for k in present)]
@@ -103,21 +114,26 @@ def version_update(table: str, version: JobVersion, *, releasing: bool = False) 
     expression = "SET " + ", ".join(sets)
     if removes:
         expression += " REMOVE " + ", ".join(removes)
-    condition = "revision = :revision"
-    if releasing:
-        condition += " AND attribute_exists(#slot)"
     return {
         "TableName": table,
-        "Key": version_key(version.job, version.number),
+        "Key": key,
         "UpdateExpression": expression,
-        "ConditionExpression": condition,
+        "ConditionExpression": "revision = :revision" + (f" AND {condition}" if condition else ""),
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": {
-            ":revision": number(version.revision),
-            ":next": number(version.revision + 1),
+            ":revision": number(revision),
+            ":next": number(revision + 1),
             **{f":{k}": v for k, v in present.items()},
         },
     }
+
+
+def version_update(table: str, version: JobVersion, *, releasing: bool = False) -> dict:
+    """The Update (compare-and-set on ``revision``) that writes ``version``'s state;
+    ``releasing`` also requires the stored version to hold a pool place."""
+    return _revision_update(table, version_key(version.job, version.number),
+                            version_state(version), version.revision,
+                            "attribute_exists(#slot)" if releasing else "")
 
 
 def pool_claim(table: str, pool: str, *, slots: int) -> dict[str, Any]:
@@ -263,4 +279,57 @@ def model_update(table: str, model: ModelVersion, *,
         "ConditionExpression": condition,
         "ExpressionAttributeNames": {"#state": "state", "#status": "status"},
         "ExpressionAttributeValues": values,
+    }
+
+
+def sweep_creation(table: str, stored: Sweep, job: TrainingJob) -> list[dict]:
+    """The transaction that creates a sweep: [its job, which must be new (no versions yet:
+    its counter at 0); the sweep; the request-key guard (only with a request key)]. Every
+    item must be new. A sweep named already adds its backend name's claim
+    (:func:`sweep_backend_claim`)."""
+    items = [put_new(table, job_item(job, latest_version=0)), put_new(table, sweep_item(stored))]
+    if stored.request_key is not None:
+        guard = put_new(table, sweep_guard_item(stored))
+        guard["Put"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        items.append(guard)
+    return items
+
+
+def sweep_update(table: str, sweep: Sweep, *, same_backend: bool = False) -> dict:
+    """The Update (compare-and-set on ``revision``) that writes ``sweep``'s state;
+    ``same_backend`` also requires the stored sweep to have the same backend name already
+    (then its pointer exists, and the save needs no transaction)."""
+    return _revision_update(table, sweep_key(sweep.name), sweep_state(sweep), sweep.revision,
+                            "#backend_name = :backend_name" if same_backend else "")
+
+
+def sweep_backend_claim(table: str, sweep: Sweep, *, holder: str | None = None) -> dict[str, Any]:
+    """The ``Put`` of ``sweep``'s backend-name pointer: new, or already the sweep's (the
+    sweep that holds the name comes back when it is another). With ``holder``, the pointer
+    must be that sweep's instead: one that no longer has the name (see
+    :func:`sweep_name_released`), whose pointer is taken over."""
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": sweep_backend_item(sweep),
+            "ConditionExpression": ("#sweep = :holder" if holder is not None
+                                    else "attribute_not_exists(PK) OR #sweep = :holder"),
+            "ExpressionAttributeNames": {"#sweep": "sweep"},
+            "ExpressionAttributeValues": {":holder": text(holder or sweep.name)},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+
+
+def sweep_name_released(table: str, holder: str, backend_name: str) -> dict[str, Any]:
+    """A ``ConditionCheck`` that sweep ``holder`` no longer has ``backend_name``: in one
+    transaction with the pointer's take-over, the name can't be taken back meanwhile."""
+    return {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": sweep_key(holder),
+            "ConditionExpression": "attribute_not_exists(#name) OR #name <> :name",
+            "ExpressionAttributeNames": {"#name": "backend_name"},
+            "ExpressionAttributeValues": {":name": text(backend_name)},
+        }
     }

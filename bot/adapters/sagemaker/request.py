@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.adapters.algorithm_catalog import PublishedAlgorithm, PublishedImages, split_s3_uri
-from bot.domain import Algorithm, Artifacts, BackendRejected, JobVersion, ResourcePool
+from bot.domain import Algorithm, Artifacts, BackendRejected, JobSpec, JobVersion, ResourcePool
 from bot.domain.naming import TRAINING_JOB_NAME
 
 __all__ = [
     "LaunchPlan",
     "SageMakerSetup",
+    "TrainingDefinition",
     "build_create_training_job_request",
+    "data_channels",
+    "define_training",
     "encode_hyperparameters",
     "own_image",
     "plain_hyperparameters",
@@ -40,6 +43,7 @@ __all__ = [
     "registered_script",
     "sanitize_tag_value",
     "spot_savings",
+    "tag_list",
 ]
 
 PREFIX = "trainbot"
@@ -72,13 +76,33 @@ class SageMakerSetup:
 
     def output_path(self, version: JobVersion) -> str:
         """SageMaker writes ``<this>/<training job name>/output/{model,output}.tar.gz``."""
-        return f"s3://{self.bucket}/{PREFIX}/output/{version.job}/"
+        return self.job_output_path(version.job)
+
+    def job_output_path(self, job: str) -> str:
+        """The output prefix of every training job of trainbot job ``job`` (a sweep's trials
+        included: a sweep is a job)."""
+        return f"s3://{self.bucket}/{PREFIX}/output/{job}/"
 
     def tensorboard_path(self, version: JobVersion) -> str:
         return f"s3://{self.bucket}/{PREFIX}/tensorboard/{version.job}/v{version.number}/"
 
     def checkpoint_path(self, version: JobVersion) -> str:
         return f"s3://{self.bucket}/{PREFIX}/checkpoints/{version.job}/v{version.number}/"
+
+
+@dataclass(frozen=True)
+class TrainingDefinition:
+    """What a training job runs and on what, in the request fields CreateTrainingJob and a
+    tuning job's ``HyperParameterTrainingJobDefinition`` share (``AlgorithmSpecification``
+    without what only CreateTrainingJob takes, ``RoleArn``, ``HyperParameters``,
+    ``OutputDataConfig``, ``ResourceConfig``, ``StoppingCondition``,
+    ``EnableNetworkIsolation`` and, when they apply, ``InputDataConfig``,
+    ``EnableManagedSpotTraining``, ``VpcConfig``)."""
+
+    fields: dict[str, Any]
+    image: str
+    spot: bool
+    distributed: bool
 
 
 @dataclass(frozen=True)
@@ -112,15 +136,58 @@ def plan_launch(
     https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html
     """
     name = _job_name(version)
+    definition = define_training(name, version.job, version.spec, algorithm, pool, published,
+                                 setup)
+    spot = definition.spot
+    checkpoints = spot and algorithm.supports_checkpoints
+    fields = definition.fields
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        **fields,
+        "AlgorithmSpecification": {**fields["AlgorithmSpecification"],
+                                   "EnableSageMakerMetricsTimeSeries": True},
+        "TensorBoardOutputConfig": {
+            "S3OutputPath": setup.tensorboard_path(version), "LocalPath": TENSORBOARD_DIR},
+        "Tags": _tags(version),
+    }
+    if checkpoints:
+        request["CheckpointConfig"] = {
+            "S3Uri": setup.checkpoint_path(version), "LocalPath": CHECKPOINT_DIR}
+    artifacts = Artifacts(
+        output=f"{setup.output_path(version)}{name}/output/",
+        tensorboard=setup.tensorboard_path(version),
+        checkpoints=setup.checkpoint_path(version) if checkpoints else None,
+    )
+    return LaunchPlan(request=request, image=definition.image, spot=spot,
+                      checkpoints=checkpoints, distributed=definition.distributed,
+                      artifacts=artifacts,
+                      note=_note(version, pool, spot=spot))
+
+
+def define_training(
+    name: str,
+    job: str,
+    spec: JobSpec,
+    algorithm: Algorithm,
+    pool: ResourcePool,
+    published: PublishedAlgorithm | None,
+    setup: SageMakerSetup,
+) -> TrainingDefinition:
+    """The parts of a training job's request that say what runs and where (no I/O): the image
+    and its hyperparameters (script mode's keys naming ``name``), the data channels, the
+    output under ``job``, the instances, the runtime limit and managed spot.
+
+    Raises :class:`BackendRejected` for what SageMaker can't run: a local-only pool, local
+    (``file://``) data, a bucket outside ``allowed_buckets``, no image.
+    """
     if pool.instance_type == "local" or not pool.instance_type.startswith("ml."):
         raise BackendRejected(f"Pool `{pool.id}` runs only on the local backend.",
                               hint="Pick a pool with an ml.* instance type (`/train pools`).")
-    spot = uses_spot(version, algorithm, pool)
-    checkpoints = spot and algorithm.supports_checkpoints
+    spot = spot_applies(spec.spot, algorithm, pool)
     if published is None:
         image = own_image(algorithm)
         distributed = False  # the container itself decides how it uses the hosts and GPUs
-        hyperparameters = plain_hyperparameters(version.spec.hyperparameters)
+        hyperparameters = plain_hyperparameters(spec.hyperparameters)
     else:
         image = published.image_for(gpu=pool.is_gpu) or ""
         if not image:
@@ -128,46 +195,31 @@ def plan_launch(
                                   hint="Use a GPU pool, or publish (or register) it again "
                                        "with a CPU image.")
         distributed = uses_distributed(algorithm, pool)
-        hyperparameters = encode_hyperparameters(version.spec.hyperparameters)
+        hyperparameters = encode_hyperparameters(spec.hyperparameters)
         hyperparameters.update(_script_mode(name, published, setup, pool,
                                             distributed=distributed))
-    request: dict[str, Any] = {
-        "TrainingJobName": name,
+    fields: dict[str, Any] = {
         "AlgorithmSpecification": {
             "TrainingImage": image,
             "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in algorithm.metrics],
-            "EnableSageMakerMetricsTimeSeries": True,
         },
         "RoleArn": setup.role_arn,
         "HyperParameters": hyperparameters,
-        "OutputDataConfig": _output_config(setup, version),
+        "OutputDataConfig": _output_config(setup, job),
         "ResourceConfig": _resource_config(setup, pool),
-        "StoppingCondition": _stopping_condition(version.spec.max_runtime_s, spot=spot),
-        "TensorBoardOutputConfig": {
-            "S3OutputPath": setup.tensorboard_path(version), "LocalPath": TENSORBOARD_DIR},
+        "StoppingCondition": _stopping_condition(spec.max_runtime_s, spot=spot),
         "EnableNetworkIsolation": False,
-        "Tags": _tags(version),
     }
-    channels = input_channels(version, algorithm, setup)
+    channels = data_channels(spec.data, algorithm, setup)
     if channels:
-        request["InputDataConfig"] = channels
+        fields["InputDataConfig"] = channels
     if spot:
-        request["EnableManagedSpotTraining"] = True
-    if checkpoints:
-        request["CheckpointConfig"] = {
-            "S3Uri": setup.checkpoint_path(version), "LocalPath": CHECKPOINT_DIR}
+        fields["EnableManagedSpotTraining"] = True
     if setup.subnets and setup.security_groups:
-        request["VpcConfig"] = {"Subnets": list(setup.subnets),
-                                "SecurityGroupIds": list(setup.security_groups)}
-    artifacts = Artifacts(
-        output=f"{setup.output_path(version)}{name}/output/",
-        tensorboard=setup.tensorboard_path(version),
-        checkpoints=setup.checkpoint_path(version) if checkpoints else None,
-    )
-    return LaunchPlan(request=request, image=image, spot=spot, checkpoints=checkpoints,
-                      distributed=distributed, artifacts=artifacts,
-                      note=_note(version, pool, spot=spot))
+        fields["VpcConfig"] = {"Subnets": list(setup.subnets),
+                               "SecurityGroupIds": list(setup.security_groups)}
+    return TrainingDefinition(fields=fields, image=image, spot=spot, distributed=distributed)
 
 
 def build_create_training_job_request(
@@ -216,7 +268,12 @@ def own_image(algorithm: Algorithm) -> str:
 
 def uses_spot(version: JobVersion, algorithm: Algorithm, pool: ResourcePool) -> bool:
     """Managed spot needs all three: the spec asks, the pool allows, the algorithm copes."""
-    return version.spec.spot and pool.spot_allowed and algorithm.supports_spot
+    return spot_applies(version.spec.spot, algorithm, pool)
+
+
+def spot_applies(wanted: bool, algorithm: Algorithm, pool: ResourcePool) -> bool:
+    """:func:`uses_spot` for a spec that asks (``wanted``) or not."""
+    return wanted and pool.spot_allowed and algorithm.supports_spot
 
 
 def uses_distributed(algorithm: Algorithm, pool: ResourcePool) -> bool:
@@ -267,14 +324,21 @@ def spot_savings(billable_seconds: float | None, training_seconds: float | None)
 def input_channels(
     version: JobVersion, algorithm: Algorithm, setup: SageMakerSetup
 ) -> list[dict[str, Any]]:
-    """S3 channels: the spec's data over the manifest's ``s3://`` defaults.
+    """S3 channels of ``version`` (see :func:`data_channels`)."""
+    return data_channels(version.spec.data, algorithm, setup)
+
+
+def data_channels(
+    given: dict[str, str], algorithm: Algorithm, setup: SageMakerSetup
+) -> list[dict[str, Any]]:
+    """S3 channels: the spec's data (``given``) over the manifest's ``s3://`` defaults.
 
     ``builtin:`` channels are left out (the script uses its bundled data, as locally);
     ``file://`` is rejected; with ``allowed_buckets`` set, so is any other bucket.
     """
     data = {c.name: c.default for c in algorithm.channels
             if c.default and c.default.startswith("s3://")}
-    data.update(version.spec.data)
+    data.update(given)
     channels = []
     for name, uri in sorted(data.items()):
         if uri.startswith("builtin:"):
@@ -332,8 +396,8 @@ def _script_mode(
     return encode_hyperparameters(keys)
 
 
-def _output_config(setup: SageMakerSetup, version: JobVersion) -> dict[str, str]:
-    config = {"S3OutputPath": setup.output_path(version)}
+def _output_config(setup: SageMakerSetup, job: str) -> dict[str, str]:
+    config = {"S3OutputPath": setup.job_output_path(job)}
     if setup.kms_key_id:
         config["KmsKeyId"] = setup.kms_key_id
     return config
@@ -363,12 +427,16 @@ def _stopping_condition(max_runtime_s: int, *, spot: bool) -> dict[str, int]:
 
 
 def _tags(version: JobVersion) -> list[dict[str, str]]:
-    values = {
+    return tag_list({
         "trainbot:job": version.job,
         "trainbot:version": str(version.number),
         "trainbot:channel": version.channel,
         "trainbot:requested-by": version.requested_by,
-    }
+    })
+
+
+def tag_list(values: dict[str, str | None]) -> list[dict[str, str]]:
+    """SageMaker's ``Tags``: the values that are set, each made a value AWS accepts."""
     return [{"Key": key, "Value": sanitize_tag_value(value)}
             for key, value in values.items() if value]
 

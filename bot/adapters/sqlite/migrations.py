@@ -101,6 +101,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX model_versions_by_training_version ON model_versions (job, version)",
     ),
+    (
+        # Sweeps: one row per sweep, beside its job (created in the same transaction). What
+        # creation fixed (``fixed``) apart from what a save rewrites (``state``), as versions.
+        # ``active`` is 1 while the sweep runs or its outbox holds what the channel must
+        # still hear: the partial index lists those without reading the ended ones.
+        """CREATE TABLE sweeps (
+            name TEXT PRIMARY KEY REFERENCES jobs (name),
+            revision INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            terminal INTEGER NOT NULL,
+            active INTEGER NOT NULL,
+            backend_name TEXT,
+            request_key TEXT,
+            created_at TEXT NOT NULL,
+            fixed TEXT NOT NULL,
+            state TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX sweeps_by_backend_name ON sweeps (backend_name)",
+        "CREATE UNIQUE INDEX sweeps_by_request_key ON sweeps (request_key)",
+        "CREATE INDEX sweeps_active ON sweeps (created_at, name) WHERE active = 1",
+    ),
 )
 
 

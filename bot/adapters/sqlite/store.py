@@ -3,7 +3,7 @@
 Every write that can race runs in ``BEGIN IMMEDIATE`` (one writer at a time, across threads and
 processes) or is a single conditional ``UPDATE``; readers never block writers (WAL). The schema
 is in :mod:`.migrations`, the rows in :mod:`.rows`, registered algorithms in :mod:`.algorithms`,
-registered models in :mod:`.model_versions`.
+registered models in :mod:`.model_versions`, sweeps in :mod:`.sweeps`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
-from bot.adapters.sqlite import algorithms, model_versions
+from bot.adapters.sqlite import algorithms, model_versions, sweeps
 from bot.adapters.sqlite.migrations import upgrade
 from bot.adapters.sqlite.rows import (
     APPROVAL_MUTABLE,
@@ -44,6 +44,7 @@ from bot.domain import (
     StaleWrite,
     TrainingJob,
 )
+from bot.domain.sweep import Sweep
 
 __all__ = ["SqliteStore"]
 
@@ -405,6 +406,29 @@ class SqliteStore:
         are kept as stored."""
         with self._write() as conn:
             return model_versions.save(conn, model, expect_status=expect_status)
+
+    # -- sweeps (in :mod:`.sweeps`) ----------------------------------------------------
+
+    def create_sweep(self, sweep: Sweep, *, job: TrainingJob) -> tuple[Sweep, bool]:
+        """See :meth:`bot.ports.JobStore.create_sweep`: the job and the sweep, one
+        transaction."""
+        with self._write() as conn:
+            return sweeps.create(conn, sweep, job)
+
+    def get_sweep(self, name: str) -> Sweep:
+        return sweeps.get(self._conn(), name)
+
+    def save_sweep(self, sweep: Sweep) -> Sweep:
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored."""
+        with self._write() as conn:
+            return sweeps.save(conn, sweep)
+
+    def list_active_sweeps(self) -> list[Sweep]:
+        """Through the partial index ``sweeps_active``."""
+        return sweeps.active(self._conn())
+
+    def find_sweep_by_backend_name(self, backend_name: str) -> Sweep | None:
+        return sweeps.by_backend_name(self._conn(), backend_name)
 
     # -- approvals --------------------------------------------------------------------
 
