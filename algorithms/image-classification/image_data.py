@@ -1,8 +1,16 @@
-"""Image datasets as numpy arrays: the built-in digits, `.npz` files, or an image folder.
+"""Image datasets: the built-in digits and `.npz` files as arrays in memory, or an image
+folder as a list of files that DataLoader workers decode while training (pipeline.py).
 
 A channel directory holds either `.npz` files (arrays `x` as [N,H,W] or [N,C,H,W], and `y`)
 or one subfolder per class with image files in it (PNG, JPEG, BMP, GIF).
-Everything is loaded before torch is imported, so bad data fails in a fraction of a second.
+Everything here runs before torch is imported, so bad data fails in a fraction of a second:
+an image folder is listed and a sample of its files opened, not decoded whole.
+
+Normalisation: the `small` network standardises arrays with the training data's own mean and
+std per channel. The standard networks (`imagenet=True`) see what torchvision's ImageNet
+weights were trained on: 3 channels (grey repeated), values scaled to [0, 1], then ImageNet's
+mean and std. Image folders are always scaled by 1/255 and use ImageNet's mean and std (or
+0.5/0.25 for grey pictures).
 """
 
 from __future__ import annotations
@@ -14,49 +22,88 @@ import numpy as np
 from evaluation import holdout_split
 from sm_contract import UserError, data_files
 
-__all__ = ["BUILTIN_SOURCE", "ImageSet", "Splits", "load_builtin", "load_channel", "make_splits"]
+__all__ = [
+    "BUILTIN_SOURCE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "FolderSet",
+    "FolderSplits",
+    "ImageSet",
+    "Splits",
+    "load_builtin",
+    "load_channel",
+    "make_splits",
+]
 
 BUILTIN_SOURCE = "builtin:sklearn.datasets.load_digits"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+GREY_MEAN, GREY_STD = [0.5], [0.25]
+DEFAULT_STANDARD_SIZE = 224
+_GREY_MODES = ("1", "L", "LA", "I", "I;16")
+_SAMPLED = 32
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images [N,C,H,W] float32, labels as strings (mapped to classes by the caller)."""
+    """Images [N,C,H,W] float32, labels as strings (mapped to classes by the caller).
+    `scale`: what divides the values into [0, 1] (255 for uint8 data)."""
 
     x: np.ndarray
     labels: np.ndarray
     source: str
+    scale: float = 1.0
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def load_builtin() -> ImageSet:
+@dataclass(frozen=True)
+class FolderSet:
+    """An image folder: its files, their labels (the class subfolder) and what a sample of
+    them showed (`grey`: every sampled picture has one channel; `first_size`: (w, h))."""
+
+    files: list[str]
+    labels: np.ndarray
+    source: str
+    grey: bool
+    first_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_builtin(*, image_size: int = 0) -> ImageSet:
+    """The 8x8 digits (values 0-16), resized to image_size x image_size when it is > 0."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = digits.images.astype(np.float32)[:, None, :, :]
-    return ImageSet(images, digits.target.astype(str), BUILTIN_SOURCE)
+    if image_size and image_size != 8:
+        images = _resize(images, image_size)
+    return ImageSet(images, digits.target.astype(str), BUILTIN_SOURCE, scale=16.0)
 
 
-def load_channel(name: str, root: Path, *, image_size: int) -> ImageSet:
-    """Load channel `name` from `root`, resized to image_size x image_size when it is > 0."""
+def load_channel(name: str, root: Path, *, image_size: int) -> ImageSet | FolderSet:
+    """Channel `name` from `root`: .npz arrays (resized to image_size x image_size when it
+    is > 0) or an image folder (resized as it is read)."""
     if data_files(root, [".npz"]):
         images = _load_npz(name, root)
-    elif data_files(root, IMAGE_SUFFIXES):
-        images = _load_image_folder(name, root, image_size)
-    else:
-        raise UserError(
-            f"channel {name}: found no .npz files and no class subfolders of images in {root}"
-        )
-    if image_size and images.x.shape[-2:] != (image_size, image_size):
-        images = ImageSet(_resize(images.x, image_size), images.labels, images.source)
-    return images
+        if image_size and images.x.shape[-2:] != (image_size, image_size):
+            resized = _resize(images.x, image_size)
+            images = ImageSet(resized, images.labels, images.source, images.scale)
+        return images
+    if data_files(root, IMAGE_SUFFIXES):
+        return _scan_image_folder(name, root)
+    raise UserError(
+        f"channel {name}: found no .npz files and no class subfolders of images in {root}"
+    )
 
 
 def _load_npz(name: str, root: Path) -> ImageSet:
     xs, ys = [], []
+    all_uint8 = True
     for path in data_files(root, [".npz"]):
         try:
             with np.load(path, allow_pickle=False) as arrays:
@@ -68,6 +115,7 @@ def _load_npz(name: str, root: Path) -> ImageSet:
                 x, y = arrays["x"], arrays["y"]
         except (OSError, ValueError) as exc:
             raise UserError(f"channel {name}: cannot read {path.name}: {exc}") from exc
+        all_uint8 &= x.dtype == np.uint8
         xs.append(_as_nchw(name, path, x))
         if y.ndim != 1 or len(y) != len(x):
             raise UserError(
@@ -78,7 +126,10 @@ def _load_npz(name: str, root: Path) -> ImageSet:
     shapes = {x.shape[1:] for x in xs}
     if len(shapes) > 1:
         raise UserError(f"channel {name}: .npz files hold images of different shapes {shapes}")
-    return ImageSet(np.concatenate(xs), np.concatenate(ys), f"{root} (npz)")
+    x = np.concatenate(xs)
+    peak = float(np.abs(x).max()) if x.size else 1.0
+    scale = 255.0 if all_uint8 else (1.0 if peak <= 1.0 else peak)
+    return ImageSet(x, np.concatenate(ys), f"{root} (npz)", scale)
 
 
 def _as_nchw(name: str, path: Path, x: np.ndarray) -> np.ndarray:
@@ -96,7 +147,7 @@ def _as_nchw(name: str, path: Path, x: np.ndarray) -> np.ndarray:
     )
 
 
-def _load_image_folder(name: str, root: Path, image_size: int) -> ImageSet:
+def _scan_image_folder(name: str, root: Path) -> FolderSet:
     try:
         from PIL import Image
     except ImportError as exc:
@@ -108,31 +159,21 @@ def _load_image_folder(name: str, root: Path, image_size: int) -> ImageSet:
             f"channel {name}: images must sit in one subfolder per class, "
             f"but {loose[0].name} is at the top of the channel"
         )
-    opened = []
-    for path in files:
+    # Headers only, of a sample spread over the folder: a million files are not opened twice.
+    # A file that fails later, while training, stops the run with the same kind of error.
+    step = max(1, len(files) // _SAMPLED)
+    modes, first_size = [], (0, 0)
+    for path in files[::step][:_SAMPLED]:
         try:
             with Image.open(path) as image:
-                image.load()
-                opened.append((path, image.copy()))
+                modes.append(image.mode)
+                first_size = first_size if modes[1:] else image.size
         except OSError as exc:
             raise UserError(f"channel {name}: cannot read image {path.name}: {exc}") from exc
-    mode = "L" if all(image.mode in ("1", "L", "LA", "I", "I;16") for _, image in opened) else "RGB"
-    arrays = []
-    first_size = opened[0][1].size
-    for path, image in opened:
-        image = image.convert(mode)
-        if image_size:
-            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        elif image.size != first_size:
-            raise UserError(
-                f"channel {name}: images differ in size ({first_size[0]}x{first_size[1]} and "
-                f"{image.size[0]}x{image.size[1]} in {path.name}); set image_size to resize them"
-            )
-        array = np.asarray(image, dtype=np.float32)
-        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     # The class is the first folder under the channel root, so nested layouts still work.
-    labels = np.array([path.relative_to(root).parts[0] for path, _ in opened])
-    return ImageSet(np.stack(arrays), labels, f"{root} (image folder)")
+    labels = np.array([path.relative_to(root).parts[0] for path in files])
+    grey = all(mode in _GREY_MODES for mode in modes)
+    return FolderSet([str(p) for p in files], labels, f"{root} (image folder)", grey, first_size)
 
 
 def _resize(x: np.ndarray, size: int) -> np.ndarray:
@@ -149,7 +190,8 @@ def _resize(x: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Splits:
-    """Normalised train and validation arrays, labels as indices into `classes`."""
+    """Normalised train and validation arrays in memory, labels as indices into `classes`.
+    The model's input is ((raw / scale) - mean) / std per channel."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -159,13 +201,53 @@ class Splits:
     mean: list[float]
     std: list[float]
     source: str
+    scale: float = 1.0
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        channels, height, width = self.x_train.shape[1:]
+        return int(channels), int(height), int(width)
+
+
+@dataclass(frozen=True)
+class FolderSplits:
+    """Train and validation files of an image folder, decoded while training: resized and
+    cropped to image_size square, `channels` 1 (grey) or 3, scaled by 1/255 and standardised
+    with `mean` and `std`."""
+
+    train_files: list[str]
+    y_train: np.ndarray
+    val_files: list[str]
+    y_val: np.ndarray
+    classes: list[str]
+    channels: int
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    source: str
+    scale: float = 255.0
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.channels, self.image_size, self.image_size
 
 
 def make_splits(
-    train: ImageSet, validation: ImageSet | None, *, validation_split: float, seed: int
-) -> Splits:
+    train: ImageSet | FolderSet,
+    validation: ImageSet | FolderSet | None,
+    *,
+    validation_split: float,
+    seed: int,
+    imagenet: bool = False,
+    image_size: int = 0,
+) -> Splits | FolderSplits:
     """Map labels to classes, hold out a stratified validation split when no validation
-    channel was given, and standardise each channel with the training mean and std."""
+    channel was given, and settle the normalisation (see the module's docstring)."""
+    if validation is not None and type(validation) is not type(train):
+        raise UserError(
+            "the train and validation channels must be of one kind: both .npz files or both "
+            "image folders"
+        )
     classes = _sorted_classes(np.unique(train.labels))
     if len(classes) < 2:
         raise UserError(f"training data has {len(classes)} class; at least 2 are needed")
@@ -173,22 +255,42 @@ def make_splits(
     y = np.array([index[label] for label in train.labels], dtype=np.int64)
     if validation is None:
         train_rows, val_rows = holdout_split(y, validation_split, seed, stratify=True)
-        x_train, y_train = train.x[train_rows], y[train_rows]
-        x_val, y_val = train.x[val_rows], y[val_rows]
+        y_train, y_val = y[train_rows], y[val_rows]
     else:
         unknown = sorted(set(validation.labels) - set(classes))
         if unknown:
             raise UserError(f"validation data has classes not in training data: {unknown[:5]}")
-        if validation.x.shape[1:] != train.x.shape[1:]:
-            raise UserError(
-                f"validation images are {list(validation.x.shape[1:])}, training images "
-                f"{list(train.x.shape[1:])}; set image_size to bring both to one size"
-            )
-        x_train, y_train = train.x, y
-        x_val = validation.x
+        train_rows, val_rows = np.arange(len(y)), np.arange(len(validation))
+        y_train = y
         y_val = np.array([index[label] for label in validation.labels], dtype=np.int64)
     if len(y_val) == 0:
         raise UserError("the validation split is empty; add data or raise validation_split")
+    held = validation if validation is not None else train
+    if isinstance(train, FolderSet):
+        assert isinstance(held, FolderSet)
+        grey = train.grey and held.grey and not imagenet
+        size = image_size or (DEFAULT_STANDARD_SIZE if imagenet else min(train.first_size))
+        return FolderSplits(
+            train_files=[train.files[i] for i in train_rows],
+            y_train=y_train,
+            val_files=[held.files[i] for i in val_rows],
+            y_val=y_val,
+            classes=classes,
+            channels=1 if grey else 3,
+            image_size=int(size),
+            mean=GREY_MEAN if grey else IMAGENET_MEAN,
+            std=GREY_STD if grey else IMAGENET_STD,
+            source=train.source,
+        )
+    assert isinstance(held, ImageSet)
+    if held.x.shape[1:] != train.x.shape[1:]:
+        raise UserError(
+            f"validation images are {list(held.x.shape[1:])}, training images "
+            f"{list(train.x.shape[1:])}; set image_size to bring both to one size"
+        )
+    x_train, x_val = train.x[train_rows], held.x[val_rows]
+    if imagenet:
+        return _imagenet_splits(train, held, x_train, y_train, x_val, y_val, classes)
     mean = x_train.mean(axis=(0, 2, 3))
     std = x_train.std(axis=(0, 2, 3)) + 1e-6
     scale = (mean[None, :, None, None], std[None, :, None, None])
@@ -201,6 +303,42 @@ def make_splits(
         mean=mean.tolist(),
         std=std.tolist(),
         source=train.source,
+    )
+
+
+def _imagenet_splits(
+    train: ImageSet,
+    held: ImageSet,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    classes: list[str],
+) -> Splits:
+    channels = x_train.shape[1]
+    if channels not in (1, 3, 4):
+        raise UserError(
+            f"the standard networks take grey or RGB(A) images; these have {channels} "
+            "channels (use arch=small)"
+        )
+    mean = np.array(IMAGENET_MEAN, dtype=np.float32)[None, :, None, None]
+    std = np.array(IMAGENET_STD, dtype=np.float32)[None, :, None, None]
+
+    def normalise(x: np.ndarray, scale: float) -> np.ndarray:
+        x = x[:, :3] if channels == 4 else x  # RGBA: the alpha channel is dropped
+        x = np.repeat(x, 3, axis=1) if channels == 1 else x
+        return ((x / np.float32(scale) - mean) / std).astype(np.float32)
+
+    return Splits(
+        x_train=normalise(x_train, train.scale),
+        y_train=y_train,
+        x_val=normalise(x_val, held.scale),
+        y_val=y_val,
+        classes=classes,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
+        source=train.source,
+        scale=train.scale,
     )
 
 

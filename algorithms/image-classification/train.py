@@ -1,4 +1,6 @@
-"""Image classification preset: a small ResNet trained under SageMaker's script-mode contract.
+"""Image classification preset: a small ResNet (default) or a standard ImageNet network
+(ResNet-18/34/50, MobileNetV3-small; from pretrained weights when the `pretrained` channel
+has them), trained under SageMaker's script-mode contract.
 
 Run as `python train.py [--name value ...]`, or with several processes as
 `torchrun --nproc_per_node=N train.py`. Inputs, outputs and hyperparameters follow
@@ -19,7 +21,7 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from image_data import Splits, load_builtin, load_channel, make_splits
+from image_data import FolderSplits, Splits, load_builtin, load_channel, make_splits
 from sm_contract import (
     Cluster,
     Param,
@@ -27,14 +29,17 @@ from sm_contract import (
     StopSignal,
     UserError,
     channel_dir,
+    data_files,
     log,
     read_hyperparameters,
     run_main,
 )
 
-ALGORITHM = {"id": "image-classification", "version": "1.0.0"}
+ALGORITHM = {"id": "image-classification", "version": "1.1.0"}
+ARCHS = ("small", "resnet18", "resnet34", "resnet50", "mobilenet_v3_small")
 
 HYPERPARAMETERS = (
+    Param("arch", "choice", "small", choices=ARCHS),
     Param("epochs", "int", 15, min=1, max=500),
     Param("batch_size", "int", 64, min=2, max=4096),
     Param("lr", "float", 0.003, min=1e-6, max=10.0),
@@ -46,6 +51,10 @@ HYPERPARAMETERS = (
     Param("image_size", "int", 0, min=0, max=1024),
     Param("augment", "bool", True),
     Param("amp", "bool", True),
+    Param("compile", "bool", False),
+    Param("freeze_backbone", "bool", False),
+    Param("head_epochs", "int", 0, min=0, max=500),
+    Param("num_workers", "int", 0, min=0, max=64),
     Param("validation_split", "float", 0.2, min=0.05, max=0.5),
     Param("seed", "int", 42, min=0, max=2**31 - 1),
 )
@@ -55,6 +64,7 @@ def main(argv: Sequence[str]) -> None:
     hps = read_hyperparameters(HYPERPARAMETERS, argv)
     stop = StopSignal().install()
     splits = _load_data(hps)
+    pretrained_dir = _pretrained_dir()
     # torch is imported only from here on, so bad hyperparameters or data fail in well
     # under a second.
     from distributed import World
@@ -74,27 +84,44 @@ def main(argv: Sequence[str]) -> None:
         cluster=cluster,
         stop=stop,
         algorithm=ALGORITHM,
+        pretrained_dir=pretrained_dir,
     )
 
 
-def _load_data(hps: Mapping[str, Any]) -> Splits:
+def _load_data(hps: Mapping[str, Any]) -> Splits | FolderSplits:
     train_dir = channel_dir("train")
     validation_dir = channel_dir("validation")
     if train_dir is None and validation_dir is not None:
         raise UserError("a validation channel needs a train channel too")
-    train = (
-        load_channel("train", train_dir, image_size=hps["image_size"])
-        if train_dir
-        else load_builtin()
-    )
+    size = hps["image_size"]
+    if train_dir:
+        train = load_channel("train", train_dir, image_size=size)
+    else:
+        train = load_builtin(image_size=size)
     validation = (
-        load_channel("validation", validation_dir, image_size=hps["image_size"])
-        if validation_dir
-        else None
+        load_channel("validation", validation_dir, image_size=size) if validation_dir else None
     )
     return make_splits(
-        train, validation, validation_split=hps["validation_split"], seed=hps["seed"]
+        train,
+        validation,
+        validation_split=hps["validation_split"],
+        seed=hps["seed"],
+        imagenet=hps["arch"] != "small",
+        image_size=size,
     )
+
+
+def _pretrained_dir() -> Path | None:
+    """The `pretrained` channel, checked before torch is imported: one weights file."""
+    root = channel_dir("pretrained")
+    if root is None:
+        return None
+    if not data_files(root, (".pt", ".pth", ".bin")):
+        raise UserError(
+            f"channel pretrained: no .pt/.pth/.bin file in {root}; give it one state dict "
+            "file (torch.save(model.state_dict(), 'weights.pth'))"
+        )
+    return root
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The training loop: data parallel when launched by torchrun, mixed precision on CUDA,
-a checkpoint per epoch, resumable, and stoppable by SIGTERM at any step.
+"""The training loop: data parallel when launched by torchrun, mixed precision and
+channels-last on CUDA (step.py), a checkpoint per epoch, resumable, stoppable by SIGTERM at
+any step, optionally from pretrained weights with the backbone frozen for the first epochs.
 
 Every rank trains; rank 0 alone validates, prints metric lines, writes TensorBoard events,
 checkpoints, the model and evaluation.json.
@@ -10,16 +11,25 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import checkpoints
+import numpy as np
 import torch
 import torch.nn.functional as F
+from architectures import (
+    architecture_for,
+    build_model,
+    keep_frozen_bn_in_eval,
+    set_backbone_frozen,
+)
 from checkpoint_files import refuse_foreign
 from distributed import World, pick_device
 from evaluation import classification_report, write_evaluation
-from image_data import Splits
-from resnet import build_model
+from image_data import FolderSplits, Splits
+from pipeline import VAL_CROP, make_feed
+from pretrained import LoadReport, load_pretrained
 from sm_contract import (
     Cluster,
     Paths,
@@ -29,35 +39,37 @@ from sm_contract import (
     log,
     write_json,
 )
+from step import TrainStep, configure_backends, make_optimizer, plan_execution
 from tb_writer import TensorBoardWriter, open_writer
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-__all__ = ["METRICS", "OBJECTIVE", "train"]
+__all__ = ["METRICS", "OBJECTIVE", "frozen_in", "train"]
 
 METRICS = ("train:loss", "train:accuracy", "validation:loss", "validation:accuracy")
 OBJECTIVE = "validation:accuracy"
-_EVAL_BATCH = 1024
 _SMALL_IMAGE_PIXELS = 32 * 32
 
 
 def train(
     hps: Mapping[str, Any],
-    splits: Splits,
+    splits: Splits | FolderSplits,
     *,
     paths: Paths,
     world: World,
     cluster: Cluster,
     stop: StopSignal,
     algorithm: Mapping[str, str],
+    pretrained_dir: Path | None = None,
 ) -> None:
     """Train for hps["epochs"] epochs (resuming from the newest checkpoint) and, on rank 0,
     write model.pt, model.json and evaluation.json."""
     device = pick_device(world, cluster)
     world.start(device)
     try:
-        _Trainer(hps, splits, paths=paths, world=world, device=device, stop=stop).run(algorithm)
+        trainer = _Trainer(hps, splits, paths=paths, world=world, device=device, stop=stop)
+        trainer.run(algorithm, pretrained_dir)
     finally:
         world.stop()
 
@@ -66,7 +78,7 @@ class _Trainer:
     def __init__(
         self,
         hps: Mapping[str, Any],
-        splits: Splits,
+        splits: Splits | FolderSplits,
         *,
         paths: Paths,
         world: World,
@@ -76,39 +88,40 @@ class _Trainer:
         self.hps, self.splits, self.paths = hps, splits, paths
         self.world, self.device, self.stop = world, device, stop
         torch.manual_seed(hps["seed"])
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        channels, height, width = splits.x_train.shape[1:]
+        configure_backends(deterministic=True)
+        _, height, width = splits.input_shape
         if device.type == "cpu" and height * width <= _SMALL_IMAGE_PIXELS:
             # Small images make each op too short to split across threads. Measured on two
             # busy cores with the default digits run: one thread 8.7 s every time, two threads
             # 7.7 to 20 s (far worse when other processes compete) as the pool's barriers stall.
             torch.set_num_threads(1)
-        self.architecture = {
-            "name": "resnet",
-            "in_channels": int(channels),
-            "num_classes": len(splits.classes),
-            "width": hps["width"],
-            "blocks_per_stage": hps["blocks_per_stage"],
-            # Larger pictures are halved first, as ResNet's stem does, to keep the cost down.
-            "stem_stride": 2 if min(height, width) >= 64 else 1,
-        }
-        self.model = build_model(self.architecture).to(device)
-        self.net: nn.Module = self.model
-        self.use_amp = bool(hps["amp"]) and device.type == "cuda"
-        self.optimizer = _optimizer(hps, self.model)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+        self.architecture = architecture_for(hps, splits.input_shape, len(splits.classes))
+        self.model = build_model(self.architecture)
+        # Channels-last for the standard networks, whose convolutions it speeds up on tensor
+        # cores; the small network on small pictures stays as it was measured (NCHW).
+        self.plan = plan_execution(
+            device, amp=hps["amp"], compile=hps["compile"], channels_last=hps["arch"] != "small"
+        )
+        self.frozen: bool | None = None
         self.fingerprint = _fingerprint(hps, splits, self.architecture)
+        workers = hps["num_workers"]
+        self.feed = make_feed(
+            splits, self.plan, augment=hps["augment"], seed=hps["seed"], num_workers=workers
+        )
+        self.pretrained: LoadReport | None = None
+        self.last_eval: tuple[int, dict[str, float], np.ndarray] | None = None
 
-    def run(self, algorithm: Mapping[str, str]) -> None:
+    def run(self, algorithm: Mapping[str, str], pretrained_dir: Path | None = None) -> None:
+        if pretrained_dir is not None:
+            # On the CPU, before the model moves. Every rank reads the file, so all of them
+            # refuse a wrong one alike; a checkpoint, when there is one, replaces these weights.
+            self.pretrained = load_pretrained(
+                self.model, pretrained_dir, arch=self.hps["arch"], quiet=not self.world.is_main
+            )
+        self.model = self.plan.place(self.model)
+        self.optimizer = make_optimizer(self.hps, self.model, self.device)
+        self.step = TrainStep(self.model, self.optimizer, self.plan)
         start_epoch = self._resume()
-        if self.world.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
-        to_device = {
-            name: torch.from_numpy(getattr(self.splits, name)).to(self.device)
-            for name in ("x_train", "y_train", "x_val", "y_val")
-        }
         writer = None
         if self.world.is_main:
             self._announce()
@@ -118,29 +131,53 @@ class _Trainer:
         try:
             last_saved = start_epoch
             for epoch in range(start_epoch + 1, epochs + 1):
-                train_metrics, lr = self._train_epoch(epoch, to_device, last_saved, writer)
+                self._set_stage(epoch)
+                train_metrics, lr = self._train_epoch(epoch, last_saved, writer)
                 if self.world.is_main:
-                    self._end_epoch(epoch, train_metrics, lr, to_device, writer)
+                    self._end_epoch(epoch, train_metrics, lr, writer)
                 # Rank 0 saved it before joining the next step's collective, so every rank
                 # may now name this checkpoint.
                 last_saved = epoch
             if self.world.is_main:
-                self._export(algorithm, to_device, max(epochs, start_epoch))
+                self._export(algorithm, max(epochs, start_epoch))
                 if writer:
                     writer.hparams_end(success=True)
         finally:
+            self.feed.close()
             if writer:
                 writer.close()
 
     def _announce(self) -> None:
-        splits = self.splits
+        splits, plan = self.splits, self.plan
         log(
-            f"device={self.device.type} amp={str(self.use_amp).lower()} "
+            f"device={self.device.type} arch={self.hps['arch']} amp={plan.amp_name} "
+            f"channels_last={str(plan.channels_last).lower()} "
+            f"compile={str(plan.compile).lower()} workers={self.feed.workers} "
             f"world_size={self.world.size} "
             f"parameters={sum(p.numel() for p in self.model.parameters())} "
             f"train={len(splits.y_train)} validation={len(splits.y_val)} "
-            f"classes={len(splits.classes)} source={splits.source}"
+            f"classes={len(splits.classes)} input={'x'.join(map(str, splits.input_shape))} "
+            f"source={splits.source}"
         )
+
+    def _set_stage(self, epoch: int) -> None:
+        """Freeze or unfreeze the backbone, and (re)build what runs the steps: DDP registers
+        only the parameters that train when it is built, so a change of stage rebuilds it."""
+        frozen = frozen_in(epoch, self.hps)
+        if frozen == self.frozen:
+            return
+        changed = self.frozen is not None
+        self.frozen = frozen
+        set_backbone_frozen(self.model, frozen)
+        net: nn.Module = self.model
+        if self.world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(self.model, device_ids=ids)
+        self.step.net = self.plan.wrap(net)
+        if self.world.is_main and (frozen or changed):
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            what = "the head alone trains" if frozen else "every layer trains"
+            log(f"stage from epoch {epoch}: {what} (trainable parameters={trainable})")
 
     def _resume(self) -> int:
         found = checkpoints.load_latest(self.paths.checkpoint_dir) if self.world.is_main else None
@@ -151,18 +188,14 @@ class _Trainer:
         refuse_foreign(path, saved.get("fingerprint") or {}, self.fingerprint)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
-        if self.use_amp and saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
+        if self.step.scaler.is_enabled() and saved.get("scaler"):
+            self.step.scaler.load_state_dict(saved["scaler"])
         if self.world.is_main:
             log(f"resumed from checkpoint epoch={saved['epoch']} ({path.name})")
         return int(saved["epoch"])
 
     def _train_epoch(
-        self,
-        epoch: int,
-        data: Mapping[str, torch.Tensor],
-        last_saved: int,
-        writer: TensorBoardWriter | None,
+        self, epoch: int, last_saved: int, writer: TensorBoardWriter | None
     ) -> tuple[dict[str, float], float]:
         """One pass over this rank's shard; train metrics are summed over all ranks."""
         hps, world, device = self.hps, self.world, self.device
@@ -177,36 +210,27 @@ class _Trainer:
         batches = _batches(list(sampler), hps["batch_size"])
         total_steps = hps["epochs"] * len(batches)
         first_step = (epoch - 1) * len(batches)
-        shift = max(1, round(min(self.splits.x_train.shape[2:]) / 8)) if hps["augment"] else 0
-        # On the device, like the data: a CPU generator's draws (and per-step indices or
-        # .item() calls) would each be a host-device synchronisation, which left the GPU idle
-        # between steps. The epoch's row order goes over once; losses and hits stay on the
-        # device until the epoch ends.
-        rng = torch.Generator(device=device).manual_seed(
-            hps["seed"] * 100_003 + epoch * 31 + world.rank
-        )
-        order = torch.tensor([row for rows in batches for row in rows], device=device)
-        self.net.train()
+        self.step.net.train()
+        if self.frozen:
+            keep_frozen_bn_in_eval(self.model)
+        # Losses and hits stay on the device until the epoch ends: no host synchronisation.
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         step_losses: list[torch.Tensor] = []
-        count = offset = 0
+        count = 0
         lr = hps["lr"]
-        for step, rows in enumerate(batches):
+        batches_on_device = self.feed.train_batches(epoch, world.rank, batches)
+        for step, (xb, yb) in enumerate(batches_on_device):
             global_step = first_step + step
             lr = hps["lr"] * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            index = order[offset : offset + len(rows)]
-            offset += len(rows)
-            xb, yb = data["x_train"][index], data["y_train"][index]
-            if shift:
-                xb = _random_shift(xb, shift, rng)
-            loss, logits = self._step(xb, yb)
+            loss, logits = self.step(xb, yb)
+            rows = len(batches[step])
             step_losses.append(loss)
-            loss_sum += loss.double() * len(rows)
+            loss_sum += loss.double() * rows
             correct += (logits.argmax(1) == yb).sum()
-            count += len(rows)
+            count += rows
             if world.any_stop(self.stop, device):
                 _write_step_losses(writer, step_losses, first_step)
                 kept = (
@@ -222,30 +246,20 @@ class _Trainer:
         )
         return {"train:loss": total_loss / total, "train:accuracy": total_correct / total}, lr
 
-    def _step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            logits = self.net(xb)
-            loss = F.cross_entropy(logits, yb)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return loss.detach(), logits.detach()
-
     def _end_epoch(
         self,
         epoch: int,
         train_metrics: Mapping[str, float],
         lr: float,
-        data: Mapping[str, torch.Tensor],
         writer: TensorBoardWriter | None,
     ) -> None:
         """Rank 0: validate, report and checkpoint."""
-        logits = self._predict(data["x_val"])
+        loss, accuracy, predictions = self._evaluate()
+        self.last_eval = (epoch, {"loss": loss, "accuracy": accuracy}, predictions)
         metrics = {
             **train_metrics,
-            "validation:loss": F.cross_entropy(logits, data["y_val"]).item(),
-            "validation:accuracy": (logits.argmax(1) == data["y_val"]).double().mean().item(),
+            "validation:loss": loss,
+            "validation:accuracy": accuracy,
         }
         log(f"epoch={epoch}/{self.hps['epochs']} {format_metrics(metrics)}")
         if writer:
@@ -259,31 +273,39 @@ class _Trainer:
                 "epoch": epoch,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
+                "scaler": self.step.scaler.state_dict(),
                 "fingerprint": self.fingerprint,
                 "metrics": metrics,
             },
         )
 
     @torch.no_grad()
-    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+    def _evaluate(self) -> tuple[float, float, np.ndarray]:
+        """Validation loss, accuracy and the predicted class of each validation image."""
         self.model.eval()
-        outputs = []
-        for start in range(0, len(x), _EVAL_BATCH):
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                outputs.append(self.model(x[start : start + _EVAL_BATCH]).float())
-        return torch.cat(outputs)
+        logits_all, labels_all = [], []
+        for xb, yb in self.feed.val_batches():
+            with self.plan.autocast():
+                logits_all.append(self.model(xb).float())
+            labels_all.append(yb)
+        logits, labels = torch.cat(logits_all), torch.cat(labels_all)
+        loss = F.cross_entropy(logits, labels).item()
+        predictions = logits.argmax(1)
+        accuracy = (predictions == labels).double().mean().item()
+        return loss, accuracy, predictions.cpu().numpy()
 
-    def _export(
-        self, algorithm: Mapping[str, str], data: Mapping[str, torch.Tensor], epochs_trained: int
-    ) -> None:
+    def _export(self, algorithm: Mapping[str, str], epochs_trained: int) -> None:
         splits, paths = self.splits, self.paths
-        logits = self._predict(data["x_val"])
-        report = classification_report(splits.y_val, logits.argmax(1).cpu().numpy(), splits.classes)
-        metrics = {"loss": F.cross_entropy(logits, data["y_val"]).item(), **report.pop("metrics")}
+        if self.last_eval and self.last_eval[0] == epochs_trained:
+            _, metrics, predictions = self.last_eval
+        else:
+            loss, accuracy, predictions = self._evaluate()
+            metrics = {"loss": loss, "accuracy": accuracy}
+        report = classification_report(splits.y_val, predictions, splits.classes)
+        metrics = {"loss": metrics["loss"], **report.pop("metrics")}
         objective = (OBJECTIVE, metrics["accuracy"])
         paths.model_dir.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         torch.save(weights, paths.model_dir / "model.pt")
         write_json(
             paths.model_dir / "model.json",
@@ -292,13 +314,9 @@ class _Trainer:
                 "framework": {"name": "pytorch", "version": torch.__version__},
                 "weights": "model.pt",
                 "architecture": self.architecture,
-                "input": {
-                    "shape": list(splits.x_train.shape[1:]),
-                    "mean": splits.mean,
-                    "std": splits.std,
-                    "layout": "NCHW; standardise each channel with mean and std",
-                },
+                "input": _input_description(splits),
                 "classes": splits.classes,
+                "pretrained": self.pretrained.summary() if self.pretrained else None,
                 "epochs_trained": epochs_trained,
                 "objective": {"metric": objective[0], "value": objective[1]},
                 "hyperparameters": dict(self.hps),
@@ -315,27 +333,39 @@ class _Trainer:
         log(f"model written to {paths.model_dir}; evaluation written to {path}")
 
 
-def _optimizer(hps: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
-    if hps["optimizer"] == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=hps["lr"],
-            momentum=hps["momentum"],
-            nesterov=hps["momentum"] > 0,
-            weight_decay=hps["weight_decay"],
+def frozen_in(epoch: int, hps: Mapping[str, Any]) -> bool:
+    """Whether the backbone is frozen in `epoch`: head_epochs > 0 freezes it for the first
+    head_epochs epochs; otherwise freeze_backbone freezes it for the whole run."""
+    head_epochs = hps["head_epochs"]
+    return epoch <= head_epochs or (head_epochs == 0 and hps["freeze_backbone"])
+
+
+def _input_description(splits: Splits | FolderSplits) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "shape": list(splits.input_shape),
+        "scale": splits.scale,
+        "mean": splits.mean,
+        "std": splits.std,
+        "layout": "NCHW; divide by scale, then standardise each channel with mean and std",
+    }
+    if isinstance(splits, FolderSplits):
+        described["resize"] = (
+            f"the centre square of {VAL_CROP:.1%} of the shorter side, resized (bilinear) to "
+            f"{splits.image_size}x{splits.image_size}; "
+            + ("grey" if splits.channels == 1 else "RGB")
         )
-    return torch.optim.AdamW(model.parameters(), lr=hps["lr"], weight_decay=hps["weight_decay"])
+    return described
 
 
 def _fingerprint(
-    hps: Mapping[str, Any], splits: Splits, architecture: Mapping[str, Any]
+    hps: Mapping[str, Any], splits: Splits | FolderSplits, architecture: Mapping[str, Any]
 ) -> dict[str, Any]:
     """What must be equal for a checkpoint to be resumable: the model and the data split.
     Epochs, learning rate and the like may change between runs."""
     fingerprint = {
         "architecture": dict(architecture),
         "classes": splits.classes,
-        "input_shape": list(splits.x_train.shape[1:]),
+        "input_shape": list(splits.input_shape),
         "train_rows": len(splits.y_train),
         "validation_rows": len(splits.y_val),
         "seed": hps["seed"],
@@ -359,17 +389,3 @@ def _write_step_losses(
     if writer and losses:
         for step, value in enumerate(torch.stack(losses).tolist(), start=first_step):
             writer.scalar("train/loss_step", value, step)
-
-
-def _random_shift(x: torch.Tensor, shift: int, rng: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to `shift` pixels, repeating the border into the gap.
-    `rng` is a generator on x's device."""
-    n, _, height, width = x.shape
-    padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=rng, device=x.device)
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=rng, device=x.device)
-    rows = (torch.arange(height, device=x.device)[None, :] + dy[:, None])[:, None, :, None]
-    cols = (torch.arange(width, device=x.device)[None, :] + dx[:, None])[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]

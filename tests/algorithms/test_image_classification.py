@@ -46,9 +46,9 @@ def test_builtin_digits_run_writes_every_output(builtin_run: Result) -> None:
 def test_the_saved_model_reloads_from_model_json(builtin_run: Result) -> None:
     import torch
 
-    (resnet,) = import_modules(ALGORITHM, "resnet")
+    (architectures,) = import_modules(ALGORITHM, "architectures")
     meta = json.loads((builtin_run.model_dir / "model.json").read_text())
-    model = resnet.build_model(meta["architecture"])
+    model = architectures.build_model(meta["architecture"])
     model.load_state_dict(torch.load(builtin_run.model_dir / "model.pt", weights_only=True))
     assert meta["classes"] == builtin_run.evaluation["classes"]
     assert meta["input"]["shape"] == [1, 8, 8]

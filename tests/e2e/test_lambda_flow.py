@@ -26,8 +26,11 @@ from moto.server import ThreadedMotoServer
 from bot.adapters.algorithm_catalog import CATALOG_KEY, PublishedAlgorithm, PublishedCatalog
 from bot.adapters.dynamodb.store import DynamoStore
 from bot.adapters.dynamodb_schema import ensure_tables
+from bot.adapters.sagemaker.tuning import SageMakerTuner
 from bot.aws import aws_client
+from bot.catalog import load_algorithms
 from bot.domain import ConfigError, JobVersion, NotFound, Status
+from bot.domain.sweep import SweepStatus
 from bot.localslack.server import LocalSlack
 from bot.localslack.signing import block_actions_body, slash_command_body
 from bot.localslack.workspace import DEFAULT_CHANNEL
@@ -139,10 +142,12 @@ class Stack:
 
 def _publish_catalog() -> None:
     digest = "ab" * 32
+    # Published at the version the manifest says, as `trainbot algorithms publish` does.
+    version = load_algorithms(REPO / "algorithms")["image-classification"].version
     catalog = PublishedCatalog(region=REGION, bucket=BUCKET, algorithms={
         "image-classification": PublishedAlgorithm(
-            version="1.0.0", digest=digest, entry_point="train.py",
-            source_uri=f"s3://{BUCKET}/trainbot/algorithms/image-classification/1.0.0/"
+            version=version, digest=digest, entry_point="train.py",
+            source_uri=f"s3://{BUCKET}/trainbot/algorithms/image-classification/{version}/"
                        f"{digest[:16]}/sourcedir.tar.gz",
             images={"cpu": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:"
                            "2.5-cpu-py311",
@@ -620,3 +625,96 @@ def test_a_lost_command_stays_queued_while_slack_cannot_be_told(
     assert second["lost_commands"]["told"] == [f"{USER} (ephemeral)"]
     [told] = [e for e in stack.slack.ephemerals(USER) if "couldn't be run" in e["text"]]
     assert told["text"].startswith("Your `/train status` from ")
+
+
+# -- a sweep: one tuning job, its events ------------------------------------------------------
+
+def _trial_event(tuning: str, n: int, status: str, params: dict[str, str],
+                 value: float | None = None) -> dict[str, Any]:
+    raw = json.loads((EVENTS / "sagemaker_training_job_state_change_tuning_trial.json")
+                     .read_text())
+    detail = raw["detail"]
+    name = f"{tuning}-{n:03d}-{n:08x}"
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/{tuning}"
+    now_ms = int(time.time() * 1000)
+    detail.update({
+        "TrainingJobName": name, "TuningJobArn": arn, "TrainingJobStatus": status,
+        "SecondaryStatus": "Completed" if status == "Completed" else "Training",
+        "HyperParameters": {**params, "_tuning_objective_metric": "validation:accuracy",
+                            "sagemaker_program": '"train.py"'},
+        "LastModifiedTime": now_ms,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}"})
+    detail.pop("TrainingEndTime", None) if status != "Completed" else None
+    if value is not None:
+        detail["FinalMetricDataList"] = [{"MetricName": "validation:accuracy", "Value": value,
+                                          "Timestamp": now_ms}]
+    else:
+        detail.pop("FinalMetricDataList", None)
+    raw["resources"] = [detail["TrainingJobArn"]]
+    return raw
+
+
+def _tuning_event(tuning: str, status: str) -> dict[str, Any]:
+    raw = json.loads((EVENTS / "sagemaker_hyperparameter_tuning_job_state_change.json")
+                     .read_text())
+    old = raw["detail"]["HyperParameterTuningJobName"]
+    event = json.loads(json.dumps(raw).replace(old, tuning))
+    event["detail"]["HyperParameterTuningJobStatus"] = status
+    event["detail"]["LastModifiedTime"] = int(time.time() * 1000)
+    return event
+
+
+def test_a_sweep_is_one_tuning_job_and_its_events_record_and_end_it(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = FakeContext("trainbot-e2e-slackEvents")
+    body = stack.command_body("sweep image-classification lr=0.001..0.01:log epochs=2..4 "
+                              "--trials 3 --parallel 1 --pool gpu-1 --name sw")
+    ack = slack_events.handler(api_gateway_event(body), context)
+    assert ack["statusCode"] == 200
+    stack.lazy.deliver_all(context)
+    sweep = stack.store().get_sweep("sw")
+    assert sweep.status is SweepStatus.RUNNING and sweep.backend == "sagemaker"
+    tuning = sweep.backend_name
+    assert tuning and tuning.startswith("trainbot-sw-")
+    found = aws_client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning)
+    config = found["HyperParameterTuningJobConfig"]
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 3,
+                                        "MaxParallelTrainingJobs": 1}
+    assert config["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize", "MetricName": "validation:accuracy"}
+    ranges = config["ParameterRanges"]
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "lr", "MinValue": "0.001", "MaxValue": "0.01", "ScalingType": "Logarithmic"}]
+    assert ranges["IntegerParameterRanges"] == [
+        {"Name": "epochs", "MinValue": "2", "MaxValue": "4", "ScalingType": "Linear"}]
+    [card] = [m for m in stack.slack.messages(DEFAULT_CHANNEL) if m["ts"] == sweep.message_ts]
+    assert "sw" in json.dumps(card["blocks"])
+
+    jobs_context = FakeContext("trainbot-e2e-jobEvents")
+    trials = [({"lr": "0.002", "epochs": "3"}, 0.91), ({"lr": "0.008", "epochs": "2"}, 0.95),
+              ({"lr": "0.004", "epochs": "4"}, 0.93)]
+    for n, (params, value) in enumerate(trials, start=1):
+        job_events.handler(_trial_event(tuning, n, "InProgress", params), jobs_context)
+        done = job_events.handler(_trial_event(tuning, n, "Completed", params, value),
+                                  jobs_context)
+        assert done["outcome"] == "applied", done
+        again = job_events.handler(_trial_event(tuning, n, "Completed", params, value),
+                                   jobs_context)  # a duplicate changes nothing
+        assert again["outcome"] == "applied"
+    # What ListTrainingJobsForHyperParameterTuningJob would say (moto hasn't that call):
+    names = [f"{tuning}-{n:03d}-{n:08x}" for n in (1, 2, 3)]
+    monkeypatch.setattr(SageMakerTuner, "trial_names", lambda self, sweep: names)
+    ended = job_events.handler(_tuning_event(tuning, "Completed"), jobs_context)
+    assert ended["outcome"] == "applied" and ended["status"] == "COMPLETED", ended
+    job_events.handler(_tuning_event(tuning, "Completed"), jobs_context)  # a duplicate
+
+    versions = stack.store().list_versions("sw")
+    assert sorted(v.trial for v in versions) == [0, 1, 2]  # trial NNN − 1
+    assert all(v.status is Status.COMPLETED and v.backend_job_name in names for v in versions)
+    best = max(versions, key=lambda v: v.metrics["validation:accuracy"])
+    assert best.spec.hyperparameters["lr"] == 0.008 and best.trial == 1
+    assert stack.store().get_sweep("sw").status is SweepStatus.COMPLETED
+    ends = [m for m in stack.slack.requests_for("chat.postMessage")
+            if "sweep *sw* completed" in m.params.get("text", "")]
+    assert len(ends) == 1 and ends[0].params.get("reply_broadcast") is True
