@@ -10,7 +10,15 @@ days; 20 presets. The reads:
 - ``/train status``  — ``status_overview`` (``list_active`` + ``list_ended_since(24 h)``);
 - ``versions JOB``   — ``list_versions`` of one job;
 - ``preset list``    — ``list_presets`` of the team;
-- event lookup       — ``find_by_backend_name`` (every SageMaker event starts with it).
+- event lookup       — ``find_by_backend_name`` (every SageMaker event starts with it);
+- budget check       — ``check_budgets`` of a launch (the channel's and the user's budgets
+  and their month's counters);
+- ``cost --month``   — ``cost_report`` of this month by pool (the month's total, its pool
+  counters, its top jobs).
+
+The ledger holds, for this month, the counters every version of it was charged to — total,
+user, channel, pool, algorithm, and one per job (which grow with the history; the report
+reads the top-jobs record instead); the channel has a budget.
 
 DynamoDB (moto in-process, populated with BatchWriteItem from the store's own item
 builders): requests per read counted with a botocore ``before-call`` hook, items the
@@ -124,27 +132,63 @@ def population(n: int, now: datetime) -> tuple[list[Any], list[Any], list[Any]]:
 
 
 def _deps(store: Any) -> Any:
-    """What the read services use: the store, the catalog (pools), a clock, the scope and
-    the stuck threshold."""
+    """What the read services use: the store, the catalog (pools), a clock, the scope, the
+    stuck threshold and the policy (no budgets from a file)."""
     from bot.bootstrap import build_catalog
     from bot.clock import SystemClock
     from bot.config import Settings
+    from bot.services.authz import Policy
 
     settings = Settings(home=Path(tempfile.gettempdir()) / "bench-access-home")
     return SimpleNamespace(store=store, catalog=build_catalog(settings), clock=SystemClock(),
-                           scope=SCOPE, stuck_after=timedelta(minutes=30))
+                           scope=SCOPE, stuck_after=timedelta(minutes=30), policy=Policy())
+
+
+def ledger(versions: list[Any], now: datetime) -> dict[str, tuple[float, float, int]]:
+    """This month's counters as the store would hold them: key → (spent, committed,
+    ended versions), for the versions created this month."""
+    from bot.domain.cost import charge_keys, month_of
+
+    month = month_of(now)
+    out: dict[str, tuple[float, float, int]] = {}
+    for v in versions:
+        if month_of(v.created_at) != month:
+            continue
+        spent = 0.0 if v.ended_at is None else 0.23
+        committed = 0.92 if v.ended_at is None else 0.0
+        for key in charge_keys(user=v.requested_by, channel=v.channel, pool=v.spec.pool,
+                               algorithm=v.spec.algorithm, job=v.job):
+            s, cm, n = out.get(key, (0.0, 0.0, 0))
+            out[key] = (s + spent, cm + committed, n + (v.ended_at is not None))
+    return out
+
+
+def _spend_records(store: Any, counters: dict[str, tuple[float, float, int]],
+                   now: datetime) -> None:
+    """The channel's budget and the month's top-jobs record, through the store."""
+    from bot.domain.cost import Budget, BudgetScope, month_of
+
+    store.put_budget(Budget(scope=BudgetScope.CHANNEL, subject=CHANNEL, limit_usd=5000))
+    jobs = sorted(((k[4:], v) for k, v in counters.items() if k.startswith("job:")),
+                  key=lambda kv: -kv[1][0])[:10]
+    store.put_record(f"top-jobs:{month_of(now)}", {"jobs": [
+        {"subject": j, "spent_usd": v[0], "committed_usd": 0.0, "versions": v[2],
+         "spot_saving_usd": 0.0} for j, v in jobs]}, revision=0)
 
 
 def _reads(deps: Any, job: str, backend_name: str) -> dict[str, Any]:
     """name → zero-argument call, and what each returns (checked for sanity)."""
+    from bot.services import budgets, costs, queries
     from bot.services import presets as preset_service
-    from bot.services import queries
 
     return {
         "status": lambda: queries.status_overview(deps),
         "versions JOB": lambda: queries.list_versions(deps, job),
         "preset list": lambda: preset_service.list_presets(deps),
         "event lookup": lambda: deps.store.find_by_backend_name(backend_name),
+        "budget check": lambda: budgets.check_budgets(deps, user=c.USER, channel=CHANNEL,
+                                                      estimate_usd=1.0),
+        "cost --month": lambda: costs.cost_report(deps, by="pool"),
     }
 
 
@@ -154,6 +198,11 @@ def _shape(name: str, value: Any) -> str:
                 f"{len(value.awaiting)} awaiting, {len(value.failed_recent)} failed in 24 h")
     if name == "event lookup":
         return "found" if value is not None else "NOT FOUND"
+    if name == "budget check":
+        return "within budget" if value is None else "over budget"
+    if name == "cost --month":
+        return (f"${value.total.spent_usd:,.2f} spent, {len(value.rows)} pool rows, "
+                f"{len(value.top_jobs)} top jobs")
     return f"{len(value)} items"
 
 
@@ -194,9 +243,10 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
     from moto import mock_aws
 
     from bot.adapters.dynamodb import items as sd
-    from bot.adapters.dynamodb.keys import number
+    from bot.adapters.dynamodb.keys import ledger_key, number
     from bot.adapters.dynamodb.store import DynamoStore
     from bot.adapters.dynamodb_schema import table_definition
+    from bot.domain.cost import month_of
 
     now = datetime.now(UTC)
     began = time.perf_counter()
@@ -215,6 +265,11 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
         # Launched versions have a pointer item keyed by their backend job name (written with
         # the claim, read with a consistent GetItem by the event lookup).
         items += [sd.backend_pointer_item(v) for v in versions if v.backend_job_name]
+        counters = ledger(versions, now)
+        month = month_of(now)
+        items += [{**ledger_key(month, key), "spent_usd": {"N": repr(round(sp, 6))},
+                   "committed_usd": {"N": repr(round(cm, 6))}, "versions": {"N": str(k)}}
+                  for key, (sp, cm, k) in counters.items()]
         for start in range(0, len(items), 25):
             batch = {TABLE: [{"PutRequest": {"Item": it}} for it in items[start:start + 25]]}
             while batch:
@@ -226,6 +281,7 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
         store = DynamoStore(TABLE, client=client)
         for preset in presets:
             store.create_preset(preset)
+        _spend_records(store, counters, now)
         counter = _ReadCounter().watch(client)
         deps = _deps(store)
         job, backend_name = _probe(versions)
@@ -247,6 +303,7 @@ def dynamodb_size(n: int, budget_left: float) -> dict[str, Any]:
 def sqlite_size(n: int, folder: Path) -> dict[str, Any]:
     from bot.adapters.sqlite import SqliteStore
     from bot.adapters.sqlite.rows import FIXED_FIELDS, STATE_EXCLUDE, timestamp
+    from bot.domain.cost import month_of
 
     now = datetime.now(UTC)
     jobs, versions, presets = population(n, now)
@@ -267,11 +324,17 @@ def sqlite_size(n: int, folder: Path) -> dict[str, Any]:
           timestamp(v.ended_at) if v.ended_at else None,
           v.model_dump_json(include=FIXED_FIELDS),
           v.model_dump_json(exclude=STATE_EXCLUDE)) for v in versions])
+    counters = ledger(versions, now)
+    conn.executemany(
+        "INSERT INTO ledger (period, key, spent_usd, committed_usd, versions) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(month_of(now), key, sp, cm, k) for key, (sp, cm, k) in counters.items()])
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     populate = time.perf_counter() - began
     for preset in presets:
         store.create_preset(preset)
+    _spend_records(store, counters, now)
     deps = _deps(store)
     job, backend_name = _probe(versions)
     out: dict[str, Any] = {"n": n, "populate": populate, "reads": {}}
@@ -348,7 +411,8 @@ def main(argv: list[str]) -> int:
 
 
 def _report(dynamo: list[dict[str, Any]], sqlite: list[dict[str, Any]]) -> int:
-    names = ["status", "versions JOB", "preset list", "event lookup"]
+    names = ["status", "versions JOB", "preset list", "event lookup", "budget check",
+             "cost --month"]
     dynamo_ok = bool(dynamo)
     scans = 0
     if dynamo:

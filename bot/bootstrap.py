@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.aws import LazyClient, aws_region
-from bot.catalog import Catalog, load_algorithms, load_pools
+from bot.catalog import Catalog, load_algorithms, load_budgets, load_pools
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.domain import ConfigError
@@ -117,6 +117,9 @@ def build_policy(settings: Settings, *, is_member: MembershipCheck | None = None
         approval_ttl_minutes=settings.approval_ttl_minutes,
         is_member=is_member or no_groups,
         algorithm_publishers=list(settings.algorithm_publishers),
+        max_active_per_user=settings.max_active_per_user,
+        max_active_per_channel=settings.max_active_per_channel,
+        budgets=load_budgets(settings.budgets) if settings.budgets else [],
     )
 
 

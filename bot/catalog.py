@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from bot.domain import Algorithm, ConfigError, InvalidInput, NotFound, ResourcePool
+from bot.domain.cost import Budget, BudgetScope
 
 __all__ = [
     "MAX_SOURCE_BYTES",
@@ -60,6 +61,32 @@ def load_pools(path: Path | None = None) -> dict[str, ResourcePool]:
     if not pools:
         raise ConfigError(f"TRAINBOT_POOLS: {path} defines no pools")
     return {p.id: p for p in pools}
+
+
+def load_budgets(path: Path) -> list[Budget]:
+    """Budgets from a YAML file (``TRAINBOT_BUDGETS``)::
+
+        budgets:
+          - channel: C0123ABCD      # or user: U0123ABCD
+            limit_usd: 500
+            policy: approve         # over it: an approver's OK (default), or refuse
+    """
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader) or {}
+        out = []
+        for entry in raw.get("budgets") or []:
+            entry = dict(entry)
+            scope = "channel" if "channel" in entry else "user"
+            subject = entry.pop(scope)
+            out.append(Budget(scope=BudgetScope(scope), subject=str(subject),
+                              source="config", **entry))
+    except (OSError, KeyError, TypeError, AttributeError, ValueError, ValidationError,
+            yaml.YAMLError) as exc:
+        raise ConfigError(f"TRAINBOT_BUDGETS: cannot load budgets from {path}: {exc}") from exc
+    keys = [b.key for b in out]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"TRAINBOT_BUDGETS: {path} gives a channel or user two budgets")
+    return out
 
 
 @dataclass(frozen=True)

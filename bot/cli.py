@@ -160,9 +160,19 @@ _GLOBAL = (
     ("-h, --help", "show help (also `trainbot COMMAND --help`)"),
     ("--version", "print the version"),
 )
+# What a command's `--help` says besides its usage.
+_EXTRA_HELP = {
+    "budget": "\nMonthly spend limits in USD of a channel or a user (spent + the ceiling of what\n"
+              "still runs). Over a limit a launch needs an approver's OK (--policy approve, the\n"
+              "default) or is refused (--policy refuse); alerts at 80 % and 100 %.\n"
+              "`budget` lists them; set and remove are for admins (TRAINBOT_ADMINS).\n\n",
+    "cost": "\nWhat was spent, grouped: a calendar month from the spend ledger (--month, default\n"
+            "this one; with the ceiling of what still runs), or the versions that ended in the\n"
+            "last --since 7d / 36h / 2w. Actual cost = billable time × the pool's price.\n\n",
+}
 _ALL_COMMANDS = ["help", *_LOCAL, "admin", "algorithms", "pools", "start", "rerun", "stop",
                  "status", "versions", "show", "diff", "lineage", "eval", "logs", "tb", "preset",
-                 "approve", "reject", "model", "models"]
+                 "approve", "reject", "model", "models", "sweep", "budget", "cost"]
 
 
 def _usage(topic: str | None) -> str:
@@ -186,6 +196,7 @@ def _usage(topic: str | None) -> str:
         text = "usage: " + "\n       ".join(f"trainbot {u}" for u in lines) + "\n"
         if topic in ("start", "rerun", "stop", "approve"):
             text += "\n  --wait   wait until the run ends (exit 1 if it didn't complete)\n"
+        text += _EXTRA_HELP.get(topic, "")
         if topic == "algorithms":
             text += "".join(f"       trainbot {u}\n" for uses, _, _ in _MANAGE.values()
                             for u, _ in uses)
@@ -364,8 +375,19 @@ def _with_suggestion(deps: Deps, exc: TrainbotError) -> TrainbotError:
 
 def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
     """The reply's data as JSON (see bot.views.data for the objects)."""
-    from bot.commands import Approve, Logs, Models, Reject, Tb, Versions
+    from bot.commands import (
+        Approve,
+        BudgetList,
+        BudgetRemove,
+        BudgetSet,
+        Logs,
+        Models,
+        Reject,
+        Tb,
+        Versions,
+    )
     from bot.domain import Algorithm, Lineage, ModelVersion, Preset, ResourcePool
+    from bot.domain.cost import CostReport
     from bot.services.models import Registration
     from bot.services.queries import StatusOverview, VersionDiff
     from bot.views import data
@@ -376,6 +398,12 @@ def _reply_json(deps: Deps, cmd: Command, reply: Reply) -> object:
 
     if isinstance(found, tuple) and found and isinstance(found[0], Sweep):
         return data.sweep_data(found[0], list(found[1]))
+    if isinstance(found, CostReport):
+        return data.cost_report_data(found)
+    if isinstance(cmd, BudgetList | BudgetSet) and isinstance(found, list):
+        return data.budgets_data(found)
+    if isinstance(cmd, BudgetRemove):
+        return {"removed": True, "scope": cmd.scope, "subject": cmd.subject}
     if isinstance(cmd, Models) and isinstance(found, dict):
         if cmd.group is not None:  # one group: its versions
             return [data.model_data(m) for versions in found.values() for m in versions]

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     approval_ttl_minutes: int = Field(default=24 * 60, ge=1)
     stuck_after_minutes: int = Field(default=30, ge=1)
     tensorboard_port: int = Field(default=6006, ge=0, le=65535)
+    # Active versions (queued to launch, starting, training, …) one user / one channel may
+    # have at once across every pool; over it a launch waits QUEUED. None: no cap.
+    max_active_per_user: int | None = Field(default=None, ge=1)
+    max_active_per_channel: int | None = Field(default=None, ge=1)
+    # Budgets from a file (YAML: budgets: [{channel: C…, limit_usd: 500, policy: approve}]);
+    # `/train budget set` adds to and overrides them in the store.
+    budgets: Path | None = None
     # `trainbot run` / `serve`: how often the local reconcile pass runs (the scheduled Lambda's).
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     job_prefix: str = Field(default="trainbot", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,15}$")

@@ -14,7 +14,11 @@ from typing import assert_never
 from bot.commands import (
     Algorithms,
     Approve,
+    BudgetList,
+    BudgetRemove,
+    BudgetSet,
     Command,
+    Cost,
     Diff,
     Eval,
     Help,
@@ -41,10 +45,22 @@ from bot.commands import (
 )
 from bot.commands import Sweep as SweepCommand
 from bot.domain import Approval, InvalidInput, JobVersion, NotFound
+from bot.domain.cost import BudgetPolicy, BudgetScope
 from bot.domain.sweep import Sweep
-from bot.services import approvals, launching, models, presets, queries, requests, sweeps
+from bot.services import (
+    approvals,
+    budgets,
+    costs,
+    launching,
+    models,
+    presets,
+    queries,
+    requests,
+    sweeps,
+)
 from bot.services.context import Deps
 from bot.views import presenters
+from bot.views.costs import budgets_doc, cost_doc
 from bot.views.doc import Button, Doc
 from bot.views.models import model_card, models_doc
 from bot.views.mrkdwn import code, esc, link, mention
@@ -136,6 +152,25 @@ def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
         case ModelReject():
             return _decide_model(deps, cmd.group, cmd.number, actor, approve=False,
                                  note=cmd.reason or "")
+        case BudgetList():
+            standings = budgets.list_budgets(deps)
+            return Reply(budgets_doc(standings), data=standings)
+        case BudgetSet():
+            set_to = budgets.set_budget(deps, user=actor.user, scope=BudgetScope(cmd.scope),
+                                        subject=cmd.subject, limit_usd=cmd.limit_usd,
+                                        policy=BudgetPolicy(cmd.policy))
+            standing = budgets.standing(deps, [set_to], now=deps.clock.now())
+            return Reply(budgets_doc(standing), data=standing)
+        case BudgetRemove():
+            budgets.remove_budget(deps, user=actor.user, scope=BudgetScope(cmd.scope),
+                                  subject=cmd.subject)
+            return Reply(Doc(title="Budget removed."))
+        case Cost():
+            report = costs.cost_report(deps, month=cmd.month, since=cmd.since, by=cmd.by)
+            if actor.channel:
+                channel = actor.channel
+                notify_chart(deps, channel, report)
+            return Reply(cost_doc(report), data=report)
         case Models():
             groups = models.list_models(deps, cmd.group)
             return Reply(models_doc(groups, one_group=cmd.group is not None), data=groups)
@@ -201,6 +236,13 @@ def _sweep(deps: Deps, c: SweepCommand, a: Actor) -> Reply:
 def sweep_reply(deps: Deps, sweep: Sweep, *, public: bool = False) -> Reply:
     trials = sweeps.sweep_trials(deps, sweep)
     return Reply(sweep_card(sweep, trials), public=public, data=(sweep, trials))
+
+
+def notify_chart(deps: Deps, channel: str, report: costs.CostReport) -> None:
+    """The report's bar chart, posted in the channel it was asked in (best effort)."""
+    from bot.services.versions import notify
+
+    notify("cost chart", lambda: deps.chat.cost_chart(channel, report))
 
 
 def _stop(deps: Deps, c: Stop, a: Actor) -> Reply:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from bot.domain import (
@@ -30,6 +30,7 @@ from bot.domain import (
     TuningJobDetail,
 )
 from bot.domain.algorithm import HPValue
+from bot.domain.cost import Budget, BudgetScope, CostReport, Full, LedgerEntry
 from bot.domain.sweep import Sweep, Trial
 
 __all__ = [
@@ -92,17 +93,68 @@ class JobStore(Protocol):
         """
         ...
 
-    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None,
+                     caps: Mapping[str, int] | None = None) -> JobVersion | Full:
         """Save ``version``, which names its backend job, as ``save_version`` does, in one
-        write with what makes that name findable by ``find_by_backend_name`` and, when
-        ``slots`` is given, one of the ``slots`` places of its pool (``pool_slot`` set).
+        write with what makes that name findable by ``find_by_backend_name``; when ``slots``
+        is given, one of the ``slots`` places of its pool (``pool_slot`` set); for each of
+        ``caps`` (cap key → limit: ``user:U1`` → 2), one of that cap's places (the key added
+        to ``caps``); and, when ``version.charged_usd`` is set, that amount added to the
+        ``committed_usd`` of every ``charge_keys`` × ``charge_periods`` ledger counter.
 
-        Returns the saved version, or None when every place is held (nothing is written).
+        Returns the saved version, or :class:`~bot.domain.cost.Full` naming a full cap (the
+        pool's is ``pool:<id>``) when a place is missing: nothing is written then.
         ``StaleWrite`` as ``save_version``; ``Conflict`` if another version has the name.
-        The place is given back by the ``save_version`` that moves the version to a terminal
-        state (``pool_slot`` cleared in that write), so it is given back once however many
-        times the end is reported.
+        The places are given back, and the charge settled (committed taken back, the
+        version's ``actual_cost_usd`` and ``spot_saving_usd`` added to spent and saving,
+        ``versions`` counted, ``charge_settled`` set), by the ``save_version`` that moves the
+        version to a terminal state — once, however many times the end is reported.
         """
+        ...
+
+    def get_ledger(self, period: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Those keys' counters in ``period`` (an absent key reads as zeros): one read per
+        key at most, whatever the number of versions."""
+        ...
+
+    def list_ledger(self, period: str, dimension: str | None = None) -> list[LedgerEntry]:
+        """Every key of ``period`` (of one dimension: ``pool`` → ``pool:*``), by key; as many
+        reads as there are keys in the period, never a scan of versions."""
+        ...
+
+    def put_budget(self, budget: Budget) -> Budget:
+        """Create or replace the budget of ``(budget.scope, budget.subject)``."""
+        ...
+
+    def get_budget(self, scope: BudgetScope, subject: str) -> Budget | None: ...
+
+    def list_budgets(self) -> list[Budget]:
+        """Every budget, by scope then subject."""
+        ...
+
+    def delete_budget(self, scope: BudgetScope, subject: str) -> None:
+        """``NotFound`` if there is none."""
+        ...
+
+    def claim_notice(self, key: str, *, now: datetime, lease: timedelta) -> bool:
+        """Claim the right to tell something once (a budget alert, a weekly digest): True
+        when ``key`` was never told and nobody holds a live claim on it (the claim lasts
+        ``lease``: a claimer that crashed is succeeded); False otherwise. Atomic."""
+        ...
+
+    def get_record(self, key: str) -> tuple[dict | None, int]:
+        """A small document kept by compare-and-set (a period's top jobs): its value (None
+        when absent) and its revision (0 when absent). One read."""
+        ...
+
+    def put_record(self, key: str, value: dict, *, revision: int) -> bool:
+        """Write ``value`` (JSON-able, small) if the stored revision still is ``revision``
+        (0: absent) — then it becomes ``revision + 1``; False when someone wrote first."""
+        ...
+
+    def settle_notice(self, key: str, *, told: bool) -> None:
+        """After a claim: ``told`` — it was told, never again; else the claim is given back
+        for the next try."""
         ...
 
     def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
@@ -376,6 +428,24 @@ class Chat(Protocol):
     def thread_link(self, version: JobVersion) -> str | None:
         """A link to the version's card thread (where its pictures are), or None when it has
         no card or the chat can't say."""
+        ...
+
+    def budget_alert(self, budget: Budget, month: str, used_usd: float, threshold: int) -> None:
+        """Tell a budget's owner (its channel; a user's budget: that user, directly) that
+        the month's spend reached ``threshold`` % of it (raises ``ChatUndelivered``)."""
+        ...
+
+    def cost_digest(self, channel: str, report: CostReport) -> None:
+        """Post the week's spend digest in ``channel`` (raises ``ChatUndelivered``)."""
+        ...
+
+    def near_ceiling(self, version: JobVersion) -> None:
+        """Say in the version's thread that it reached 80 % of its max runtime, with a Stop
+        button (best effort)."""
+        ...
+
+    def cost_chart(self, channel: str, report: CostReport) -> None:
+        """Post the report's bar chart in ``channel`` (best effort)."""
         ...
 
     def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:

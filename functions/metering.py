@@ -22,6 +22,7 @@ from bot.domain import (
     Status,
     TrainingJobDetail,
 )
+from bot.domain.cost import Budget, CostReport
 from bot.domain.sweep import Sweep, Trial
 from bot.ports import Chat, Compute, EventReport, Launch, Links, Results
 from bot.services.context import Deps
@@ -125,6 +126,18 @@ class MeteredChat:
 
     def model_decided(self, model: ModelVersion) -> None:
         self._inner.model_decided(model)
+
+    def budget_alert(self, budget: Budget, month: str, used_usd: float, threshold: int) -> None:
+        self._inner.budget_alert(budget, month, used_usd, threshold)
+
+    def cost_digest(self, channel: str, report: CostReport) -> None:
+        self._inner.cost_digest(channel, report)
+
+    def near_ceiling(self, version: JobVersion) -> None:
+        self._inner.near_ceiling(version)
+
+    def cost_chart(self, channel: str, report: CostReport) -> None:
+        self._inner.cost_chart(channel, report)
 
     def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:
         return self._inner.sweep_created(sweep, trials)

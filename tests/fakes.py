@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,7 @@ from bot.domain import (
     TrainingJobDetail,
     TrainingJobStateChange,
 )
+from bot.domain.cost import Budget, BudgetScope, Full, LedgerEntry
 from bot.domain.job import VERSION_FIXED_FIELDS as _IMMUTABLE
 from bot.domain.model import MODEL_MUTABLE_FIELDS
 from bot.domain.sweep import SWEEP_FIXED_FIELDS, Sweep
@@ -34,6 +37,11 @@ from bot.ports import EventReport, Launch, Links, Results
 
 class MemoryStore:
     """An in-memory JobStore with the same atomicity guarantees (one lock)."""
+
+    # What a version holds of the store's (its places, its charge): a new one holds nothing.
+    NOTHING_HELD: dict[str, object] = {
+        "pool_slot": False, "caps": [], "charged_usd": None, "charge_periods": [],
+        "charge_keys": [], "charge_settled": False}
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -51,8 +59,15 @@ class MemoryStore:
         # Sweeps by name, and the name created under each request key.
         self.sweeps: dict[str, Sweep] = {}
         self.sweep_keys: dict[str, str] = {}
+        # Spend: ledger entries by (period, key); budgets by (scope, subject); notices: True
+        # once told, else the end of the live claim.
+        self.ledger: dict[tuple[str, str], LedgerEntry] = {}
+        self.budgets: dict[tuple[str, str], Budget] = {}
+        self.notices: dict[str, datetime | bool] = {}
+        self.records: dict[str, tuple[dict | None, int]] = {}
 
     def add_version(self, draft, *, new_job=None):  # type: ignore[no-untyped-def]
+        draft = draft.model_copy(update=self.NOTHING_HELD)  # only claims and ends move them
         with self._lock:
             if draft.request_key and draft.request_key in self.keys:
                 return self.versions[self.keys[draft.request_key]], False
@@ -99,29 +114,122 @@ class MemoryStore:
         with self._lock:
             return self._save(version)
 
-    def _save(self, version):  # type: ignore[no-untyped-def]
+    def _current(self, version):  # type: ignore[no-untyped-def]
         current = self.get_version(version.job, version.number)
         if current.revision != version.revision:
             raise StaleWrite(f"{version.label} changed since it was read")
+        return current
+
+    def _save(self, version, *, held=None):  # type: ignore[no-untyped-def]
+        """Compare-and-set; fixed fields and what the version holds (``held``: as the claim
+        set it; else as stored) are the store's. Its end gives places back and settles."""
+        current = self._current(version)
         fixed = {k: getattr(current, k) for k in _IMMUTABLE}
-        ended = {"pool_slot": False} if version.status.terminal else {}
-        stored = version.model_copy(update={**fixed, **ended, "revision": version.revision + 1})
+        owned = held or {k: getattr(current, k) for k in self.NOTHING_HELD}
+        stored = version.model_copy(update={**fixed, **owned, "revision": version.revision + 1})
+        if stored.status.terminal:
+            settle = stored.charged_usd is not None and not stored.charge_settled
+            if settle:
+                self._charge(stored, committed=-stored.charged_usd,
+                             spent=stored.actual_cost_usd or 0.0,
+                             saving=stored.spot_saving_usd or 0.0, versions=1)
+            stored = stored.model_copy(update={
+                "pool_slot": False, "caps": [],
+                "charge_settled": stored.charge_settled or settle})
         self.versions[(version.job, version.number)] = stored
         return stored
 
-    def claim_launch(self, version, *, slots=None):  # type: ignore[no-untyped-def]
+    def claim_launch(self, version, *, slots=None, caps=None):  # type: ignore[no-untyped-def]
         with self._lock:
+            current = self._current(version)
             if any(v.backend_job_name == version.backend_job_name
                    and (v.job, v.number) != (version.job, version.number)
                    for v in self.versions.values()):
                 raise Conflict(f"backend name {version.backend_job_name} in use")
-            if slots is not None:
-                held = sum(1 for v in self.versions.values() if v.pool_slot
-                           and not v.status.terminal and v.spec.pool == version.spec.pool)
-                if held >= slots:
-                    return None
-                version = version.model_copy(update={"pool_slot": True})
-            return self._save(version)
+            held = {k: getattr(current, k) for k in self.NOTHING_HELD}
+            active = [v for v in self.versions.values() if not v.status.terminal]
+            if slots is not None and not held["pool_slot"]:
+                if sum(1 for v in active if v.pool_slot and v.spec.pool == version.spec.pool
+                       ) >= slots:
+                    return Full(cap=f"pool:{version.spec.pool}", limit=slots)
+                held["pool_slot"] = True
+            wanted = {k: n for k, n in (caps or {}).items() if k not in held["caps"]}
+            for cap, limit in wanted.items():
+                if sum(1 for v in active if cap in v.caps) >= limit:
+                    return Full(cap=cap, limit=limit)
+            held["caps"] = [*held["caps"], *wanted]
+            if current.charged_usd is None and version.charged_usd is not None:
+                held.update(charged_usd=version.charged_usd, charge_settled=False,
+                            charge_periods=list(dict.fromkeys(version.charge_periods)),
+                            charge_keys=list(dict.fromkeys(version.charge_keys)))
+                self._charge(version.model_copy(update=held), committed=version.charged_usd)
+            return self._save(version, held=held)
+
+    def _charge(self, version, *, committed=0.0, spent=0.0, saving=0.0, versions=0):  # type: ignore[no-untyped-def]
+        for period in dict.fromkeys(version.charge_periods):
+            for key in dict.fromkeys(version.charge_keys):
+                e = self.ledger.get((period, key)) or LedgerEntry(period=period, key=key)
+                self.ledger[(period, key)] = e.model_copy(update={
+                    "committed_usd": round(e.committed_usd + committed, 6) + 0.0,
+                    "spent_usd": round(e.spent_usd + spent, 6) + 0.0,
+                    "spot_saving_usd": round(e.spot_saving_usd + saving, 6) + 0.0,
+                    "versions": e.versions + versions})
+
+    def get_ledger(self, period, keys):  # type: ignore[no-untyped-def]
+        with self._lock:
+            return {k: self.ledger.get((period, k)) or LedgerEntry(period=period, key=k)
+                    for k in dict.fromkeys(keys)}
+
+    def list_ledger(self, period, dimension=None):  # type: ignore[no-untyped-def]
+        name = dimension.rstrip(":") if dimension is not None else None
+        with self._lock:
+            return sorted((e for (p, _), e in self.ledger.items() if p == period
+                           and (name is None or e.dimension == name)), key=lambda e: e.key)
+
+    def put_budget(self, budget):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.budgets[(budget.scope.value, budget.subject)] = budget
+            return budget
+
+    def get_budget(self, scope, subject):  # type: ignore[no-untyped-def]
+        return self.budgets.get((BudgetScope(scope).value, subject))
+
+    def list_budgets(self):  # type: ignore[no-untyped-def]
+        with self._lock:
+            return [self.budgets[k] for k in sorted(self.budgets)]
+
+    def delete_budget(self, scope, subject):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self.budgets.pop((BudgetScope(scope).value, subject), None) is None:
+                raise NotFound(f"There is no {BudgetScope(scope).value} budget for "
+                               f"`{subject}`.")
+
+    def claim_notice(self, key, *, now, lease):  # type: ignore[no-untyped-def]
+        with self._lock:
+            told_or_until = self.notices.get(key)
+            if told_or_until is True or (told_or_until is not None and told_or_until > now):
+                return False
+            self.notices[key] = now + lease
+            return True
+
+    def settle_notice(self, key, *, told):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if told:
+                self.notices[key] = True
+            elif self.notices.get(key) is not True:
+                self.notices.pop(key, None)
+
+    def get_record(self, key):  # type: ignore[no-untyped-def]
+        with self._lock:
+            value, revision = self.records.get(key, (None, 0))
+            return copy.deepcopy(value), revision
+
+    def put_record(self, key, value, *, revision):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self.records.get(key, (None, 0))[1] != revision:
+                return False
+            self.records[key] = (json.loads(json.dumps(value)), revision + 1)
+            return True
 
     def find_by_backend_name(self, backend_job_name):  # type: ignore[no-untyped-def]
         return next((v for v in self.versions.values()
@@ -426,7 +534,7 @@ class RecordingChat:
     def version_created(self, version):  # type: ignore[no-untyped-def]
         self._n += 1
         self.calls.append(("created", version.label))
-        return ("C1", f"1.{self._n}")
+        return (version.channel or "C1", f"1.{self._n}")
 
     def version_changed(self, version, previous):  # type: ignore[no-untyped-def]
         self.calls.append(("changed", (version.label, previous, version.status)))
@@ -467,6 +575,24 @@ class RecordingChat:
 
     def sweep_new_best(self, sweep, trial):  # type: ignore[no-untyped-def]
         self.calls.append(("sweep new best", (sweep.name, trial.number)))
+
+    def budget_alert(self, budget, month, used_usd, threshold):  # type: ignore[no-untyped-def]
+        if self.refuse_announcements > 0:
+            self.refuse_announcements -= 1
+            raise ChatUndelivered("ratelimited")
+        self.calls.append(("budget alert", (budget.key, month, threshold)))
+
+    def cost_digest(self, channel, report):  # type: ignore[no-untyped-def]
+        if self.refuse_announcements > 0:
+            self.refuse_announcements -= 1
+            raise ChatUndelivered("ratelimited")
+        self.calls.append(("cost digest", (channel, report.period, report.total.spent_usd)))
+
+    def near_ceiling(self, version):  # type: ignore[no-untyped-def]
+        self.calls.append(("near ceiling", version.label))
+
+    def cost_chart(self, channel, report):  # type: ignore[no-untyped-def]
+        self.calls.append(("cost chart", (channel, report.period)))
 
     def sweep_ended(self, sweep, trials):  # type: ignore[no-untyped-def]
         if self.refuse_announcements > 0:

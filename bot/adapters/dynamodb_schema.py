@@ -25,6 +25,16 @@ Single-table layout (keys are strings)::
                                                 version: registering it again finds it
     group      MODELS             <group>       the group's version counter; listing groups is
                                                 one Query
+    cap        CAP#<cap>          META          ``active``: places of a cap (``user:U1``,
+                                                ``pool-channel:gpu-1:C1``…) held by versions
+    ledger     LEDGER#<period>    <key>         spend of one key (``total``, ``user:U1``…) in
+                                                one period (``2026-11``, ``2026-W48``):
+                                                committed, spent, spot saving, versions
+    budget     BUDGETS            <scope>#<subject>  a budget; listing them is one Query
+    notice     NOTICE#<key>       META          ``told``, or ``lease_until`` of a live claim
+
+A version item also carries ``slot``, ``caps`` and ``charge`` while it holds a pool place,
+caps' places or a charge: the writes that take and give them back are conditional on them.
 """
 
 from __future__ import annotations

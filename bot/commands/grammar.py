@@ -15,7 +15,11 @@ from typing import TypedDict
 from bot.commands.verbs import (
     Algorithms,
     Approve,
+    BudgetList,
+    BudgetRemove,
+    BudgetSet,
     Command,
+    Cost,
     Diff,
     Eval,
     Help,
@@ -72,6 +76,9 @@ USAGE: dict[str, str] = {
     "model": "model register JOB [vN] [--group NAME]  ·  model approve GROUP vN [--note TEXT]"
     "  ·  model reject GROUP vN [--reason TEXT]",
     "models": "models [GROUP]",
+    "budget": "budget  ·  budget set (#CHANNEL | @USER) USD [--policy approve|refuse]  ·  "
+    "budget remove (#CHANNEL | @USER)",
+    "cost": "cost [--month 2026-11 | --since 7d] [--by user|channel|pool|algorithm]",
 }
 COMMANDS = tuple(USAGE)
 
@@ -455,6 +462,59 @@ def _model(w: _Words) -> ModelRegister | ModelApprove | ModelReject:
     return ModelReject(group=group, number=number, reason=w.one(opts, "reason"))
 
 
+# A channel or a user as Slack writes a mention (`<#C0123|general>`, `<@U0123|ana>`), as
+# typed (`#C0123`, `@U0123`) or as a bare id.
+_TARGET = re.compile(r"^<?(?P<sigil>[#@]?)(?P<id>[CGDUW][A-Z0-9]{2,20})(?:\|[^>]*)?>?$")
+
+
+def _target(w: _Words, word: str) -> tuple[str, str]:
+    m = _TARGET.match(word)
+    if m is None:
+        raise w.error(f"`{_clip(word)}` is neither a channel (#channel) nor a user (@user).")
+    ident = m["id"]
+    return ("user" if ident[0] in "UW" else "channel"), ident
+
+
+def _budget(w: _Words) -> BudgetList | BudgetSet | BudgetRemove:
+    if not w.words or w.words[0].lower() == "list":
+        if len(w.words) > 1:
+            raise w.error("`budget list` takes nothing more.")
+        return BudgetList()
+    sub = w.words[0].lower()
+    w.words = w.words[1:]
+    if sub == "remove":
+        pos, _ = w.split({})
+        if len(pos) != 1:
+            raise w.error("`budget remove` takes one #channel or @user.")
+        return BudgetRemove(*_target(w, pos[0]))
+    if sub != "set":
+        raise w.error(f"`{_clip(sub)}` is not a budget subcommand (set, remove, list).")
+    pos, opts = w.split({"policy": True})
+    if len(pos) != 2:
+        raise w.error("`budget set` takes a #channel or @user and an amount in USD.")
+    scope, subject = _target(w, pos[0])
+    raw = pos[1].lstrip("$").replace(",", "")
+    try:
+        limit = float(raw)
+    except ValueError:
+        raise w.error(f"`{_clip(pos[1])}` is not an amount: give USD, e.g. 500.") from None
+    if not 0 < limit <= 10_000_000 or limit != limit:
+        raise w.error(f"`{_clip(pos[1])}` is not a budget: give USD above 0, e.g. 500.")
+    policy = (w.one(opts, "policy") or "approve").lower()
+    if policy not in ("approve", "refuse"):
+        raise w.error(f"`--policy {_clip(policy)}`: use approve (over budget asks an approver) "
+                      "or refuse.")
+    return BudgetSet(scope=scope, subject=subject, limit_usd=limit, policy=policy)
+
+
+def _cost(w: _Words) -> Cost:
+    pos, opts = w.split({"month": True, "since": True, "by": True})
+    if pos:
+        raise w.error(f"Unexpected `{_clip(pos[0])}`.")
+    return Cost(month=w.one(opts, "month"), since=w.one(opts, "since"),
+                by=(w.one(opts, "by") or "pool").lower())
+
+
 def _models(w: _Words) -> Models:
     pos, _ = w.split({})
     if len(pos) > 1:
@@ -502,4 +562,6 @@ _PARSERS: dict[str, Callable[[_Words], Command]] = {
     "reject": _reject,
     "model": _model,
     "models": _models,
+    "budget": _budget,
+    "cost": _cost,
 }

@@ -11,10 +11,37 @@ from dataclasses import dataclass, field
 from typing import ClassVar, TypeAlias
 
 __all__ = [
-    "Algorithms", "Approve", "Command", "Diff", "Eval", "Help", "Lineage", "Logs",
-    "ModelApprove", "ModelRegister", "ModelReject", "Models", "Pools", "PresetDelete",
-    "PresetList", "PresetSave", "PresetShow", "Reject", "Rerun", "Show", "Start", "StartForm",
-    "StatusQuery", "Stop", "Sweep", "Tb", "Versions",
+    "Algorithms",
+    "Approve",
+    "BudgetList",
+    "BudgetRemove",
+    "BudgetSet",
+    "Command",
+    "Cost",
+    "Diff",
+    "Eval",
+    "Help",
+    "Lineage",
+    "Logs",
+    "ModelApprove",
+    "ModelRegister",
+    "ModelReject",
+    "Models",
+    "Pools",
+    "PresetDelete",
+    "PresetList",
+    "PresetSave",
+    "PresetShow",
+    "Reject",
+    "Rerun",
+    "Show",
+    "Start",
+    "StartForm",
+    "StatusQuery",
+    "Stop",
+    "Sweep",
+    "Tb",
+    "Versions",
 ]
 
 
@@ -71,6 +98,39 @@ class Sweep:
     spot: bool | None = None
     max_runtime_s: int | None = None
     wait: bool = False
+
+
+@dataclass(frozen=True)
+class BudgetList:
+    verb: ClassVar[str] = "budget"
+
+
+@dataclass(frozen=True)
+class BudgetSet:
+    """An admin sets a channel's or a user's monthly budget (USD)."""
+
+    verb: ClassVar[str] = "budget"
+    scope: str  # "channel" | "user"
+    subject: str
+    limit_usd: float
+    policy: str = "approve"
+
+
+@dataclass(frozen=True)
+class BudgetRemove:
+    verb: ClassVar[str] = "budget"
+    scope: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Spend of a month (default: this one) or of the last N days, grouped."""
+
+    verb: ClassVar[str] = "cost"
+    month: str | None = None
+    since: str | None = None
+    by: str = "pool"
 
 
 @dataclass(frozen=True)
@@ -238,4 +298,5 @@ Command: TypeAlias = (
     Help | Algorithms | Pools | Start | StartForm | Rerun | Stop | StatusQuery | Versions | Show
     | Diff | Lineage | Eval | Logs | Tb | PresetList | PresetShow | PresetDelete | PresetSave
     | Approve | Reject | ModelRegister | ModelApprove | ModelReject | Models | Sweep
+    | BudgetList | BudgetSet | BudgetRemove | Cost
 )

@@ -161,6 +161,23 @@ class JobVersion(BaseModel):
     # Holds one of its pool's ``max_concurrent`` slots: taken by the store in the write that
     # claims the backend name, given back by the store in the write that ends the version.
     pool_slot: bool = False
+    # Caps it holds besides its pool's place (per user, per channel, and their per-pool
+    # forms; see ``bot.domain.cost.Full``): taken with ``pool_slot`` in the claim's write,
+    # given back by the store in the write that ends the version.
+    caps: list[str] = Field(default_factory=list)
+    # Why a QUEUED version waits (a full cap, its place in line), for its card.
+    queue_reason: str | None = None
+    # Spend: ``charged_usd`` (its ceiling, spot-discounted when spot) is added to the
+    # ``charge_keys`` ledger counters of ``charge_periods`` by the claim's write; the write
+    # that ends it takes that back and adds ``actual_cost_usd`` (``charge_settled``).
+    estimated_spot_cost_usd: float | None = None
+    charged_usd: float | None = None
+    charge_periods: list[str] = Field(default_factory=list)
+    charge_keys: list[str] = Field(default_factory=list)
+    charge_settled: bool = False
+    spot_saving_usd: float | None = None
+    # Told in its thread that it reached 80 % of its max runtime (once).
+    ceiling_warned: bool = False
     # A sweep's trial: its number in the sweep (the sweep is this version's job), and
     # whether the search stopped it early for doing worse than the others at the same step.
     trial: int | None = Field(default=None, ge=0)
@@ -199,7 +216,8 @@ class JobVersion(BaseModel):
         if target.terminal:
             changes["ended_at"] = at
             changes["progress"] = None if target is not Status.COMPLETED else self.progress
-            if self.channel and ANNOUNCE not in self.outbox:
-                # The end of a run is announced in its channel; kept until delivered.
+            if self.channel and self.trial is None and ANNOUNCE not in self.outbox:
+                # The end of a run is announced in its channel; kept until delivered (a
+                # sweep's trial is told on the sweep's card instead).
                 changes["outbox"] = [*self.outbox, ANNOUNCE]
         return self.model_copy(update=changes)

@@ -22,9 +22,11 @@ __all__ = ["check_can_decide", "decide", "expire", "finish_decided", "request_ap
 
 
 def request_approval(
-    deps: Deps, version: JobVersion, pool: ResourcePool, *, rerun: bool
+    deps: Deps, version: JobVersion, pool: ResourcePool, *, rerun: bool,
+    over_budget: str | None = None,
 ) -> tuple[JobVersion, Approval]:
-    """Record an approval request for a version AWAITING_APPROVAL and post its card."""
+    """Record an approval request for a version AWAITING_APPROVAL and post its card
+    (``over_budget``: why a budget asks for it, said on the card)."""
     base = version.parent
     overrides: dict = {}
     if base is not None:
@@ -32,7 +34,11 @@ def request_approval(
         overrides = {k: new for k, (_old, new) in version.spec.changes_from(parent.spec).items()
                      if new is not None}
     why = f"pool `{pool.id}` requires approval" if pool.requires_approval else (
-        "reruns need approval" if rerun else "launch needs approval")
+        "reruns need approval" if rerun and deps.policy.needs_approval(pool, rerun=True)
+        else "launch needs approval")
+    if over_budget:
+        why = over_budget if not (pool.requires_approval or (
+            rerun and deps.policy.needs_approval(pool, rerun=True))) else f"{why}; {over_budget}"
     approval = deps.store.create_approval(Approval(
         id=version.approval_id or secrets.token_hex(4),
         job=version.job,

@@ -9,6 +9,7 @@ from typing import Literal
 
 from bot.config import RerunApproval
 from bot.domain import Approval, JobVersion, NotAllowed, Preset, ResourcePool
+from bot.domain.cost import Budget, BudgetScope
 
 __all__ = ["MembershipCheck", "Policy", "no_groups"]
 
@@ -31,6 +32,31 @@ class Policy:
     is_member: MembershipCheck = no_groups
     # Who may register (and remove) a team's own algorithms, besides the admins.
     algorithm_publishers: list[str] = field(default_factory=list)
+    # Active versions one user / one channel may have (every pool); pools may say their own.
+    max_active_per_user: int | None = None
+    max_active_per_channel: int | None = None
+    # Budgets from the config file (TRAINBOT_BUDGETS); the store's override them.
+    budgets: list[Budget] = field(default_factory=list)
+
+    def budget(self, scope: BudgetScope, subject: str) -> Budget | None:
+        """The config file's budget of that channel or user, if any."""
+        return next((b for b in self.budgets if b.scope is scope and b.subject == subject),
+                    None)
+
+    def caps_for(self, version: JobVersion, pool: ResourcePool) -> dict[str, int]:
+        """The caps a launch of ``version`` on ``pool`` takes a place in (key → limit),
+        besides the pool's own ``max_concurrent``."""
+        caps: dict[str, int] = {}
+        user, channel = version.requested_by, version.channel
+        if self.max_active_per_user is not None:
+            caps[f"user:{user}"] = self.max_active_per_user
+        if pool.max_active_per_user is not None:
+            caps[f"pool-user:{pool.id}:{user}"] = pool.max_active_per_user
+        if channel and self.max_active_per_channel is not None:
+            caps[f"channel:{channel}"] = self.max_active_per_channel
+        if channel and pool.max_active_per_channel is not None:
+            caps[f"pool-channel:{pool.id}:{channel}"] = pool.max_active_per_channel
+        return caps
 
     def _in(self, user: str, ids: list[str]) -> bool:
         return any(user == i or (i.startswith("S") and self.is_member(user, i)) for i in ids)

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from bot.catalog import Catalog
 from bot.domain import Approval, JobVersion, ModelVersion, Status
+from bot.domain.cost import Budget, CostReport
 from bot.domain.sweep import Sweep, Trial
 from bot.ports import (
     Chat,
@@ -62,6 +63,18 @@ class NullChat:
         return None
 
     def sweep_created(self, sweep: Sweep, trials: Sequence[Trial]) -> tuple[str, str] | None:
+        return None
+
+    def budget_alert(self, budget: Budget, month: str, used_usd: float, threshold: int) -> None:
+        return None
+
+    def cost_digest(self, channel: str, report: CostReport) -> None:
+        return None
+
+    def near_ceiling(self, version: JobVersion) -> None:
+        return None
+
+    def cost_chart(self, channel: str, report: CostReport) -> None:
         return None
 
     def sweep_changed(self, sweep: Sweep, trials: Sequence[Trial]) -> None:

@@ -16,10 +16,13 @@ from bot.domain import (
     InvalidInput,
     JobVersion,
     NotFound,
+    ResourcePool,
     StaleWrite,
     Status,
 )
+from bot.domain.cost import Full, charge_keys, periods_of
 from bot.domain.naming import backend_job_name
+from bot.services.budgets import budgets_for, tell_alerts
 from bot.services.context import Deps
 from bot.services.versions import (
     MAX_ATTEMPTS,
@@ -31,6 +34,8 @@ from bot.services.versions import (
 )
 
 __all__ = [
+    "charge_for",
+    "describe_cap",
     "dispatch_queued",
     "launch_then_post",
     "launch_version",
@@ -83,13 +88,16 @@ def post_card(deps: Deps, version: JobVersion) -> JobVersion:
 
 
 def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
-    """Launch a QUEUED version on its pool, or leave it queued when the pool is full.
+    """Launch a QUEUED version on its pool, or leave it queued when a cap is full.
 
     The backend job name is recorded *before* the backend is called, so an event that
     arrives before ``launch`` returns still finds its version, and a failed launch leaves a
-    FAILED version with the reason — nothing half-created goes unrecorded. On a pool with
-    ``max_concurrent`` the same write takes one of the pool's places (a hard cap: of two
-    launches racing for the last place, one stays queued); the version's end gives it back.
+    FAILED version with the reason — nothing half-created goes unrecorded. The same write
+    takes a place in every cap the launch counts against — the pool's ``max_concurrent``,
+    the user's and the channel's active-version caps (hard caps: of two launches racing for
+    the last place, one stays queued; the version's end gives them back) — and charges its
+    ceiling estimate to the month's and week's spend counters. A version left waiting says
+    why and its place in line (``queue_reason``, on its card).
     """
     pool = deps.catalog.pool(version.spec.pool)
     algorithm = deps.algorithms.for_spec(version.spec)
@@ -102,14 +110,16 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
         try:
             claimed = deps.store.claim_launch(
                 current.model_copy(update={"backend_job_name": name,
-                                           "backend": deps.compute.name}),
-                slots=pool.max_concurrent,
+                                           "backend": deps.compute.name,
+                                           "queue_reason": None,
+                                           **charge_for(deps, current, pool)}),
+                slots=pool.max_concurrent, caps=deps.policy.caps_for(current, pool),
             )
         except StaleWrite:
             continue
-        if claimed is None:
-            log.info("pool %s full; %s stays queued", pool.id, version.label)
-            return current
+        if isinstance(claimed, Full):
+            log.info("%s stays queued: %s full", version.label, claimed.cap)
+            return _wait_in_line(deps, current, claimed)
         break
     else:
         raise StaleWrite(f"{version.label} kept changing; try again.")
@@ -129,7 +139,79 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
             "compute_note": launched.compute_note,
         }),
     )
+    _tell_budget_alerts(deps, saved)
     return saved
+
+
+def _tell_budget_alerts(deps: Deps, version: JobVersion) -> None:
+    """The launch's charge may have taken a budget past 80 % or 100 %: told once each."""
+    try:
+        tell_alerts(deps, budgets_for(deps, user=version.requested_by, channel=version.channel))
+    except Exception:  # an alert never fails a launch; the reconcile tells it later
+        log.exception("budget alerts after the launch of %s failed", version.label)
+
+
+def charge_for(deps: Deps, version: JobVersion, pool: ResourcePool) -> dict[str, object]:
+    """What the launch charges to the spend counters: its ceiling (spot-discounted on
+    spot), under its month and week, for the totals, its requester, channel, pool,
+    algorithm and job."""
+    if version.charged_usd is not None:
+        return {}
+    spec = version.spec
+    return {
+        "charged_usd": pool.estimate_cost(spec.max_runtime_s, spot=spec.spot),
+        "charge_periods": periods_of(deps.clock.now()),
+        "charge_keys": charge_keys(user=version.requested_by, channel=version.channel,
+                                   pool=pool.id, algorithm=spec.algorithm, job=version.job),
+    }
+
+
+def _wait_in_line(deps: Deps, version: JobVersion, full: Full) -> JobVersion:
+    """Record why ``version`` waits and its place among those waiting on the same cap
+    (its card shows it); unchanged, nothing is written."""
+    waiting = sorted((v for v in deps.store.list_active()
+                      if v.status is Status.QUEUED and not v.backend_job_name
+                      and v.created_at <= version.created_at
+                      and _waits_on(v, full.cap)), key=lambda v: (v.created_at, v.job))
+    place = 1 + sum(1 for v in waiting if (v.job, v.number) != (version.job, version.number))
+    reason = f"{describe_cap(full)}; place {place} in line"
+    before, after = mutate_version(
+        deps.store, version.job, version.number,
+        lambda v: v.model_copy(update={"queue_reason": reason})
+        if v.status is Status.QUEUED and not v.backend_job_name and v.queue_reason != reason
+        else v)
+    if after is not before:
+        notify("card", lambda: deps.chat.progress(after))
+    return after
+
+
+def _waits_on(version: JobVersion, cap: str) -> bool:
+    """Whether ``version`` counts against ``cap`` (so it queues behind the same place)."""
+    kind, _, rest = cap.partition(":")
+    if kind == "pool":
+        return version.spec.pool == rest
+    if kind == "user":
+        return version.requested_by == rest
+    if kind == "channel":
+        return version.channel == rest
+    pool, _, who = rest.partition(":")
+    return version.spec.pool == pool and who in (version.requested_by, version.channel)
+
+
+def describe_cap(full: Full) -> str:
+    """A full cap in words (no ids: the card is public)."""
+    kind, _, rest = full.cap.partition(":")
+    n = full.limit
+    runs = f"{n} version" + ("s" if n != 1 else "")
+    if kind == "pool":
+        return f"pool `{rest}` runs at most {n} at once"
+    if kind == "user":
+        return f"its requester already has {runs} active, the most per user"
+    if kind == "channel":
+        return f"this channel already has {runs} active, the most per channel"
+    pool = rest.partition(":")[0]
+    whose = "its requester" if kind == "pool-user" else "this channel"
+    return f"{whose} already has {runs} active on pool `{pool}`, the most there"
 
 
 def record_launch_failure(deps: Deps, version: JobVersion, reason: str) -> JobVersion:
@@ -144,12 +226,14 @@ def record_launch_failure(deps: Deps, version: JobVersion, reason: str) -> JobVe
     return failed
 
 
-def dispatch_queued(deps: Deps, pool_id: str) -> list[JobVersion]:
-    """Launch queued versions of a pool that now has room (oldest first)."""
+def dispatch_queued(deps: Deps, pool_id: str | None = None) -> list[JobVersion]:
+    """Launch queued versions that now fit (of one pool, or every pool), oldest first; one
+    that still waits keeps its place, and those behind it on other caps go on."""
     launched = []
     queued = sorted(
         (v for v in deps.store.list_active()
-         if v.spec.pool == pool_id and v.status is Status.QUEUED and not v.backend_job_name),
+         if (pool_id is None or v.spec.pool == pool_id) and v.status is Status.QUEUED
+         and not v.backend_job_name),
         key=lambda v: v.created_at,
     )
     for version in queued:
@@ -159,8 +243,6 @@ def dispatch_queued(deps: Deps, pool_id: str) -> list[JobVersion]:
             continue
         if result.backend_job_name:
             launched.append(result)
-        elif result.status is Status.QUEUED:
-            break  # still full
     return launched
 
 

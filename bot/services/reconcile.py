@@ -35,7 +35,9 @@ from bot.domain import (
 )
 from bot.domain.status import can_transition
 from bot.services import approvals
+from bot.services.budgets import list_budgets, tell_alerts
 from bot.services.context import Deps
+from bot.services.costs import send_weekly_digests, warn_near_ceiling
 from bot.services.launching import dispatch_queued, record_launch_failure
 from bot.services.state_changes import record_state_change, refresh_progress
 from bot.services.stuck import is_stuck
@@ -80,6 +82,7 @@ def reconcile(deps: Deps, *, grace: timedelta = DEFAULT_GRACE) -> ReconcileSumma
             pools_with_waiting.add(version.spec.pool)
         try:
             _reconcile_version(deps, version, now=now, grace=grace, summary=summary)
+            warn_near_ceiling(deps, deps.store.get_version(version.job, version.number))
         except Exception:
             log.exception("reconciling %s failed", version.label)
             summary.errors.append(version.label)
@@ -98,6 +101,12 @@ def reconcile(deps: Deps, *, grace: timedelta = DEFAULT_GRACE) -> ReconcileSumma
             continue
         if not after.outbox:
             summary.delivered.append(version.label)
+    try:
+        summary.delivered += tell_alerts(deps, [s.budget for s in list_budgets(deps)])
+        summary.delivered += [f"digest {c}" for c in send_weekly_digests(deps)]
+    except Exception:
+        log.exception("budget alerts or digests failed")
+        summary.errors.append("spend notices")
     for sweep in deps.store.list_active_sweeps():
         try:
             after_sweep = (repair_backend_sweep(deps, sweep) if deps.tuner is not None and

@@ -27,6 +27,7 @@ from bot.domain.algorithm import MAX_OPEN_HYPERPARAMETERS, Algorithm
 from bot.domain.job import validate_job_name
 from bot.domain.spec import DEFAULT_MAX_RUNTIME_S
 from bot.services.approvals import request_approval
+from bot.services.budgets import OverBudget, check_budgets
 from bot.services.context import Deps
 from bot.services.launching import launch_then_post
 
@@ -119,6 +120,7 @@ def build_spec(
         named = deps.local_data.checked({k: v for k, v in channels.items() if k not in origin},
                                         trusted=trusted)
         channels = {**channels, **named}
+    runtime = _runtime(pool, max_runtime_s, base)
     want_spot = base.spot if (spot is None and base) else bool(spot)
     if want_spot and not (pool.spot_allowed and algorithm.supports_spot):
         raise InvalidInput(f"Spot training isn't available for {algorithm.id} on `{pool.id}`.")
@@ -136,13 +138,32 @@ def build_spec(
             data=channels,
             data_origin=origin,
             pool=pool.id,
-            max_runtime_s=max_runtime_s if max_runtime_s is not None else (
-                base.max_runtime_s if base else DEFAULT_MAX_RUNTIME_S),
+            max_runtime_s=runtime,
             spot=want_spot,
             preset=preset if preset is not None else (base.preset if base else None),
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidInput(_first_error(exc)) from None
+
+
+def _runtime(pool: ResourcePool, asked: int | None, base: JobSpec | None) -> int:
+    """The version's max runtime: what was asked (refused above the pool's ceiling), else
+    the base's or the default, brought down to the pool's ceiling."""
+    ceiling = pool.max_runtime_s
+    if asked is not None:
+        if ceiling is not None and asked > ceiling:
+            raise InvalidInput(
+                f"Pool `{pool.id}` runs a version for at most {_hours(ceiling)}; "
+                f"`--max-runtime {_hours(asked)}` is more.",
+                hint=f"Ask for {_hours(ceiling)} or less, or another pool (`/train pools`).")
+        return asked
+    inherited = base.max_runtime_s if base else DEFAULT_MAX_RUNTIME_S
+    return min(inherited, ceiling) if ceiling is not None else inherited
+
+
+def _hours(seconds: int) -> str:
+    return f"{seconds / 3600:g}h" if seconds % 3600 == 0 or seconds >= 3600 else \
+        f"{seconds // 60}m"
 
 
 def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | None]:
@@ -171,7 +192,9 @@ def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | No
     name = validate_job_name(req.job_name) if req.job_name else _new_job_name(algorithm.id)
     now = deps.clock.now()
     job = TrainingJob(name=name, owner=req.user, channel=req.channel, created_at=now)
-    needs_approval = deps.policy.needs_approval(pool, rerun=False)
+    over = check_budgets(deps, user=req.user, channel=req.channel,
+                         estimate_usd=pool.estimate_cost(spec.max_runtime_s, spot=spec.spot))
+    needs_approval = deps.policy.needs_approval(pool, rerun=False) or over is not None
     draft = _draft(deps, name, spec, req, parent=None, awaiting=needs_approval, pool=pool)
     try:
         version, created = deps.store.add_version(draft, new_job=job)
@@ -182,7 +205,7 @@ def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | No
         ) from None
     if not created:
         return version, _pending_approval(deps, version)  # a retry: the first did the work
-    return _launch_or_request(deps, version, pool, rerun=False)
+    return _launch_or_request(deps, version, pool, rerun=False, over=over)
 
 
 def rerun(
@@ -209,12 +232,14 @@ def rerun(
         base=base.spec, spot=req.spot, max_runtime_s=req.max_runtime_s, trusted=req.trusted,
         user=req.user, channel=req.channel,
     )
-    needs_approval = deps.policy.needs_approval(pool, rerun=True)
+    over = check_budgets(deps, user=req.user, channel=req.channel,
+                         estimate_usd=pool.estimate_cost(spec.max_runtime_s, spot=spec.spot))
+    needs_approval = deps.policy.needs_approval(pool, rerun=True) or over is not None
     draft = _draft(deps, job, spec, req, parent=base.number, awaiting=needs_approval, pool=pool)
     version, created = deps.store.add_version(draft)
     if not created:
         return version, _pending_approval(deps, version)
-    return _launch_or_request(deps, version, pool, rerun=True)
+    return _launch_or_request(deps, version, pool, rerun=True, over=over)
 
 
 def _pending_approval(deps: Deps, version: JobVersion) -> Approval | None:
@@ -238,16 +263,20 @@ def _draft(
         history=[StatusChange(status=status, at=now, message=f"requested by {req.user}")],
         created_at=now, updated_at=now, channel=req.channel, request_key=req.request_key,
         estimated_cost_usd=pool.estimate_cost(spec.max_runtime_s),
+        estimated_spot_cost_usd=(pool.estimate_cost(spec.max_runtime_s, spot=True)
+                                 if spec.spot else None),
         # Chosen now so the version names its request from the moment it is stored.
         approval_id=secrets.token_hex(4) if awaiting else None,
     )
 
 
 def _launch_or_request(
-    deps: Deps, version: JobVersion, pool: ResourcePool, *, rerun: bool
+    deps: Deps, version: JobVersion, pool: ResourcePool, *, rerun: bool,
+    over: OverBudget | None = None,
 ) -> tuple[JobVersion, Approval | None]:
     if version.status is Status.AWAITING_APPROVAL:
-        return request_approval(deps, version, pool, rerun=rerun)
+        return request_approval(deps, version, pool, rerun=rerun,
+                                over_budget=over.reason if over else None)
     return launch_then_post(deps, version), None
 
 

@@ -13,6 +13,7 @@ from bot.domain import JobVersion, Status, TrainingJobStateChange
 from bot.domain.events import INTERRUPTED
 from bot.ports import Results
 from bot.services.context import Deps
+from bot.services.costs import note_job_spend
 from bot.services.launching import dispatch_queued
 from bot.services.sweep_events import adopt_trial
 from bot.services.sweeps import trial_changed, trial_progressed
@@ -76,10 +77,13 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
         notify("card", lambda: deps.chat.progress(after))
     if after.status is not before.status:
         after = tell_change(deps, before, after, "state change")
-        if after.status.terminal:
-            pool = deps.catalog.pools.get(after.spec.pool)
-            if pool is not None and pool.max_concurrent is not None:
-                dispatch_queued(deps, pool.id)
+        if after.status.terminal and (before.pool_slot or before.caps):
+            dispatch_queued(deps)  # its places are free: who waits for them goes
+        if after.status.terminal and after.charged_usd is not None:
+            try:
+                note_job_spend(deps, after)
+            except Exception:  # the report's top jobs only; never the event
+                log.exception("noting the spend of %s failed", after.label)
     if after.trial is not None and (after.status is not before.status or
                                     after.metrics != before.metrics):
         trial_changed(deps, after)
@@ -96,11 +100,21 @@ def _terminal_fields(deps: Deps, v: JobVersion, event: TrainingJobStateChange,
         out["failure_reason"] = detail.failure_reason
     if detail.model_uri:
         out["artifacts"] = v.artifacts.model_copy(update={"model": detail.model_uri})
+    pool = deps.catalog.pools.get(v.spec.pool)
     if detail.billable_seconds is not None:
         out["billable_seconds"] = detail.billable_seconds
-        pool = deps.catalog.pools.get(v.spec.pool)
         if pool is not None:
+            # Billable seconds are already what managed spot charges for.
             out["actual_cost_usd"] = pool.estimate_cost(detail.billable_seconds)
+            trained = detail.training_seconds
+            if v.spec.spot and trained is not None and trained > detail.billable_seconds:
+                out["spot_saving_usd"] = pool.estimate_cost(trained - detail.billable_seconds)
+    elif pool is not None and v.backend != "sagemaker":
+        # Locally the machine is held from the run's start to its end: wall time.
+        started = detail.start_time or v.started_at
+        ended = v.ended_at or deps.clock.now()
+        seconds = max(0.0, (ended - started).total_seconds()) if started else 0.0
+        out["actual_cost_usd"] = pool.estimate_cost(seconds)
     if detail.training_seconds is not None:
         out["training_seconds"] = detail.training_seconds
     if detail.start_time and v.started_at is None:

@@ -20,6 +20,7 @@ from bot.domain import (
 from bot.domain.algorithm import HPValue
 from bot.domain.sweep import trial_request_key
 from bot.services.context import Deps
+from bot.services.launching import charge_for
 from bot.services.sweep_records import any_value
 from bot.services.versions import MAX_ATTEMPTS
 
@@ -68,6 +69,7 @@ def adopt_trial(deps: Deps, detail: TrainingJobDetail) -> JobVersion | None:
         trial=number, history=[StatusChange(status=Status.QUEUED, at=at,
                                             message=f"trial {number} of sweep {sweep.name}")],
         created_at=at, updated_at=at, request_key=trial_request_key(sweep.name, number),
+        channel=sweep.channel,
         estimated_cost_usd=deps.catalog.pool(sweep.spec.pool).estimate_cost(
             sweep.spec.max_runtime_s))
     version, _ = deps.store.add_version(draft)
@@ -75,8 +77,11 @@ def adopt_trial(deps: Deps, detail: TrainingJobDetail) -> JobVersion | None:
         if version.backend_job_name:
             break
         try:
-            version = deps.store.claim_launch(version.model_copy(update={
-                "backend_job_name": detail.name, "backend": deps.compute.name})) or version
+            pool = deps.catalog.pool(version.spec.pool)
+            claimed = deps.store.claim_launch(version.model_copy(update={
+                "backend_job_name": detail.name, "backend": deps.compute.name,
+                **charge_for(deps, version, pool)}))
+            version = claimed if isinstance(claimed, JobVersion) else version
         except StaleWrite:
             version = deps.store.get_version(version.job, version.number)
         except Conflict:

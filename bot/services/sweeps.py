@@ -376,6 +376,7 @@ def _create_trial(deps: Deps, tuner: Tuner, sweep: Sweep, trials: list[Trial]) -
         history=[StatusChange(status=Status.QUEUED, at=now,
                               message=f"trial {number} of sweep {sweep.name}")],
         created_at=now, updated_at=now, request_key=trial_request_key(sweep.name, number),
+        channel=sweep.channel,  # charged and capped as the sweep's channel; no card of its own
         estimated_cost_usd=pool.estimate_cost(sweep.spec.max_runtime_s))
     version, _ = deps.store.add_version(draft)
     return version

@@ -6,9 +6,13 @@ import io
 from collections.abc import Sequence
 
 from bot.domain import JobVersion
+from bot.domain.cost import CostReport
 from bot.domain.sweep import Sweep, Trial, best
 
-__all__ = ["chart_for", "confusion_chart_for", "confusion_matrix_png", "sweep_chart_for"]
+__all__ = ["chart_for", "confusion_chart_for", "confusion_matrix_png", "cost_chart_for",
+           "sweep_chart_for"]
+
+COST_BARS = 15  # the rest of a report's rows are summed into one "… N more" bar
 
 
 def chart_for(version: JobVersion) -> bytes | None:
@@ -130,3 +134,55 @@ def sweep_chart_for(sweep: Sweep, trials: Sequence[Trial]) -> bytes | None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
+
+
+def cost_chart_for(report: CostReport) -> bytes | None:
+    """The report as horizontal bars, one per row (most first, the rest summed into one):
+    spent solid, the ceiling of what still runs hatched after it. None when there is
+    nothing to draw."""
+    rows = [(r.subject, r.spent_usd, r.committed_usd) for r in report.rows
+            if r.spent_usd > 0 or r.committed_usd > 0]
+    if not rows:
+        return None
+    summed = len(rows) > COST_BARS
+    if summed:
+        rest = rows[COST_BARS - 1:]
+        rows = [*rows[:COST_BARS - 1], (f"… {len(rest)} more", sum(r[1] for r in rest),
+                                        sum(r[2] for r in rest))]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    labels = [_plain(_short(subject)) for subject, _, _ in rows]
+    spent = [s for _, s, _ in rows]
+    committed = [c for _, _, c in rows]
+    ys = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(8.0, 1.6 + 0.38 * len(rows)))
+    # The bar of "… N more" (the rest summed) in grey: it isn't one subject.
+    colors = ["tab:gray" if summed and i == len(rows) - 1 else "tab:blue" for i in ys]
+    ax.barh(ys, spent, color=colors, label="spent")
+    if any(committed):
+        ax.barh(ys, committed, left=spent, color=colors, alpha=0.35, hatch="//",
+                edgecolor=colors, label="running (ceiling)")
+    ax.set_yticks(ys, labels=labels, fontsize=8)
+    ax.invert_yaxis()  # the largest first, at the top
+    cents = max(s + c for _, s, c in rows) < 10
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _: _plain(f"${x:,.2f}" if cents else f"${x:,.0f}")))
+    ax.set_xlabel("USD")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    where = f" in {report.channel}" if report.channel else ""
+    ax.set_title(_plain(f"Spend by {report.by} — {report.period}{where} "
+                        f"(${report.total.spent_usd:,.2f} spent)"), fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _short(text: str, n: int = 32) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

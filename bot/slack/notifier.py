@@ -1,5 +1,6 @@
 """The Chat port over Slack's Web API: version cards, threads, announcements, approvals,
-model approval cards, sweep cards.
+model approval cards, sweep cards, spend (budget alerts, the weekly digest, the near-ceiling
+warning, the cost chart).
 
 Cards are updated in place (``chat.update``); each transition is also a reply in the card's
 thread; the end of a run is announced in the channel with the requester mentioned. The card
@@ -18,6 +19,7 @@ so an older state never replaces a newer one this process showed.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -34,10 +36,12 @@ from bot.domain import (
     ModelVersion,
     Status,
 )
+from bot.domain.cost import Budget, CostReport
 from bot.domain.sweep import Sweep, SweepStatus, Trial
 from bot.ports import Links
 from bot.slack.blocks import fallback_text, render_blocks
 from bot.views import presenters
+from bot.views.costs import alert_text, digest_doc, near_ceiling_doc
 from bot.views.models import model_card
 from bot.views.mrkdwn import code_block, esc, link, mention
 from bot.views.sweeps import new_best_text, sweep_card, sweep_ended_text
@@ -71,6 +75,7 @@ def slack_call(method: Callable[..., Any], **kwargs: Any) -> Any:
 
 
 SweepChart = Callable[[Sweep, Sequence[Trial]], bytes | None]
+CostChart = Callable[[CostReport], bytes | None]
 # Sweep cards this process remembers (their last edit, what is held back): the oldest go.
 _SWEEP_CARDS = 500
 
@@ -101,6 +106,7 @@ class SlackChat:
         confusion_chart: Callable[[JobVersion], bytes | None] | None = None,
         approvers: Callable[[], list[str]] | None = None,
         sweep_chart: SweepChart | None = None,
+        spend_chart: CostChart | None = None,
     ) -> None:
         self.client = client
         # Who to tell directly when an approval card can't be posted (user ids).
@@ -113,6 +119,7 @@ class SlackChat:
         self.chart = chart
         self.confusion_chart = confusion_chart
         self.sweep_chart = sweep_chart
+        self.spend_chart = spend_chart
         self.progress_interval_s = progress_interval_s
         self._last_card_edit: dict[str, float] = {}
         self._last_channel_edit: dict[str, float] = {}
@@ -128,8 +135,8 @@ class SlackChat:
         return fallback_text(doc), render_blocks(doc)
 
     def version_created(self, version: JobVersion) -> tuple[str, str] | None:
-        if not version.channel:
-            return None
+        if not version.channel or version.trial is not None:
+            return None  # a sweep's trial is shown on the sweep's card, never its own
         text, blocks = self._card(version)
         resp = slack_call(self.client.chat_postMessage, channel=version.channel, text=text,
                           blocks=blocks)
@@ -155,6 +162,11 @@ class SlackChat:
 
     def progress(self, version: JobVersion) -> None:
         if not (version.channel and version.message_ts) or version.status.terminal:
+            return
+        if version.status is Status.QUEUED and not version.backend_job_name:
+            # Waiting in line, it has no progress: this is its reason or its place in line
+            # changing — rare, and lost if coalesced away (nothing refreshes it later).
+            self._update_card(version)
             return
         now = time.monotonic()
         with self._lock:
@@ -188,8 +200,8 @@ class SlackChat:
 
     def announce(self, version: JobVersion) -> None:
         v = version
-        if not v.channel:
-            return
+        if not v.channel or v.trial is not None:
+            return  # a sweep's trial: the sweep's card and end tell it
         who = mention(v.requested_by)
         if v.status is Status.COMPLETED:
             algo = self._algorithm(v)
@@ -314,6 +326,54 @@ class SlackChat:
         doc = model_card(model)
         slack_call(self.client.chat_update, channel=model.channel, ts=model.message_ts,
                    text=fallback_text(doc), blocks=render_blocks(doc))
+
+    # -- spend ----------------------------------------------------------------------------
+
+    def budget_alert(self, budget: Budget, month: str, used_usd: float, threshold: int) -> None:
+        # A channel's budget in the channel; a user's to the user (a DM: the user id as
+        # the channel opens the bot's conversation with them).
+        slack_call(self.client.chat_postMessage, channel=budget.subject,
+                   text=alert_text(budget, month, used_usd, threshold))
+
+    def cost_digest(self, channel: str, report: CostReport) -> None:
+        doc = digest_doc(report)
+        resp = slack_call(self.client.chat_postMessage, channel=channel,
+                          text=fallback_text(doc), blocks=render_blocks(doc))
+        # The chart in the digest's thread: a convenience, the digest was told either way.
+        self._upload_cost_chart(resp.get("channel") or channel, report, thread_ts=resp["ts"])
+
+    def near_ceiling(self, version: JobVersion) -> None:
+        v = version
+        if not (v.channel and v.message_ts):
+            return  # no card, no thread to say it in
+        doc = near_ceiling_doc(v)
+        try:
+            slack_call(self.client.chat_postMessage, channel=v.channel, thread_ts=v.message_ts,
+                       text=fallback_text(doc), blocks=render_blocks(doc))
+        except ChatUndelivered:
+            pass  # logged with Slack's reason by slack_call
+        except Exception:
+            log.exception("could not warn %s near its max runtime", v.label)
+
+    def cost_chart(self, channel: str, report: CostReport) -> None:
+        self._upload_cost_chart(channel, report)
+
+    def _upload_cost_chart(self, channel: str, report: CostReport, *,
+                           thread_ts: str | None = None) -> None:
+        """The report's bar chart into ``channel`` (a thread), best effort: never raises."""
+        try:
+            png = self.spend_chart(report) if self.spend_chart else None
+            if not png:
+                return
+            period = re.sub(r"[^A-Za-z0-9-]+", "-", report.period).strip("-") or "period"
+            thread = {"thread_ts": thread_ts} if thread_ts else {}
+            slack_call(self.client.files_upload_v2, channel=channel, content=png,
+                       filename=f"cost-{period}-by-{report.by}.png",
+                       title=f"Spend by {report.by}, {report.period}", **thread)
+        except ChatUndelivered:
+            pass
+        except Exception:
+            log.exception("could not upload the cost chart of %s", report.period)
 
     # -- sweeps ---------------------------------------------------------------------------
 

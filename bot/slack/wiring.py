@@ -78,15 +78,22 @@ def slack_chat(client: Any, directory: Directory, *, with_charts: bool) -> ChatF
         def links(version: JobVersion) -> Links:
             return compute.links(version) if version.backend_job_name else Links()
 
-        chart = confusion = sweep_chart = None
+        chart = confusion = sweep_chart = spend_chart = None
         if with_charts:
-            from bot.slack.charts import chart_for, confusion_chart_for, sweep_chart_for
+            from bot.slack.charts import (
+                chart_for,
+                confusion_chart_for,
+                cost_chart_for,
+                sweep_chart_for,
+            )
 
             chart, confusion, sweep_chart = chart_for, confusion_chart_for, sweep_chart_for
+            spend_chart = cost_chart_for
         return SlackChat(
             client, links=links, algorithm_of=algorithm_of,
             approvers=lambda: directory.expand(policy.approvers + policy.admins),
-            chart=chart, confusion_chart=confusion, sweep_chart=sweep_chart)
+            chart=chart, confusion_chart=confusion, sweep_chart=sweep_chart,
+            spend_chart=spend_chart)
 
     return chat_for
 

@@ -7,10 +7,12 @@ times are ISO 8601 strings. No Slack markup ever appears here.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from bot.domain import Approval, JobVersion, ModelVersion
 from bot.domain.algorithm import Algorithm
+from bot.domain.cost import CostReport, CostRow
 from bot.domain.lineage import Lineage
 from bot.domain.pool import ResourcePool
 from bot.domain.preset import Preset
@@ -18,9 +20,14 @@ from bot.domain.sweep import Sweep, Trial, best, counts
 from bot.services.algorithms import AlgorithmOf
 from bot.services.queries import StatusOverview, VersionDiff
 
+if TYPE_CHECKING:
+    from bot.services.budgets import BudgetStanding
+
 __all__ = [
     "algorithm_data",
     "approval_data",
+    "budgets_data",
+    "cost_report_data",
     "diff_data",
     "lineage_data",
     "model_data",
@@ -85,6 +92,8 @@ def version_row(v: JobVersion, algorithm_of: AlgorithmOf) -> JSON:
         "failure_reason": v.failure_reason,
         "estimated_cost_usd": v.estimated_cost_usd, "actual_cost_usd": v.actual_cost_usd,
         "trial": v.trial, "pruned": v.pruned,
+        "estimated_spot_cost_usd": v.estimated_spot_cost_usd,
+        "spot_saving_usd": v.spot_saving_usd, "queue_reason": v.queue_reason,
     }
 
 
@@ -177,3 +186,35 @@ def sweep_data(sweep: Sweep, trials: list[Trial]) -> JSON:
                                           "params": dict(top.params),
                                           "objective": top.objective},
     }
+
+
+def _cost_row(r: CostRow) -> JSON:
+    return {"subject": r.subject, "spent_usd": r.spent_usd, "committed_usd": r.committed_usd,
+            "versions": r.versions, "spot_saving_usd": r.spot_saving_usd}
+
+
+def cost_report_data(report: CostReport) -> JSON:
+    """`trainbot --json cost`: the period, the totals, one row per ``by`` subject (most
+    first), the top jobs. ``committed_usd``: the ceiling of what still runs (a month's
+    report); ``versions``: ended versions counted in ``spent_usd``; ``channel``: the
+    channel of a digest (null otherwise)."""
+    total = _cost_row(report.total)
+    del total["subject"]
+    return {
+        "period": report.period, "since": _time(report.since), "until": _time(report.until),
+        "by": report.by, "total": total, "rows": [_cost_row(r) for r in report.rows],
+        "top_jobs": [_cost_row(r) for r in report.top_jobs], "channel": report.channel,
+    }
+
+
+def budgets_data(standings: Sequence[BudgetStanding]) -> list[JSON]:
+    """`trainbot --json budget`: each budget with its month so far (``used_usd`` = spent +
+    the ceiling of what still runs; ``percent`` of ``limit_usd``)."""
+    return [{
+        "scope": s.budget.scope.value, "subject": s.budget.subject,
+        "limit_usd": s.budget.limit_usd, "policy": s.budget.policy.value, "month": s.month,
+        "used_usd": round(s.used_usd, 4), "percent": round(s.percent, 2),
+        "source": s.budget.source, "spent_usd": round(s.entry.spent_usd, 4),
+        "committed_usd": round(max(0.0, s.entry.committed_usd), 4),
+        "set_by": s.budget.set_by or None, "set_at": _time(s.budget.set_at),
+    } for s in standings]

@@ -18,6 +18,7 @@ from bot.domain import (
 )
 from bot.ports import Links
 from bot.services.queries import StatusOverview, VersionDiff
+from bot.views.costs import usd
 from bot.views.doc import Button, Doc
 from bot.views.help import help_doc
 from bot.views.mrkdwn import code, esc, link, mention
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 KEY_PARAMS = 8
+# How a budget's reason for an approval begins (``bot.services.budgets.OverBudget.reason``).
+OVER_BUDGET = "over budget: "
 # Each "Start" button of a preset list has its own action_id (Slack refuses two equal ones in
 # one block); the app listens for the prefix.
 START_PRESET = "start_preset"
@@ -144,6 +147,8 @@ def version_card(version: JobVersion, links: Links, *, algorithm: Algorithm | No
     if v.compute_note:
         fields.append(("Compute", esc(_compute_note(v.compute_note))))
     doc.add(_params(v), fields=fields)
+    if v.status is Status.QUEUED and v.queue_reason and not v.backend_job_name:
+        doc.add(f":hourglass_flowing_sand: Waiting: {esc(_clip(v.queue_reason, 500))}")
     objective = algorithm.objective.metric if algorithm else None
     if v.progress and not v.status.terminal:
         doc.add(_progress(v, objective))
@@ -352,11 +357,20 @@ def approval_doc(a: Approval, v: JobVersion, *, estimated_cost: float | None = N
     doc = Doc(title=f":raising_hand: {mention(a.requested_by)} {asks} to run "
                     f"*{esc(a.job)} v{a.version}*{base}")
     changes = ", ".join(f"{code(k)}={code(v_)}" for k, v_ in a.overrides.items()) or "no changes"
-    fields = [("Changes", changes), ("Pool", code(a.pool)),
-              ("Estimated cost", f"≤ ${cost:.2f}" if cost is not None else "—")]
+    estimate = f"≤ {usd(cost)}" if cost is not None else "—"
+    if cost is not None and v.spec.spot and v.estimated_spot_cost_usd is not None:
+        estimate += f" · spot ≈ {usd(v.estimated_spot_cost_usd)}"
+    fields = [("Changes", changes), ("Pool", code(a.pool)), ("Estimated cost", estimate)]
     if a.pending:
         fields.append(("Expires", f"{a.expires_at:%Y-%m-%d %H:%M} UTC"))
-    doc.add(f"Why approval: {esc(a.reason)}", fields=fields)
+    # A budget's reason ("over budget: $X of $Y used …") is what an approver weighs: it
+    # stands out on its own line; the pool's or the policy's reason comes first.
+    why, over, budget = a.reason.partition(OVER_BUDGET)
+    why = why.strip().rstrip(";").strip()
+    lines = [f":money_with_wings: *Over budget:* {esc(budget.strip())}"] if over else []
+    if why or not over:
+        lines.append(f"Why approval: {esc(why)}")
+    doc.add("\n".join(lines), fields=fields)
     if a.pending:
         doc.buttons.append(Button("Approve", "approve_request", a.id, style="primary"))
         doc.buttons.append(Button("Reject", "reject_request", a.id, style="danger"))
@@ -456,12 +470,25 @@ def _timing(v: JobVersion, now: datetime | None) -> str:
 
 
 def _cost(v: JobVersion) -> str:
+    """What the version costs: after its end what it did (and, on spot, what spot saved);
+    before, its ceiling — the pool's price for its whole max runtime — and, on spot, the
+    figure with the pool's expected discount."""
     if v.actual_cost_usd is not None:
-        return f"${v.actual_cost_usd:.2f} actual" + (
-            f" (est. ≤ ${v.estimated_cost_usd:.2f})" if v.estimated_cost_usd else "")
+        return f"{usd(v.actual_cost_usd)} actual" + (
+            f" · spot saved {usd(v.spot_saving_usd)}" if v.spot_saving_usd else "")
     if v.status.terminal and not v.backend_job_name:
         return "none (never launched)"
-    return f"≤ ${v.estimated_cost_usd:.2f} est." if v.estimated_cost_usd is not None else "—"
+    return _estimate(v) or "—"
+
+
+def _estimate(v: JobVersion) -> str:
+    """``≤ $33.79 ceiling · spot ≈ $10.14`` (the spot figure on spot only); "" if unpriced."""
+    if v.estimated_cost_usd is None:
+        return ""
+    text = f"≤ {usd(v.estimated_cost_usd)} ceiling"
+    if v.spec.spot and v.estimated_spot_cost_usd is not None:
+        text += f" · spot ≈ {usd(v.estimated_spot_cost_usd)}"
+    return text
 
 
 def _age(d: timedelta) -> str:

@@ -20,7 +20,8 @@ _EMOJI = {
     "brain": "🧠", "bookmark": "🔖", "package": "📦", "ballot_box_with_check": "☑", "gift": "🎁",
     "satellite": "📡", "zzz": "💤", "arrow_up": "↑", "arrow_down": "↓", "wastebasket": "🗑",
     "raising_hand": "🙋", "recycle": "♻", "mag": "🔍", "trophy": "🏆",
-    "double_vertical_bar": "⏸",
+    "double_vertical_bar": "⏸", "moneybag": "💰", "bar_chart": "📊", "rotating_light": "🚨",
+    "money_with_wings": "💸",
 }
 _SHORTCODE = re.compile(r":([a-z_]+):")
 

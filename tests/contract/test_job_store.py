@@ -34,6 +34,7 @@ from bot.domain import (
     Status,
     TrainingJob,
 )
+from bot.domain.cost import Full
 from bot.ports import JobStore
 from tests.contract.conftest import TABLE, AtomicRequests
 
@@ -588,7 +589,7 @@ def test_a_claimed_backend_name_is_found_at_once(store: JobStore) -> None:
 
     claimed = store.claim_launch(claim(v1))
 
-    assert claimed is not None and claimed.revision == 2 and not claimed.pool_slot
+    assert isinstance(claimed, JobVersion) and claimed.revision == 2 and not claimed.pool_slot
     assert store.find_by_backend_name("tb-demo-v1") == claimed == store.get_version("demo", 1)
 
 
@@ -611,7 +612,8 @@ def test_claim_launch_is_compare_and_set(store: JobStore) -> None:
     with pytest.raises(StaleWrite):
         store.claim_launch(claim(v1), slots=1)
 
-    assert store.claim_launch(claim(store.get_version("demo", 1)), slots=1) is not None
+    assert isinstance(store.claim_launch(claim(store.get_version("demo", 1)), slots=1),
+                      JobVersion)
 
 
 def test_a_pool_place_is_held_until_the_version_ends_and_given_back_once(
@@ -622,15 +624,16 @@ def test_a_pool_place_is_held_until_the_version_ends_and_given_back_once(
     v3, _ = store.add_version(draft())
 
     held = store.claim_launch(claim(v1), slots=1)
-    assert held is not None and held.pool_slot
-    assert store.claim_launch(claim(v2), slots=1) is None
+    assert isinstance(held, JobVersion) and held.pool_slot
+    assert store.claim_launch(claim(v2), slots=1) == Full(cap="pool:cpu-small", limit=1)
     assert store.get_version("demo", 2) == v2  # nothing written
 
     ended = store.save_version(held.transition(Status.FAILED, at=T0))
     assert not ended.pool_slot
     store.save_version(ended.model_copy(update={"failure_reason": "again"}))  # a late event
-    assert store.claim_launch(claim(v2), slots=1) is not None
-    assert store.claim_launch(claim(v3), slots=1) is None  # the place came back only once
+    assert isinstance(store.claim_launch(claim(v2), slots=1), JobVersion)
+    # the place came back only once
+    assert store.claim_launch(claim(v3), slots=1) == Full(cap="pool:cpu-small", limit=1)
 
 
 def test_concurrent_claims_for_the_last_place_have_one_winner(store: JobStore) -> None:
@@ -639,7 +642,7 @@ def test_concurrent_claims_for_the_last_place_have_one_winner(store: JobStore) -
 
     claimed = concurrently(8, lambda i: store.claim_launch(claim(versions[i]), slots=1))
 
-    assert len([c for c in claimed if c is not None]) == 1
+    assert len([c for c in claimed if isinstance(c, JobVersion)]) == 1
     assert sum(v.pool_slot for v in store.list_versions("demo")) == 1
 
 

@@ -10,7 +10,11 @@ from bot.commands import (
     COMMANDS,
     Algorithms,
     Approve,
+    BudgetList,
+    BudgetRemove,
+    BudgetSet,
     Command,
+    Cost,
     Diff,
     Eval,
     Help,
@@ -92,6 +96,14 @@ from bot.domain import InvalidInput
      "--pool gpu-1 --data train=s3://b/p",
      Sweep(preset="fast", assignments={"lr": "0.1|0.2"}, objective="validation:f1",
            strategy="random", pool="gpu-1", data={"train": "s3://b/p"})),
+    ("budget", BudgetList()),
+    ("budget set <#C0123|general> 500", BudgetSet(scope="channel", subject="C0123",
+                                                   limit_usd=500.0)),
+    ("budget set @U0ANA $1,200 --policy refuse", BudgetSet(scope="user", subject="U0ANA",
+                                                           limit_usd=1200.0, policy="refuse")),
+    ("budget remove #C0123", BudgetRemove(scope="channel", subject="C0123")),
+    ("cost --month 2026-11 --by user", Cost(month="2026-11", by="user")),
+    ("cost --since 7d", Cost(since="7d")),
     ("sweep --from digits v3 lr=0.001..0.01:log --trials 4",
      Sweep(from_job="digits", from_version=3, assignments={"lr": "0.001..0.01:log"}, trials=4)),
     ("algorithms", Algorithms()),
@@ -108,7 +120,8 @@ def test_every_verb_has_a_command_class() -> None:
     verbs = {type(parse(text)).verb for text in (
         "help", "algorithms", "pools", "start x", "rerun j", "stop j", "status", "versions j",
         "show j", "diff j 1 2", "lineage j", "eval j", "logs j", "tb j", "preset list",
-        "approve r", "reject r", "model register j", "models", "sweep x a=1..2")}
+        "approve r", "reject r", "model register j", "models", "sweep x a=1..2", "budget",
+        "cost")}
     assert verbs == set(COMMANDS)
 
 
@@ -138,6 +151,12 @@ def test_every_verb_has_a_command_class() -> None:
     ("sweep algo lr=1..2 --trials many", "whole number"),
     ("sweep algo lr=1..2 --parallel 0", "whole number"),
     ("sweep algo lr=1..2 --grid", "not an option"),
+    ("budget set #general 500", "neither a channel"),
+    ("budget set <#C0123|general> lots", "not an amount"),
+    ("budget set <#C0123|general> -5", "above 0"),
+    ("budget set @U0123 5 --policy maybe", "approve"),
+    ("budget frobnicate", "not a budget subcommand"),
+    ("cost march", "Unexpected"),
 ])
 def test_bad_input_names_problem_and_usage(text: str, needle: str) -> None:
     with pytest.raises(InvalidInput) as err:

@@ -75,8 +75,9 @@ def test_a_sweep_launches_its_trials_as_versions_and_ends_told_once() -> None:
     versions = deps.store.list_versions("sw")
     assert sorted(v.trial for v in versions) == [0, 1, 2, 3, 4]
     assert all(v.spec.hyperparameters["epochs"] == 5 for v in versions)  # fixed k=v
-    assert all(v.channel is None and v.request_key == f"sweep:sw:trial:{v.trial}"
-               for v in versions)  # no card of their own: the sweep's card tells
+    # The sweep's channel (for caps and spend), but no card or announcement of their own.
+    assert all(v.channel == "C1" and not v.outbox and not v.message_ts
+               and v.request_key == f"sweep:sw:trial:{v.trial}" for v in versions)
     done = deps.store.get_sweep("sw")
     assert done.status is SweepStatus.COMPLETED and done.outbox == []
     assert _calls(deps, "sweep ended") == [("sweep ended", ("sw", SweepStatus.COMPLETED))]

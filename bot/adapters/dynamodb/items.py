@@ -68,6 +68,7 @@ __all__ = [
     "approval_item",
     "backend_pointer_item",
     "guard_item",
+    "holdings",
     "job_from_item",
     "job_item",
     "model_from_item",
@@ -153,18 +154,31 @@ def version_state(version: JobVersion) -> dict[str, dict[str, str] | None]:
     part = sparse_partition(prefix, shard) if prefix else None
     ended = timestamp(version.ended_at) if version.ended_at else None
     backend = version.backend_job_name
-    holds_slot = version.pool_slot and active
     return {
         "state": text(version.model_dump_json(exclude=set(_STATE_EXCLUDE))),
-        # Present while the version holds a place of its pool: the write that gives the
-        # place back is conditional on it, so a place is never given back twice.
-        "slot": text(version.spec.pool) if holds_slot else None,
+        **holdings(version),
         "status": text(version.status.value),
         f"{ACTIVE_INDEX}PK": text(part) if part else None,
         f"{ACTIVE_INDEX}SK": text(f"{timestamp(version.created_at)}#{tail}") if part else None,
         f"{BACKEND_INDEX}PK": text(backend_partition(backend)) if backend else None,
         f"{ENDED_INDEX}PK": text(ended_partition(ended[:10])) if ended else None,
         f"{ENDED_INDEX}SK": text(f"{ended}#{tail}") if ended else None,
+    }
+
+
+def holdings(version: JobVersion) -> dict[str, dict[str, str] | None]:
+    """What the version holds of the store's, beside its JSON, for the conditions of the
+    writes that take and give it back (``None``: absent): ``slot`` while it holds a place of
+    its pool, ``caps`` while it holds places of caps, ``charge`` once it was charged to the
+    ledger (its amount, periods, keys and whether it was settled). Every version write
+    requires them to be what the writer read, so a place is never given back twice nor a
+    charge settled twice (see :mod:`.version_writes`)."""
+    charge = [version.charged_usd, version.charge_periods, version.charge_keys,
+              version.charge_settled]
+    return {
+        "slot": text(version.spec.pool) if version.pool_slot else None,
+        "caps": text(json.dumps(version.caps)) if version.caps else None,
+        "charge": text(json.dumps(charge)) if version.charged_usd is not None else None,
     }
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "ACTIVE",
     "ACTIVE_SWEEPS",
     "ALL_JOBS",
+    "BUDGETS",
     "META",
     "MODEL_GROUPS",
     "OUTBOX",
@@ -25,15 +26,20 @@ __all__ = [
     "approval_key",
     "backend_key",
     "backend_partition",
+    "budget_key",
+    "cap_key",
     "channel_partition",
     "ended_partition",
     "guard_key",
     "job_key",
     "job_partition",
+    "ledger_key",
+    "ledger_partition",
     "model_group_key",
     "model_partition",
     "model_source_key",
     "model_version_key",
+    "notice_key",
     "number",
     "pool_key",
     "preset_key",
@@ -64,6 +70,7 @@ ACTIVE_SWEEPS = "SWEEPS#ACTIVE"
 # The sort key of a sweep's request-key guard and backend-name pointer: beside the versions'
 # (``META``) in the same partitions, never the same item.
 SWEEP = "SWEEP"
+BUDGETS = "BUDGETS"  # every budget, one item each (sort key: <scope>#<subject>)
 
 
 def text(value: str) -> dict[str, str]:
@@ -196,3 +203,33 @@ def sweep_guard_key(request_key: str) -> Item:
 def sweep_backend_key(backend_name: str) -> Item:
     """Which sweep named its backend (tuning) job ``backend_name``."""
     return {"PK": text(backend_partition(backend_name)), "SK": text(SWEEP)}
+
+
+def cap_key(cap: str) -> Item:
+    """A cap's counter (``user:U1``, ``pool-channel:gpu-1:C1``…): ``active``, the places of
+    it held by versions. A pool's own cap is its ``POOL#`` item."""
+    return {"PK": text(f"CAP#{cap}"), "SK": text(META)}
+
+
+def ledger_partition(period: str) -> str:
+    """Every ledger key of one period (``2026-11``, ``2026-W48``): listing it is one Query."""
+    return f"LEDGER#{period}"
+
+
+def ledger_key(period: str, key: str) -> Item:
+    return {"PK": text(ledger_partition(period)), "SK": text(key)}
+
+
+def budget_key(scope: str, subject: str) -> Item:
+    """A budget, in the one partition of budgets, by scope then subject."""
+    return {"PK": text(BUDGETS), "SK": text(f"{scope}#{subject}")}
+
+
+def notice_key(notice: str) -> Item:
+    """Whether a notice (``alert:channel:C1:2026-11:80``) was told, or who claims it."""
+    return {"PK": text(f"NOTICE#{notice}"), "SK": text(META)}
+
+
+def record_key(key: str) -> Item:
+    """A small document kept by compare-and-set (``top-jobs:2026-11``)."""
+    return {"PK": text(f"RECORD#{key}"), "SK": text(META)}

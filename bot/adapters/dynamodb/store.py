@@ -8,6 +8,7 @@ Nothing here scans the table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -17,7 +18,6 @@ from bot.adapters.dynamodb.items import (
     algorithm_from_item,
     approval_from_item,
     approval_item,
-    backend_pointer_item,
     job_from_item,
     preset_from_item,
     preset_item,
@@ -50,6 +50,7 @@ from bot.adapters.dynamodb.keys import (
 )
 from bot.adapters.dynamodb.model_versions import ModelVersions
 from bot.adapters.dynamodb.reads import TableReads
+from bot.adapters.dynamodb.spend import Spend
 from bot.adapters.dynamodb.sweeps import Sweeps
 from bot.adapters.dynamodb.transactions import (
     CHECK_FAILED,
@@ -60,6 +61,7 @@ from bot.adapters.dynamodb.transactions import (
     retryable,
     transact,
 )
+from bot.adapters.dynamodb.version_writes import NOTHING_HELD, VersionWrites
 from bot.adapters.dynamodb.writes import (
     algorithm_hide_update,
     algorithm_pointer_put,
@@ -67,11 +69,8 @@ from bot.adapters.dynamodb.writes import (
     allocation,
     approval_message_update,
     decide_update,
-    pool_claim,
-    pool_release,
     preset_delete,
     put_new,
-    version_update,
 )
 from bot.adapters.dynamodb_schema import (
     ACTIVE_INDEX,
@@ -92,9 +91,9 @@ from bot.domain import (
     ModelVersion,
     NotFound,
     Preset,
-    StaleWrite,
     TrainingJob,
 )
+from bot.domain.cost import Budget, BudgetScope, Full, LedgerEntry
 from bot.domain.sweep import Sweep
 from bot.ports import Clock
 
@@ -128,6 +127,8 @@ class DynamoStore:
         self._reads = TableReads(self._client, table_name)
         self._models = ModelVersions(self._client, self._reads)
         self._sweeps = Sweeps(self._client, self._reads)
+        self._versions = VersionWrites(self._client, self._reads)
+        self._spend = Spend(self._client, self._reads)
 
     # -- jobs and versions ------------------------------------------------------------
 
@@ -146,6 +147,7 @@ class DynamoStore:
             replayed = self._by_request_key(draft.request_key)
             if replayed is not None:
                 return replayed, False
+        draft = draft.model_copy(update=NOTHING_HELD)  # only claims and ends move them
         latest = 0 if new_job is not None else self._latest_version(draft.job)
         for attempt in range(MAX_ALLOCATION_ATTEMPTS):
             if attempt:
@@ -235,61 +237,18 @@ class DynamoStore:
                 if item["SK"]["S"].startswith(VERSION_PREFIX)]
 
     def save_version(self, version: JobVersion) -> JobVersion:
-        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored.
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored, and
+        what the version holds of the store's (:data:`~.version_writes.OWNED`) too. The write
+        that ends it gives its places back and settles its charge, in one transaction."""
+        return self._versions.save(version)
 
-        A version that ends while holding a pool place gives it back in the same
-        transaction (the pool's counter goes down by one).
-        """
-        if version.pool_slot and version.status.terminal:
-            return self._save_releasing(version.model_copy(update={"pool_slot": False}))
-        return version_from_item(conditional_update(
-            self._client, version_update(self.table_name, version),
-            lambda exc: self._raise_stale(version, exc)))
-
-    def _save_releasing(self, version: JobVersion) -> JobVersion:
-        update = version_update(self.table_name, version, releasing=True)
-        try:
-            transact(self._client,
-                     [{"Update": update}, pool_release(self.table_name, version.spec.pool)])
-        except ClientError as exc:
-            if cancellation_codes(exc)[0] != CHECK_FAILED:
-                raise
-            self._raise_stale(version, exc)
-        return version.model_copy(update={"revision": version.revision + 1})
-
-    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None,
+                     caps: Mapping[str, int] | None = None) -> JobVersion | Full:
         """See :meth:`bot.ports.JobStore.claim_launch`. One transaction: the version
-        (compare-and-set), the ``BACKEND#<name>`` pointer (must be new) and, with ``slots``,
-        the pool's counter (``active < slots``)."""
-        if slots is not None:
-            version = version.model_copy(update={"pool_slot": True})
-        items = [{"Update": version_update(self.table_name, version)},
-                 put_new(self.table_name, backend_pointer_item(version))]
-        if slots is not None:
-            items.append(pool_claim(self.table_name, version.spec.pool, slots=slots))
-        try:
-            transact(self._client, items)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes[0] == CHECK_FAILED:
-                self._raise_stale(version, exc)
-            if codes[1] == CHECK_FAILED:
-                raise Conflict(
-                    f"Backend job name `{version.backend_job_name}` is already in use."
-                ) from exc
-            if len(codes) > 2 and codes[2] == CHECK_FAILED:
-                return None  # every place of the pool is held
-            raise
-        return version.model_copy(update={"revision": version.revision + 1})
-
-    def _raise_stale(self, version: JobVersion, exc: ClientError) -> NoReturn:
-        old = exc.response.get("Item") or self._reads.get(version_key(version.job, version.number))
-        if old is None:
-            raise NotFound(f"No version {version.number} of job `{version.job}`.") from exc
-        raise StaleWrite(
-            f"{version.label} changed meanwhile (revision {old['revision']['N']}, "
-            f"written from {version.revision})."
-        ) from exc
+        (compare-and-set), the ``BACKEND#<name>`` pointer (must be new), with ``slots`` the
+        pool's counter (``active < slots``), each cap's counter (``active < limit``) and the
+        charged ledger counters (:mod:`.version_writes`)."""
+        return self._versions.claim(version, slots=slots, caps=caps)
 
     def find_by_backend_name(self, backend_job_name: str) -> JobVersion | None:
         """Through the ``BACKEND#<name>`` pointer written with the launch's claim, then the
@@ -476,6 +435,38 @@ class DynamoStore:
     def find_sweep_by_backend_name(self, backend_name: str) -> Sweep | None:
         return self._sweeps.by_backend_name(backend_name)
 
+    # -- spend (in :mod:`.spend`) ------------------------------------------------------
+
+    def get_ledger(self, period: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        return self._spend.get_ledger(period, keys)
+
+    def list_ledger(self, period: str, dimension: str | None = None) -> list[LedgerEntry]:
+        return self._spend.list_ledger(period, dimension)
+
+    def put_budget(self, budget: Budget) -> Budget:
+        return self._spend.put_budget(budget)
+
+    def get_budget(self, scope: BudgetScope, subject: str) -> Budget | None:
+        return self._spend.get_budget(scope, subject)
+
+    def list_budgets(self) -> list[Budget]:
+        return self._spend.list_budgets()
+
+    def delete_budget(self, scope: BudgetScope, subject: str) -> None:
+        self._spend.delete_budget(scope, subject)
+
+    def claim_notice(self, key: str, *, now: datetime, lease: timedelta) -> bool:
+        return self._spend.claim_notice(key, now=now, lease=lease)
+
+    def settle_notice(self, key: str, *, told: bool) -> None:
+        self._spend.settle_notice(key, told=told)
+
+    def get_record(self, key: str) -> tuple[dict | None, int]:
+        return self._spend.get_record(key)
+
+    def put_record(self, key: str, value: dict, *, revision: int) -> bool:
+        return self._spend.put_record(key, value, revision=revision)
+
     # -- approvals --------------------------------------------------------------------
 
     def create_approval(self, approval: Approval) -> Approval:
@@ -510,18 +501,9 @@ class DynamoStore:
         """See :meth:`bot.ports.JobStore.decide_approval_and_version`: one transaction, the
         approval conditional on being undecided, the version on its revision."""
         decide = decide_update(self.table_name, approval_id, decision, by=by, at=at, note=note)
-        items = [{"Update": decide}, {"Update": version_update(self.table_name, version)}]
-        try:
-            transact(self._client, items)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes[0] == CHECK_FAILED:
-                self._raise_decided(approval_id, exc)
-            if codes[1] == CHECK_FAILED:
-                self._raise_stale(version, exc)
-            raise
-        return self.get_approval(approval_id), version.model_copy(
-            update={"revision": version.revision + 1})
+        saved = self._versions.save_after(
+            {"Update": decide}, version, lambda exc: self._raise_decided(approval_id, exc))
+        return self.get_approval(approval_id), saved
 
     def _raise_decided(self, approval_id: str, exc: ClientError) -> NoReturn:
         old = exc.response.get("Item") or self._reads.get(approval_key(approval_id))

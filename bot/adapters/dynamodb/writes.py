@@ -15,6 +15,7 @@ from bot.adapters.dynamodb.items import (
     algorithm_pointer_item,
     algorithm_version_item,
     guard_item,
+    holdings,
     job_item,
     model_source_item,
     model_state,
@@ -103,10 +104,11 @@ def allocation(table: str, stored: JobVersion, new_job: TrainingJob | None) -> l
 
 
 def _revision_update(table: str, key: Item, state: dict[str, dict[str, str] | None],
-                     revision: int, condition: str = "") -> dict:
+                     revision: int, condition: str = "",
+                     values: dict[str, dict[str, str]] | None = None) -> dict:
     """The Update that writes ``state`` (``None``: remove the attribute) and moves the
     revision on, if the stored revision is ``revision`` (and ``condition`` holds, which may
-    name the state's attributes as ``#name``/``:name``)."""
+    name the state's attributes as ``#name``/``:name``, and ``values``)."""
     names = {f"#{k}": k for k in state}
     present = {k: v for k, v in state.items() if v is not None}
     sets = ["revision = :next", *(f"#{k} = :{k}" for k in present)]
@@ -124,16 +126,27 @@ def _revision_update(table: str, key: Item, state: dict[str, dict[str, str] | No
             ":revision": number(revision),
             ":next": number(revision + 1),
             **{f":{k}": v for k, v in present.items()},
+            **(values or {}),
         },
     }
 
 
-def version_update(table: str, version: JobVersion, *, releasing: bool = False) -> dict:
-    """The Update (compare-and-set on ``revision``) that writes ``version``'s state;
-    ``releasing`` also requires the stored version to hold a pool place."""
+def version_update(table: str, version: JobVersion, *, held: JobVersion | None = None,
+                   charging: bool = False) -> dict:
+    """The Update (compare-and-set on ``revision``) that writes ``version``'s state, if the
+    stored version holds what ``held`` (by default ``version``) holds of the store's: its
+    pool place, its caps' places and its charge (:func:`~.items.holdings`); ``charging``:
+    if it was never charged instead."""
+    parts, values = [], {}
+    for name, value in holdings(held or version).items():
+        if value is None or (name == "charge" and charging):
+            parts.append(f"attribute_not_exists(#{name})")
+        else:
+            parts.append(f"#{name} = :held_{name}")
+            values[f":held_{name}"] = value
     return _revision_update(table, version_key(version.job, version.number),
-                            version_state(version), version.revision,
-                            "attribute_exists(#slot)" if releasing else "")
+                            version_state(version), version.revision, " AND ".join(parts),
+                            values)
 
 
 def pool_claim(table: str, pool: str, *, slots: int) -> dict[str, Any]:

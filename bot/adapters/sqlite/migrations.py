@@ -122,6 +122,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX sweeps_by_request_key ON sweeps (request_key)",
         "CREATE INDEX sweeps_active ON sweeps (created_at, name) WHERE active = 1",
     ),
+    (
+        # Spend: the ledger's counters, one row per (period, key), moved in the writes that
+        # claim and end versions; budgets; notices told once (or claimed until
+        # ``lease_until``). Caps' places are counted among the active versions, no table.
+        """CREATE TABLE ledger (
+            period TEXT NOT NULL,
+            key TEXT NOT NULL,
+            committed_usd REAL NOT NULL DEFAULT 0,
+            spent_usd REAL NOT NULL DEFAULT 0,
+            spot_saving_usd REAL NOT NULL DEFAULT 0,
+            versions INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (period, key)
+        )""",
+        """CREATE TABLE budgets (
+            scope TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (scope, subject)
+        )""",
+        """CREATE TABLE notices (
+            key TEXT PRIMARY KEY,
+            told INTEGER NOT NULL DEFAULT 0,
+            lease_until TEXT
+        )""",
+        # Small documents kept by compare-and-set (a period's top jobs).
+        """CREATE TABLE records (
+            key TEXT PRIMARY KEY,
+            revision INTEGER NOT NULL,
+            body TEXT NOT NULL
+        )""",
+    ),
 )
 
 

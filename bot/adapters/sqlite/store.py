@@ -3,7 +3,8 @@
 Every write that can race runs in ``BEGIN IMMEDIATE`` (one writer at a time, across threads and
 processes) or is a single conditional ``UPDATE``; readers never block writers (WAL). The schema
 is in :mod:`.migrations`, the rows in :mod:`.rows`, registered algorithms in :mod:`.algorithms`,
-registered models in :mod:`.model_versions`, sweeps in :mod:`.sweeps`.
+registered models in :mod:`.model_versions`, sweeps in :mod:`.sweeps`, spend (caps' places,
+the ledger, budgets, notices) in :mod:`.spend`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
-from bot.adapters.sqlite import algorithms, model_versions, sweeps
+from bot.adapters.sqlite import algorithms, model_versions, spend, sweeps
 from bot.adapters.sqlite.migrations import upgrade
 from bot.adapters.sqlite.rows import (
     APPROVAL_MUTABLE,
@@ -44,6 +45,7 @@ from bot.domain import (
     StaleWrite,
     TrainingJob,
 )
+from bot.domain.cost import Budget, BudgetScope, Full, LedgerEntry
 from bot.domain.sweep import Sweep
 
 __all__ = ["SqliteStore"]
@@ -130,6 +132,7 @@ class SqliteStore:
         """See :meth:`bot.ports.JobStore.add_version`."""
         if new_job is not None and new_job.name != draft.job:
             raise ValueError(f"new_job {new_job.name!r} is not the draft's job {draft.job!r}")
+        draft = draft.model_copy(update=spend.NOTHING_HELD)  # only claims and ends move them
         with self._write() as conn:
             if draft.request_key is not None:
                 row = conn.execute(
@@ -230,32 +233,46 @@ class SqliteStore:
         return [version_from_row(row) for row in rows]
 
     def save_version(self, version: JobVersion) -> JobVersion:
-        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored.
+        """Compare-and-set on ``revision``; fields fixed at creation are kept as stored, and
+        what the version holds of the store's (:data:`.spend.OWNED`) too.
 
-        A version that ends gives back its pool place (``pool_slot`` cleared), in this write.
+        A version that ends gives back its places (``pool_slot``, ``caps`` cleared) and
+        settles its charge to the ledger, in this write.
         """
         with self._write() as conn:
             return self._update_version(conn, version)
 
-    def claim_launch(self, version: JobVersion, *, slots: int | None = None) -> JobVersion | None:
+    def claim_launch(self, version: JobVersion, *, slots: int | None = None,
+                     caps: Mapping[str, int] | None = None) -> JobVersion | Full:
         """See :meth:`bot.ports.JobStore.claim_launch`: the places held are counted inside
-        the write lock, so two claims can't both see the last free one."""
+        the write lock, so two claims can't both see the last free one (:mod:`.spend`)."""
         with self._write() as conn:
-            if slots is not None:
-                held = conn.execute(
-                    "SELECT COUNT(*) FROM versions WHERE terminal = 0 "
-                    "AND json_extract(state, '$.pool_slot') = 1 "
-                    "AND json_extract(fixed, '$.spec.pool') = ?",
-                    (version.spec.pool,),
-                ).fetchone()[0]
-                if held >= slots:
-                    return None
-                version = version.model_copy(update={"pool_slot": True})
-            return self._update_version(conn, version)
+            claimed = spend.claim(conn, version, self._stored(conn, version),
+                                  slots=slots, caps=caps)
+            if isinstance(claimed, Full):
+                return claimed
+            return self._update_version(conn, claimed, kept=True)
 
-    def _update_version(self, conn: sqlite3.Connection, version: JobVersion) -> JobVersion:
-        if version.status.terminal and version.pool_slot:
-            version = version.model_copy(update={"pool_slot": False})
+    def _stored(self, conn: sqlite3.Connection, version: JobVersion) -> JobVersion:
+        """The stored version, if it still has ``version``'s revision (else ``StaleWrite``)."""
+        row = conn.execute(
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE job = ? AND number = ?",
+            (version.job, version.number),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"No version {version.number} of job `{version.job}`.")
+        if row["revision"] != version.revision:
+            raise StaleWrite(f"{version.label} changed meanwhile (revision {row['revision']}, "
+                             f"written from {version.revision}).")
+        return version_from_row(row)
+
+    def _update_version(self, conn: sqlite3.Connection, version: JobVersion, *,
+                        kept: bool = False) -> JobVersion:
+        """Write ``version`` holding what the stored one holds (unless ``kept`` already);
+        the write that ends it gives its places back and settles its charge."""
+        if not kept:
+            version = spend.kept(version, self._stored(conn, version))
+        version = spend.end(conn, version)
         try:
             rows = conn.execute(
                 "UPDATE versions SET revision = revision + 1, status = ?, terminal = ?, "
@@ -429,6 +446,43 @@ class SqliteStore:
 
     def find_sweep_by_backend_name(self, backend_name: str) -> Sweep | None:
         return sweeps.by_backend_name(self._conn(), backend_name)
+
+    # -- spend (in :mod:`.spend`) ------------------------------------------------------
+
+    def get_ledger(self, period: str, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        return spend.get_ledger(self._conn(), period, keys)
+
+    def list_ledger(self, period: str, dimension: str | None = None) -> list[LedgerEntry]:
+        return spend.list_ledger(self._conn(), period, dimension)
+
+    def put_budget(self, budget: Budget) -> Budget:
+        with self._write() as conn:
+            return spend.put_budget(conn, budget)
+
+    def get_budget(self, scope: BudgetScope, subject: str) -> Budget | None:
+        return spend.get_budget(self._conn(), scope, subject)
+
+    def list_budgets(self) -> list[Budget]:
+        return spend.list_budgets(self._conn())
+
+    def delete_budget(self, scope: BudgetScope, subject: str) -> None:
+        with self._write() as conn:
+            spend.delete_budget(conn, scope, subject)
+
+    def claim_notice(self, key: str, *, now: datetime, lease: timedelta) -> bool:
+        with self._write() as conn:
+            return spend.claim_notice(conn, key, now=now, lease=lease)
+
+    def settle_notice(self, key: str, *, told: bool) -> None:
+        with self._write() as conn:
+            spend.settle_notice(conn, key, told=told)
+
+    def get_record(self, key: str) -> tuple[dict | None, int]:
+        return spend.get_record(self._conn(), key)
+
+    def put_record(self, key: str, value: dict, *, revision: int) -> bool:
+        with self._write() as conn:
+            return spend.put_record(conn, key, value, revision=revision)
 
     # -- approvals --------------------------------------------------------------------
 
