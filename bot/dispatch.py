@@ -157,13 +157,14 @@ def execute(deps: Deps, cmd: Command, actor: Actor) -> Reply:
             return Reply(budgets_doc(standings), data=standings)
         case BudgetSet():
             set_to = budgets.set_budget(deps, user=actor.user, scope=BudgetScope(cmd.scope),
-                                        subject=cmd.subject, limit_usd=cmd.limit_usd,
+                                        subject=_subject(cmd.subject, actor),
+                                        limit_usd=cmd.limit_usd,
                                         policy=BudgetPolicy(cmd.policy))
             standing = budgets.standing(deps, [set_to], now=deps.clock.now())
             return Reply(budgets_doc(standing), data=standing)
         case BudgetRemove():
             budgets.remove_budget(deps, user=actor.user, scope=BudgetScope(cmd.scope),
-                                  subject=cmd.subject)
+                                  subject=_subject(cmd.subject, actor))
             return Reply(Doc(title="Budget removed."))
         case Cost():
             report = costs.cost_report(deps, month=cmd.month, since=cmd.since, by=cmd.by)
@@ -236,6 +237,18 @@ def _sweep(deps: Deps, c: SweepCommand, a: Actor) -> Reply:
 def sweep_reply(deps: Deps, sweep: Sweep, *, public: bool = False) -> Reply:
     trials = sweeps.sweep_trials(deps, sweep)
     return Reply(sweep_card(sweep, trials), public=public, data=(sweep, trials))
+
+
+def _subject(subject: str, actor: Actor) -> str:
+    """A budget's ``here``/``me`` as the channel or user the command came from."""
+    if subject == "me":
+        return actor.user
+    if subject == "here":
+        if not actor.channel:
+            raise InvalidInput("`here` means the Slack channel you type in; from the CLI give "
+                               "the channel's id (C…).")
+        return actor.channel
+    return subject
 
 
 def notify_chart(deps: Deps, channel: str, report: costs.CostReport) -> None:

@@ -74,6 +74,10 @@ class JobStore(Protocol):
         """
         ...
 
+    def find_by_request_key(self, request_key: str) -> JobVersion | None:
+        """The version stored under ``request_key`` (a retried Slack delivery's), if any."""
+        ...
+
     def get_job(self, name: str) -> TrainingJob: ...
 
     def list_jobs(self, *, channel: str | None = None, limit: int = 50) -> list[TrainingJob]:
@@ -441,7 +445,8 @@ class Chat(Protocol):
 
     def near_ceiling(self, version: JobVersion) -> None:
         """Say in the version's thread that it reached 80 % of its max runtime, with a Stop
-        button (best effort)."""
+        button (raises ``ChatUndelivered`` when Slack didn't take it; nothing without a
+        card)."""
         ...
 
     def cost_chart(self, channel: str, report: CostReport) -> None:

@@ -89,6 +89,11 @@ class MemoryStore:
                 self.keys[draft.request_key] = (job.name, number)
             return stored, True
 
+    def find_by_request_key(self, request_key):  # type: ignore[no-untyped-def]
+        with self._lock:
+            key = self.keys.get(request_key)
+            return self.versions[key] if key else None
+
     def get_job(self, name):  # type: ignore[no-untyped-def]
         try:
             return self.jobs[name]

@@ -76,8 +76,8 @@ USAGE: dict[str, str] = {
     "model": "model register JOB [vN] [--group NAME]  ·  model approve GROUP vN [--note TEXT]"
     "  ·  model reject GROUP vN [--reason TEXT]",
     "models": "models [GROUP]",
-    "budget": "budget  ·  budget set (#CHANNEL | @USER) USD [--policy approve|refuse]  ·  "
-    "budget remove (#CHANNEL | @USER)",
+    "budget": "budget  ·  budget set (here | #CHANNEL | @USER | me) USD "
+    "[--policy approve|refuse]  ·  budget remove (here | #CHANNEL | @USER | me)",
     "cost": "cost [--month 2026-11 | --since 7d] [--by user|channel|pool|algorithm]",
 }
 COMMANDS = tuple(USAGE)
@@ -468,9 +468,16 @@ _TARGET = re.compile(r"^<?(?P<sigil>[#@]?)(?P<id>[CGDUW][A-Z0-9]{2,20})(?:\|[^>]
 
 
 def _target(w: _Words, word: str) -> tuple[str, str]:
+    """``here`` (the channel the command is typed in) and ``me`` are resolved by the
+    dispatcher: Slack sends a typed ``#name`` as text, not as an id."""
+    if word.lower() in ("here", "#here"):
+        return "channel", "here"
+    if word.lower() in ("me", "@me"):
+        return "user", "me"
     m = _TARGET.match(word)
     if m is None:
-        raise w.error(f"`{_clip(word)}` is neither a channel (#channel) nor a user (@user).")
+        raise w.error(f"`{_clip(word)}` is neither a channel nor a user: write `here` (this "
+                      "channel), `me`, a channel or user id, or mention them.")
     ident = m["id"]
     return ("user" if ident[0] in "UW" else "channel"), ident
 

@@ -46,8 +46,11 @@ class Policy:
     def caps_for(self, version: JobVersion, pool: ResourcePool) -> dict[str, int]:
         """The caps a launch of ``version`` on ``pool`` takes a place in (key → limit),
         besides the pool's own ``max_concurrent``."""
+        return self.caps_of(version.requested_by, version.channel, pool)
+
+    def caps_of(self, user: str, channel: str | None, pool: ResourcePool) -> dict[str, int]:
+        """The caps a launch by ``user`` in ``channel`` on ``pool`` counts against."""
         caps: dict[str, int] = {}
-        user, channel = version.requested_by, version.channel
         if self.max_active_per_user is not None:
             caps[f"user:{user}"] = self.max_active_per_user
         if pool.max_active_per_user is not None:

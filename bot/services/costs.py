@@ -25,7 +25,7 @@ from bot.domain.cost import (
     week_start,
 )
 from bot.services.context import Deps
-from bot.services.versions import MAX_ATTEMPTS, mutate_version, notify, try_chat
+from bot.services.versions import MAX_ATTEMPTS, mutate_version, try_chat
 
 __all__ = ["BY", "CostReport", "cost_report", "note_job_spend", "send_weekly_digests",
            "top_jobs", "warn_near_ceiling"]
@@ -84,12 +84,14 @@ def note_job_spend(deps: Deps, version: JobVersion) -> None:
         return
     key = f"job:{version.job}"
     for period in version.charge_periods:
-        entry = deps.store.get_ledger(period, [key]).get(key)
-        if entry is None:
-            continue
-        row = _row(entry).model_copy(update={"subject": version.job, "committed_usd": 0.0})
         for _ in range(MAX_ATTEMPTS):
             doc, revision = deps.store.get_record(f"top-jobs:{period}")
+            # Read after the record: a concurrent end's newer total can't be overwritten.
+            entry = deps.store.get_ledger(period, [key]).get(key)
+            if entry is None:
+                break
+            row = _row(entry).model_copy(update={"subject": version.job,
+                                                 "committed_usd": 0.0})
             rows = {r["subject"]: r for r in (doc or {}).get("jobs", [])}
             rows[version.job] = row.model_dump()
             kept = sorted(rows.values(), key=lambda r: (-r["spent_usd"], r["subject"]))
@@ -164,26 +166,24 @@ def _span_words(span: timedelta) -> str:
 
 
 def send_weekly_digests(deps: Deps) -> list[str]:
-    """Post last week's spend to each channel that had some, once per channel and week
-    (a claimed notice: retried on the next pass when Slack didn't take it). Returns the
-    channels told."""
+    """Post last week's spend — the runs that ended in it — to each channel that had some,
+    once per channel and week (a claimed notice: retried on the next pass when Slack didn't
+    take it). Returns the channels told. One read of the week's ended versions (the index),
+    once a pass."""
     now = deps.clock.now()
     week = previous_week(now)
     start = week_start(week)
-    told = []
-    ended_in_week: list[JobVersion] | None = None
-    for entry in deps.store.list_ledger(week, "channel"):
-        if entry.spent_usd <= 0 and entry.versions == 0:
-            continue
-        channel = entry.subject
+    told: list[str] = []
+    # The week's runs that ended (what the digest sums), and so the channels that get one.
+    ended = [v for v in deps.store.list_ended_since(start)
+             if v.ended_at is not None and v.ended_at < start + timedelta(days=7)
+             and v.channel and v.actual_cost_usd]
+    for channel in sorted({v.channel for v in ended if v.channel}):
         key = f"digest:{channel}:{week}"
         if not deps.store.claim_notice(key, now=now, lease=DIGEST_LEASE):
             continue
-        if ended_in_week is None:  # read once for every channel
-            ended_in_week = [v for v in deps.store.list_ended_since(start)
-                             if v.ended_at is not None and v.ended_at < start + timedelta(days=7)]
         # By pool, not by user: a weekly digest mustn't ping everyone who spent.
-        report = _summed([v for v in ended_in_week if v.channel == channel], by="pool",
+        report = _summed([v for v in ended if v.channel == channel], by="pool",
                          since=start, until=start + timedelta(days=7), channel=channel,
                          period=week)
         _, error = try_chat(f"weekly digest of {channel}",
@@ -195,18 +195,26 @@ def send_weekly_digests(deps: Deps) -> list[str]:
 
 
 def warn_near_ceiling(deps: Deps, version: JobVersion) -> JobVersion:
-    """Warn once, in its thread, a running version that reached 80 % of its max runtime
-    (the flag is set before the chat hears, so a retry or a second pass says nothing)."""
+    """Warn once, in its card's thread, a running version that reached 80 % of its max
+    runtime: a claimed notice (a pass that couldn't tell it gives it back for the next), then
+    the version's flag so later passes skip it without a read. A version without a card (a
+    sweep's trial) is only flagged."""
     if version.ceiling_warned or version.status not in (Status.STARTING, Status.TRAINING) \
             or version.started_at is None:
         return version
     elapsed = (deps.clock.now() - version.started_at).total_seconds()
     if elapsed < CEILING_SHARE * version.spec.max_runtime_s:
         return version
-    before, after = mutate_version(
+    key = f"ceiling:{version.job}:{version.number}"
+    if version.message_ts and deps.store.claim_notice(key, now=deps.clock.now(),
+                                                      lease=DIGEST_LEASE):
+        _, error = try_chat(f"near-ceiling warning of {version.label}",
+                            partial(deps.chat.near_ceiling, version))
+        deps.store.settle_notice(key, told=error is None)
+        if error is not None:
+            return version  # told on the next pass
+    _, after = mutate_version(
         deps.store, version.job, version.number,
         lambda v: v.model_copy(update={"ceiling_warned": True})
         if not v.ceiling_warned and not v.status.terminal else v)
-    if after.ceiling_warned and not before.ceiling_warned:
-        notify("near ceiling", lambda: deps.chat.near_ceiling(after))
     return after

@@ -22,7 +22,7 @@ from bot.domain import (
 )
 from bot.domain.cost import Full, charge_keys, periods_of
 from bot.domain.naming import backend_job_name
-from bot.services.budgets import budgets_for, tell_alerts
+from bot.services.budgets import budgets_for, check_budgets, tell_alerts
 from bot.services.context import Deps
 from bot.services.versions import (
     MAX_ATTEMPTS,
@@ -87,7 +87,8 @@ def post_card(deps: Deps, version: JobVersion) -> JobVersion:
     return saved
 
 
-def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
+def launch_version(deps: Deps, version: JobVersion, *,
+                   full: set[str] | None = None) -> JobVersion:
     """Launch a QUEUED version on its pool, or leave it queued when a cap is full.
 
     The backend job name is recorded *before* the backend is called, so an event that
@@ -97,7 +98,8 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
     the user's and the channel's active-version caps (hard caps: of two launches racing for
     the last place, one stays queued; the version's end gives them back) — and charges its
     ceiling estimate to the month's and week's spend counters. A version left waiting says
-    why and its place in line (``queue_reason``, on its card).
+    why and its place in line (``queue_reason``, on its card); ``full`` collects the caps
+    found full (a dispatch skips who waits on them).
     """
     pool = deps.catalog.pool(version.spec.pool)
     algorithm = deps.algorithms.for_spec(version.spec)
@@ -107,6 +109,9 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
         current = deps.store.get_version(version.job, version.number)
         if current.status is not Status.QUEUED or current.backend_job_name:
             return current  # someone else launched it (a concurrent dispatch) or it was stopped
+        held = _over_budget(deps, current, pool)
+        if held is not None:
+            return held
         try:
             claimed = deps.store.claim_launch(
                 current.model_copy(update={"backend_job_name": name,
@@ -119,6 +124,8 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
             continue
         if isinstance(claimed, Full):
             log.info("%s stays queued: %s full", version.label, claimed.cap)
+            if full is not None:
+                full.add(claimed.cap)
             return _wait_in_line(deps, current, claimed)
         break
     else:
@@ -141,6 +148,40 @@ def launch_version(deps: Deps, version: JobVersion) -> JobVersion:
     )
     _tell_budget_alerts(deps, saved)
     return saved
+
+
+def _over_budget(deps: Deps, version: JobVersion, pool: ResourcePool) -> JobVersion | None:
+    """A version that waited (behind a cap, or in a sweep) is checked against its budgets
+    again as it launches — what launched meanwhile may have used them up: over a budget
+    that asks an approver it keeps waiting (its card says why), over one that refuses it
+    ends FAILED, never having run (the reason says the budget refused it). None when it may launch (or an approver already let it run)."""
+    if version.approved_by is not None or version.charged_usd is not None:
+        return None
+    estimate = pool.estimate_cost(version.spec.max_runtime_s, spot=version.spec.spot)
+    try:
+        over = check_budgets(deps, user=version.requested_by, channel=version.channel,
+                             estimate_usd=estimate)
+    except InvalidInput as refused:
+        why = refused.message
+        now = deps.clock.now()
+        before, after = mutate_version(
+            deps.store, version.job, version.number,
+            lambda v: v.transition(Status.FAILED, at=now, message=why)
+            .model_copy(update={"failure_reason": why})
+            if v.status is Status.QUEUED and not v.backend_job_name else v)
+        return tell_change(deps, before, after, "over budget") if after is not before \
+            else after
+    if over is None:
+        return None
+    reason = f"{over.reason} — it waits for room in the budget, or an admin raising it"
+    before, after = mutate_version(
+        deps.store, version.job, version.number,
+        lambda v: v.model_copy(update={"queue_reason": reason})
+        if v.status is Status.QUEUED and not v.backend_job_name and v.queue_reason != reason
+        else v)
+    if after is not before:
+        notify("card", lambda: deps.chat.progress(after))
+    return after
 
 
 def _tell_budget_alerts(deps: Deps, version: JobVersion) -> None:
@@ -236,10 +277,14 @@ def dispatch_queued(deps: Deps, pool_id: str | None = None) -> list[JobVersion]:
          and not v.backend_job_name),
         key=lambda v: v.created_at,
     )
+    full: set[str] = set()
     for version in queued:
+        if any(_waits_on(version, cap) for cap in full):
+            continue  # behind a cap this pass found full: its turn hasn't come
         try:
-            result = launch_version(deps, version)
-        except BackendError:
+            result = launch_version(deps, version, full=full)
+        except Exception:  # one version's trouble (a launch failure, a pool gone) is its own
+            log.exception("dispatching %s failed", version.label)
             continue
         if result.backend_job_name:
             launched.append(result)
@@ -260,14 +305,15 @@ def stop_version(deps: Deps, *, user: str, job: str, number: int | None = None) 
         if after.status.terminal:
             raise InvalidInput(f"{after.label} already ended ({after.status.value.lower()}).")
         version = after  # approved meanwhile: stop what it became
-    if not version.backend_job_name:
-        target, msg = Status.STOPPED, f"stopped by {user} before it launched"
-    else:
-        target, msg = Status.STOPPING, f"stop requested by {user}"
-    before, after = mutate_version(
-        deps.store, job, number, lambda v: v.transition(target, at=now, message=msg)
-    )
-    if after.backend_job_name and target is Status.STOPPING:
+    def stopped(v: JobVersion) -> JobVersion:
+        # Decided on the version read in the write: a dispatch may have launched it since.
+        if not v.backend_job_name:
+            return v.transition(Status.STOPPED, at=now,
+                                message=f"stopped by {user} before it launched")
+        return v.transition(Status.STOPPING, at=now, message=f"stop requested by {user}")
+
+    before, after = mutate_version(deps.store, job, number, stopped)
+    if after.backend_job_name and after.status is Status.STOPPING:
         try:
             deps.compute.stop(after)
         except BackendError as exc:

@@ -169,6 +169,12 @@ def _hours(seconds: int) -> str:
 def start_job(deps: Deps, req: LaunchRequest) -> tuple[JobVersion, Approval | None]:
     """Create a job and its v1 from an algorithm or a preset, then launch or ask approval."""
     deps.policy.check_channel(req.channel)
+    if req.request_key:
+        # A retried delivery: answered by what the first did (not checked again, since what
+        # it launched now counts against the budgets it passed).
+        replayed = deps.store.find_by_request_key(req.request_key)
+        if replayed is not None:
+            return replayed, _pending_approval(deps, replayed)
     base = None
     if req.preset:
         preset = deps.store.get_preset(deps.scope, req.preset)

@@ -77,13 +77,13 @@ def record_state_change(deps: Deps, event: TrainingJobStateChange) -> JobVersion
         notify("card", lambda: deps.chat.progress(after))
     if after.status is not before.status:
         after = tell_change(deps, before, after, "state change")
-        if after.status.terminal and (before.pool_slot or before.caps):
-            dispatch_queued(deps)  # its places are free: who waits for them goes
         if after.status.terminal and after.charged_usd is not None:
             try:
                 note_job_spend(deps, after)
             except Exception:  # the report's top jobs only; never the event
                 log.exception("noting the spend of %s failed", after.label)
+        if after.status.terminal and (before.pool_slot or before.caps):
+            dispatch_queued(deps)  # its places are free: who waits for them goes
     if after.trial is not None and (after.status is not before.status or
                                     after.metrics != before.metrics):
         trial_changed(deps, after)

@@ -49,6 +49,7 @@ from bot.domain.sweep import (
 from bot.domain.sweep_space import build_sweep_spec
 from bot.ports import Tuner
 from bot.services.approvals import check_can_decide
+from bot.services.budgets import check_budgets
 from bot.services.context import Deps
 from bot.services.launching import launch_version, stop_version
 from bot.services.requests import build_spec
@@ -158,14 +159,26 @@ def start_sweep(deps: Deps, req: SweepRequest) -> Sweep:
                             base=shared)
     name = validate_job_name(req.name) if req.name else _new_name(algorithm.id)
     now = deps.clock.now()
-    awaiting = deps.policy.needs_approval(pool, rerun=bool(req.from_job))
+    if tuner.launches_trials:
+        # The backend runs `parallel` trials at once, holding no place of trainbot's caps:
+        # the request itself must stay within them.
+        caps = deps.policy.caps_of(req.user, req.channel, pool)
+        if caps and req.parallel > min(caps.values()):
+            raise InvalidInput(
+                f"`--parallel {req.parallel}` is more than you may run at once "
+                f"({min(caps.values())}, the active-version caps).",
+                hint=f"Use `--parallel {min(caps.values())}` or less.")
+    # The whole sweep against the budgets: every trial's ceiling, before any launches.
+    trial_ceiling = pool.estimate_cost(spec.max_runtime_s, spot=spec.spot)
+    over = check_budgets(deps, user=req.user, channel=req.channel,
+                         estimate_usd=spec.trials * trial_ceiling)
+    awaiting = deps.policy.needs_approval(pool, rerun=bool(req.from_job)) or over is not None
     sweep = Sweep(name=name, spec=spec, requested_by=req.user,
                   status=SweepStatus.AWAITING_APPROVAL if awaiting else SweepStatus.RUNNING,
                   approval_id=secrets.token_hex(4) if awaiting else None,
                   created_at=now, updated_at=now, origin=origin, backend=tuner.name,
                   request_key=req.request_key, channel=req.channel,
-                  estimated_cost_usd=round(spec.trials * pool.estimate_cost(spec.max_runtime_s),
-                                           2))
+                  estimated_cost_usd=round(spec.trials * trial_ceiling, 2))
     job = TrainingJob(name=name, owner=req.user, channel=req.channel, created_at=now)
     try:
         stored, created = deps.store.create_sweep(sweep, job=job)
@@ -175,7 +188,8 @@ def start_sweep(deps: Deps, req: SweepRequest) -> Sweep:
     if not created:
         return stored  # a retried delivery: the first one did the work
     if stored.status is SweepStatus.AWAITING_APPROVAL:
-        return _request_approval(deps, stored, pool, rerun=bool(req.from_job))
+        return _request_approval(deps, stored, pool, rerun=bool(req.from_job),
+                                 over_budget=over.reason if over else None)
     stored = post_card(deps, stored)
     return begin(deps, stored, algorithm)
 
@@ -183,12 +197,15 @@ def start_sweep(deps: Deps, req: SweepRequest) -> Sweep:
 # --- approval of a whole sweep ------------------------------------------------------------------
 
 
-def _request_approval(deps: Deps, sweep: Sweep, pool: ResourcePool, *, rerun: bool) -> Sweep:
+def _request_approval(deps: Deps, sweep: Sweep, pool: ResourcePool, *, rerun: bool,
+                      over_budget: str | None = None) -> Sweep:
     """Record the request (for every trial at once) and post the sweep's card, which carries
     Approve/Reject while it waits (the card is the request's card)."""
     assert sweep.approval_id is not None
     why = f"pool `{pool.id}` requires approval" if pool.requires_approval else (
-        "reruns need approval" if rerun else "launch needs approval")
+        "reruns need approval" if rerun and deps.policy.needs_approval(pool, rerun=True)
+        else "")
+    why = "; ".join(w for w in (why, over_budget) if w) or "launch needs approval"
     ceiling = (f"; ceiling ${sweep.estimated_cost_usd:,.2f} for {sweep.spec.trials} trials"
                if sweep.estimated_cost_usd else "")
     now = deps.clock.now()
@@ -377,7 +394,9 @@ def _create_trial(deps: Deps, tuner: Tuner, sweep: Sweep, trials: list[Trial]) -
                               message=f"trial {number} of sweep {sweep.name}")],
         created_at=now, updated_at=now, request_key=trial_request_key(sweep.name, number),
         channel=sweep.channel,  # charged and capped as the sweep's channel; no card of its own
-        estimated_cost_usd=pool.estimate_cost(sweep.spec.max_runtime_s))
+        estimated_cost_usd=pool.estimate_cost(sweep.spec.max_runtime_s),
+        estimated_spot_cost_usd=(pool.estimate_cost(sweep.spec.max_runtime_s, spot=True)
+                                 if sweep.spec.spot else None))
     version, _ = deps.store.add_version(draft)
     return version
 

@@ -347,13 +347,9 @@ class SlackChat:
         if not (v.channel and v.message_ts):
             return  # no card, no thread to say it in
         doc = near_ceiling_doc(v)
-        try:
-            slack_call(self.client.chat_postMessage, channel=v.channel, thread_ts=v.message_ts,
-                       text=fallback_text(doc), blocks=render_blocks(doc))
-        except ChatUndelivered:
-            pass  # logged with Slack's reason by slack_call
-        except Exception:
-            log.exception("could not warn %s near its max runtime", v.label)
+        # ChatUndelivered goes to the caller, which gives the notice back for the next pass.
+        slack_call(self.client.chat_postMessage, channel=v.channel, thread_ts=v.message_ts,
+                   text=fallback_text(doc), blocks=render_blocks(doc))
 
     def cost_chart(self, channel: str, report: CostReport) -> None:
         self._upload_cost_chart(channel, report)

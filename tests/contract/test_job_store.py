@@ -168,6 +168,13 @@ def test_request_key_replay_returns_the_stored_version_and_writes_nothing(
     assert store.get_job("demo").latest_version == 2
 
 
+def test_a_version_is_found_by_its_request_key(store: JobStore) -> None:
+    assert store.find_by_request_key("slack-1") is None
+    first = start(store, request_key="slack-1")
+    assert store.find_by_request_key("slack-1") == first
+    assert store.find_by_request_key("slack-2") is None
+
+
 def test_request_key_replay_of_a_new_job_is_not_a_conflict(store: JobStore) -> None:
     first = start(store, request_key="slack-1")
 

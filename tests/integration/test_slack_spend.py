@@ -266,7 +266,7 @@ def _version(**kw: Any) -> JobVersion:
     return JobVersion(**(fields | kw))
 
 
-def test_near_ceiling_goes_to_the_cards_thread_only_and_never_raises(
+def test_near_ceiling_goes_to_the_cards_thread_only_and_says_when_slack_refused(
         slack: LocalSlack) -> None:
     chat = _chat(slack)
     chat.near_ceiling(_version())  # no card: nowhere
@@ -279,7 +279,8 @@ def test_near_ceiling_goes_to_the_cards_thread_only_and_never_raises(
     (warning,) = card["replies"]
     assert '"stop_version"' in _blocks(warning) and warning.get("subtype") is None
     slack.fail_next("chat.postMessage", error="is_archived")
-    chat.near_ceiling(carded)  # refused: best effort
+    with pytest.raises(ChatUndelivered):  # the service gives the notice back for the next pass
+        chat.near_ceiling(carded)
 
 
 def test_a_sweeps_trial_never_gets_a_card_or_an_announcement(slack: LocalSlack) -> None:

@@ -3,6 +3,7 @@ the per-user cap queues and releases in turn, and a priced pool's run costs what
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -97,7 +98,7 @@ def test_five_starts_by_one_user_run_one_at_a_time_in_turn(capped: Any) -> None:
     by_start = sorted(versions, key=lambda v: v.started_at or v.created_at)
     waited = by_start[1:]
     assert waited == sorted(waited, key=lambda v: (v.created_at, v.job))
-    for earlier, later in zip(by_start, by_start[1:], strict=False):
+    for earlier, later in itertools.pairwise(by_start):
         assert earlier.ended_at is not None and later.started_at is not None
         assert later.started_at >= earlier.ended_at
 

@@ -113,4 +113,4 @@ def test_a_digest_report_names_its_channel() -> None:
 def test_cli_help_knows_the_new_commands() -> None:
     assert "trainbot cost [--month" in _usage("cost")
     assert "set and remove are for admins" in _usage("budget")
-    assert "trainbot budget set (#CHANNEL | @USER) USD" in _usage(None)
+    assert "trainbot budget set (here | #CHANNEL | @USER | me) USD" in _usage(None)

@@ -262,3 +262,90 @@ def test_a_running_version_near_its_ceiling_is_warned_once() -> None:
     reconcile(deps)
     assert _calls(deps, "near ceiling") == [v.label]
     assert deps.store.get_version(v.job, v.number).ceiling_warned
+
+
+# --- review fixes: what waited is checked again; sweeps; retries -----------------------------
+
+
+def test_versions_queued_behind_a_cap_are_checked_against_the_budget_as_they_launch() -> None:
+    deps = _deps(max_active_per_user=1)
+    budgets.set_budget(deps, user="UADMIN", scope=BudgetScope.USER, subject="U1",
+                       limit_usd=20.0, policy=BudgetPolicy.REFUSE)
+    first = _start(deps, max_runtime_s=3600)  # $0.23 holds the cap
+    waiting = [_start(deps, max_runtime_s=72 * 3600) for _ in range(3)]  # $16.56 each
+    assert all(not deps.store.get_version(v.job, v.number).backend_job_name for v in waiting)
+    _end(deps, first, BillableTimeInSeconds=60)
+    states = [deps.store.get_version(v.job, v.number) for v in waiting]
+    assert [bool(v.backend_job_name) for v in states] == [True, False, False]
+    _end(deps, states[0], BillableTimeInSeconds=72 * 3600)  # spent $16.56 of $20
+    refused = [deps.store.get_version(v.job, v.number) for v in waiting[1:]]
+    assert all(v.status is Status.FAILED and "over budget" in (v.failure_reason or "")
+               for v in refused)
+    assert deps.store.get_ledger(month_of(T0), ["user:U1"])["user:U1"].used_usd <= 20.0
+
+
+def test_over_an_approve_budget_a_waiting_version_keeps_waiting_and_says_why() -> None:
+    deps = _deps(max_active_per_user=1)
+    _budget(deps, 1.0)
+    first = _start(deps, max_runtime_s=3600)
+    second = _start(deps, max_runtime_s=3 * 3600)  # $0.69: fits the budget when asked
+    third = _start(deps, max_runtime_s=3 * 3600)
+    _end(deps, first, BillableTimeInSeconds=3600)  # $0.23 spent; the second launches
+    held = deps.store.get_version(third.job, third.number)
+    assert deps.store.get_version(second.job, second.number).backend_job_name
+    assert held.status is Status.QUEUED and not held.backend_job_name
+    assert held.queue_reason and held.queue_reason.startswith("over budget")
+
+
+def test_a_sweep_is_checked_against_the_budget_as_a_whole() -> None:
+    from bot.adapters.optuna_tuner import OptunaTuner
+    from bot.domain.sweep import SweepStatus
+    from bot.services.sweeps import SweepRequest, start_sweep
+
+    deps = _deps()
+    deps = Deps(store=deps.store, compute=deps.compute, catalog=deps.catalog,
+                clock=deps.clock, policy=deps.policy, chat=deps.chat, tuner=OptunaTuner())
+    _budget(deps, 10.0, BudgetPolicy.REFUSE)
+    request = SweepRequest(user="U1", algorithm="toy", assignments={"lr": "0.01..1"},
+                           trials=8, parallel=2, pool="cpu-small", channel="C1",
+                           max_runtime_s=72 * 3600, name="sw")
+    with pytest.raises(InvalidInput, match="over budget"):
+        start_sweep(deps, request)
+    budgets.set_budget(deps, user="UADMIN", scope=BudgetScope.CHANNEL, subject="C1",
+                       limit_usd=10.0)  # the same, asking an approver
+    sweep = start_sweep(deps, request)
+    assert sweep.status is SweepStatus.AWAITING_APPROVAL
+    approval = deps.store.get_approval(sweep.approval_id or "")
+    assert "over budget" in approval.reason and "for 8 trials" in approval.reason
+
+
+def test_a_retried_start_is_answered_by_the_first_not_refused_by_its_own_charge() -> None:
+    deps = _deps()
+    _budget(deps, 20.0, BudgetPolicy.REFUSE)
+    first = _start(deps, max_runtime_s=72 * 3600, request_key="T1:trigger")
+    again = _start(deps, max_runtime_s=72 * 3600, request_key="T1:trigger")
+    assert (again.job, again.number) == (first.job, first.number)
+
+
+def test_stopping_a_version_a_dispatch_just_launched_stops_the_backend_job() -> None:
+    from bot.services import launching
+
+    deps = _deps(max_active_per_user=1)
+    first = _start(deps)
+    waiting = _start(deps)
+    real = deps.store.get_version
+    calls = {"n": 0}
+
+    def racing_get(job: str, number: int) -> Any:
+        got = real(job, number)
+        # The stop read the version queued; a dispatch launches it right after that read.
+        if job == waiting.job and calls["n"] == 0:
+            calls["n"] += 1
+            _end(deps, first)
+        return got
+
+    deps.store.get_version = racing_get  # type: ignore[method-assign]
+    stopped = launching.stop_version(deps, user="U1", job=waiting.job)
+    deps.store.get_version = real  # type: ignore[method-assign]
+    assert stopped.backend_job_name and stopped.status is Status.STOPPING
+    assert stopped.backend_job_name in deps.compute.stopped  # type: ignore[attr-defined]

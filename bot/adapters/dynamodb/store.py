@@ -185,6 +185,9 @@ class DynamoStore:
     def _latest_version(self, job: str) -> int:
         return self.get_job(job).latest_version
 
+    def find_by_request_key(self, request_key: str) -> JobVersion | None:
+        return self._by_request_key(request_key)
+
     def _by_request_key(self, request_key: str) -> JobVersion | None:
         guard = self._reads.get(guard_key(request_key))
         if guard is None:

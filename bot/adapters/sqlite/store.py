@@ -192,6 +192,12 @@ class SqliteStore:
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"{version.label} clashes with a stored version: {exc}") from exc
 
+    def find_by_request_key(self, request_key: str) -> JobVersion | None:
+        row = self._conn().execute(
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE request_key = ?", (request_key,)
+        ).fetchone()
+        return version_from_row(row) if row is not None else None
+
     def get_job(self, name: str) -> TrainingJob:
         row = self._conn().execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
         if row is None:
