@@ -10,9 +10,12 @@ channels-last. *trainbot* is the preset's own code, imported from
 ``algorithms/image-classification`` — ``architectures.build_model``,
 ``step.configure_backends`` / ``plan_execution`` / ``make_optimizer`` / ``TrainStep``, set
 up as ``trainer.py`` sets them up (deterministic cuDNN, fused AdamW on CUDA). *plain* is the
-loop anyone would write, here: the same network, ``torch.autocast``, channels-last, the same
-optimizer kind with PyTorch's defaults, ``zero_grad`` / ``backward`` / ``step``, cuDNN left
-at PyTorch's defaults. Runs alternate trainbot, plain, trainbot, plain; each times ``--steps``
+loop anyone would write, here: the same network, ``torch.autocast``, channels-last,
+``zero_grad`` / ``backward`` / ``step``, cuDNN left at PyTorch's defaults — and the same
+optimizer implementation as trainbot's step (``plain_optimizer``: AdamW's fused CUDA kernel
+on GPUs, Nesterov SGD otherwise as trainbot builds it), so the ratio compares the steps'
+own code, not two optimizer kernels (PyTorch's default foreach AdamW is slower than fused).
+Runs alternate trainbot, plain, trainbot, plain; each times ``--steps``
 steps after warm-up steps; best of two each. The figure is trainbot ÷ plain (TARGET ≥ 0.95).
 On a GPU a third loop, plain with ``cudnn.benchmark = True`` (autotuned, not deterministic),
 is shown for information: what trainbot's determinism costs.
@@ -128,11 +131,7 @@ def plain_rate(mods: dict[str, Any], setup: Setup, *, autotune: bool = False) ->
     memory_format = torch.channels_last if cuda else torch.contiguous_format
     model = model.to(setup.device, memory_format=memory_format)
     model.train()
-    if setup.optimizer == "sgd":
-        optimizer: Any = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9,
-                                         nesterov=True, weight_decay=5e-4)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=5e-4)
+    optimizer = plain_optimizer(torch, model, setup)
     dtype = None
     if cuda:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -153,6 +152,19 @@ def plain_rate(mods: dict[str, Any], setup: Setup, *, autotune: bool = False) ->
 
     rate = _timed(torch, setup, one_step)
     return rate
+
+
+def plain_optimizer(torch: Any, model: Any, setup: Setup) -> Any:
+    """The plain loop's optimizer: written out here, but the same implementation that
+    trainbot's ``step.make_optimizer`` picks (fused AdamW on CUDA), so that the step ratio
+    compares like with like."""
+    hps = setup.hps
+    if setup.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=hps["lr"], momentum=hps["momentum"],
+                               nesterov=True, weight_decay=hps["weight_decay"])
+    fused = {"fused": True} if setup.device.type == "cuda" else {}
+    return torch.optim.AdamW(model.parameters(), lr=hps["lr"],
+                             weight_decay=hps["weight_decay"], **fused)
 
 
 def make_pictures(root: Path, count: int) -> None:

@@ -9,13 +9,15 @@ an image folder is listed and a sample of its files opened, not decoded whole.
 Normalisation: the `small` network standardises arrays with the training data's own mean and
 std per channel. The standard networks (`imagenet=True`) see what torchvision's ImageNet
 weights were trained on: 3 channels (grey repeated), values scaled to [0, 1], then ImageNet's
-mean and std. Image folders are always scaled by 1/255 and use ImageNet's mean and std (or
-0.5/0.25 for grey pictures).
+mean and std; their arrays stay as stored (`RawSplits`: dtype and size) and each batch is
+resized and standardised on the device, so 224x224 inputs never exist for the whole data set.
+Image folders are always scaled by 1/255 and use ImageNet's mean and std (or 0.5/0.25 for
+grey pictures).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "FolderSet",
     "FolderSplits",
     "ImageSet",
+    "RawSplits",
     "Splits",
     "load_builtin",
     "load_channel",
@@ -41,14 +44,17 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 GREY_MEAN, GREY_STD = [0.5], [0.25]
 DEFAULT_STANDARD_SIZE = 224
-_GREY_MODES = ("1", "L", "LA", "I", "I;16")
+# Pillow's one-channel modes; 16-bit and float pictures are brought to 8 bits when decoded
+# (pipeline.eight_bit).
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _SAMPLED = 32
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images [N,C,H,W] float32, labels as strings (mapped to classes by the caller).
-    `scale`: what divides the values into [0, 1] (255 for uint8 data)."""
+    """Images [N,C,H,W] (float32, or .npz data's own dtype: see `_STORED`), labels as strings
+    (mapped to classes by the caller). `scale`: what divides the values into [0, 1] (255 for
+    uint8 data)."""
 
     x: np.ndarray
     labels: np.ndarray
@@ -126,22 +132,37 @@ def _load_npz(name: str, root: Path) -> ImageSet:
     shapes = {x.shape[1:] for x in xs}
     if len(shapes) > 1:
         raise UserError(f"channel {name}: .npz files hold images of different shapes {shapes}")
-    x = np.concatenate(xs)
-    peak = float(np.abs(x).max()) if x.size else 1.0
+    if len({part.dtype for part in xs}) > 1:
+        xs = [part.astype(np.float32) for part in xs]
+    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+    peak = max(abs(float(x.max())), abs(float(x.min()))) if x.size else 1.0
     scale = 255.0 if all_uint8 else (1.0 if peak <= 1.0 else peak)
     return ImageSet(x, np.concatenate(ys), f"{root} (npz)", scale)
 
 
+# dtypes kept as stored (torch has them all, on every device); others become float32, and
+# uint16 (which torch barely supports) int32.
+_STORED = (np.uint8, np.int8, np.int16, np.int32, np.float16, np.float32)
+
+
+def _stored_dtype(x: np.ndarray) -> np.dtype:
+    if any(x.dtype == kept for kept in _STORED):
+        return x.dtype
+    return np.dtype(np.int32) if x.dtype == np.uint16 else np.dtype(np.float32)
+
+
 def _as_nchw(name: str, path: Path, x: np.ndarray) -> np.ndarray:
-    if not np.issubdtype(x.dtype, np.number):
+    """[N,C,H,W] in the stored dtype (see _STORED)."""
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise UserError(f"channel {name}: {path.name}: x must be numeric, not {x.dtype}")
+    dtype = _stored_dtype(x)
     if x.ndim == 3:
-        return x.astype(np.float32)[:, None, :, :]
+        return x.astype(dtype, copy=False)[:, None, :, :]
     if x.ndim == 4 and x.shape[1] <= 4:
-        return x.astype(np.float32)
+        return x.astype(dtype, copy=False)
     if x.ndim == 4 and x.shape[3] <= 4:
         # Channels-last arrays (what PIL and most loaders produce) are common enough to accept.
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(dtype, copy=False)
     raise UserError(
         f"channel {name}: {path.name}: x must be [N,H,W] or [N,C,H,W], got shape {list(x.shape)}"
     )
@@ -210,10 +231,37 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class RawSplits:
+    """Arrays for the standard networks, kept as stored (dtype, size: no float copy at the
+    network's size): each batch is resized (bilinear, antialiased) to `size`, divided by
+    `scale` (`val_scale` for the validation array), grey repeated to 3 channels (RGBA loses
+    alpha) and standardised with ImageNet's `mean` and `std` on the device (pipeline.py)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: list[str]
+    size: tuple[int, int]
+    source: str
+    scale: float = 1.0
+    val_scale: float = 1.0
+    grey_repeated: bool = False
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return 3, self.size[0], self.size[1]
+
+
+@dataclass(frozen=True)
 class FolderSplits:
     """Train and validation files of an image folder, decoded while training: resized and
     cropped to image_size square, `channels` 1 (grey) or 3, scaled by 1/255 and standardised
-    with `mean` and `std`."""
+    with `mean` and `std`. `imagenet`: the standard networks' geometry (random resized crop
+    and flip, centre 87.5 % for validation) rather than the small network's (the whole
+    centre square, shifted a few pixels)."""
 
     train_files: list[str]
     y_train: np.ndarray
@@ -226,6 +274,8 @@ class FolderSplits:
     std: list[float]
     source: str
     scale: float = 255.0
+    imagenet: bool = False
+    grey_repeated: bool = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -240,7 +290,7 @@ def make_splits(
     seed: int,
     imagenet: bool = False,
     image_size: int = 0,
-) -> Splits | FolderSplits:
+) -> Splits | FolderSplits | RawSplits:
     """Map labels to classes, hold out a stratified validation split when no validation
     channel was given, and settle the normalisation (see the module's docstring)."""
     if validation is not None and type(validation) is not type(train):
@@ -281,16 +331,19 @@ def make_splits(
             mean=GREY_MEAN if grey else IMAGENET_MEAN,
             std=GREY_STD if grey else IMAGENET_STD,
             source=train.source,
+            imagenet=imagenet,
+            grey_repeated=imagenet and train.grey and held.grey,
         )
     assert isinstance(held, ImageSet)
+    if imagenet:
+        return _raw_splits(train, held, train_rows, y_train, val_rows, y_val, classes, image_size)
     if held.x.shape[1:] != train.x.shape[1:]:
         raise UserError(
             f"validation images are {list(held.x.shape[1:])}, training images "
             f"{list(train.x.shape[1:])}; set image_size to bring both to one size"
         )
-    x_train, x_val = train.x[train_rows], held.x[val_rows]
-    if imagenet:
-        return _imagenet_splits(train, held, x_train, y_train, x_val, y_val, classes)
+    x_train = train.x[train_rows].astype(np.float32, copy=False)
+    x_val = held.x[val_rows].astype(np.float32, copy=False)
     mean = x_train.mean(axis=(0, 2, 3))
     std = x_train.std(axis=(0, 2, 3)) + 1e-6
     scale = (mean[None, :, None, None], std[None, :, None, None])
@@ -306,39 +359,44 @@ def make_splits(
     )
 
 
-def _imagenet_splits(
+def _raw_splits(
     train: ImageSet,
     held: ImageSet,
-    x_train: np.ndarray,
+    train_rows: np.ndarray,
     y_train: np.ndarray,
-    x_val: np.ndarray,
+    val_rows: np.ndarray,
     y_val: np.ndarray,
     classes: list[str],
-) -> Splits:
-    channels = x_train.shape[1]
-    if channels not in (1, 3, 4):
+    image_size: int,
+) -> RawSplits:
+    for images in (train, held):
+        if images.x.shape[1] not in (1, 3, 4):
+            raise UserError(
+                f"the standard networks take grey or RGB(A) images; these have "
+                f"{images.x.shape[1]} channels (use arch=small)"
+            )
+    if not image_size and held.x.shape[2:] != train.x.shape[2:]:
         raise UserError(
-            f"the standard networks take grey or RGB(A) images; these have {channels} "
-            "channels (use arch=small)"
+            f"validation images are {list(held.x.shape[1:])}, training images "
+            f"{list(train.x.shape[1:])}; set image_size to bring both to one size"
         )
-    mean = np.array(IMAGENET_MEAN, dtype=np.float32)[None, :, None, None]
-    std = np.array(IMAGENET_STD, dtype=np.float32)[None, :, None, None]
-
-    def normalise(x: np.ndarray, scale: float) -> np.ndarray:
-        x = x[:, :3] if channels == 4 else x  # RGBA: the alpha channel is dropped
-        x = np.repeat(x, 3, axis=1) if channels == 1 else x
-        return ((x / np.float32(scale) - mean) / std).astype(np.float32)
-
-    return Splits(
-        x_train=normalise(x_train, train.scale),
+    height, width = train.x.shape[2:]
+    # A holdout split of the train channel copies the selected rows (in the stored dtype);
+    # with a validation channel both arrays are used as they are.
+    split = held is train
+    x_train = train.x[train_rows] if split else train.x
+    x_val = held.x[val_rows] if split else held.x
+    return RawSplits(
+        x_train=np.ascontiguousarray(x_train),
         y_train=y_train,
-        x_val=normalise(x_val, held.scale),
+        x_val=np.ascontiguousarray(x_val),
         y_val=y_val,
         classes=classes,
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
+        size=(image_size, image_size) if image_size else (int(height), int(width)),
         source=train.source,
         scale=train.scale,
+        val_scale=held.scale,
+        grey_repeated=train.x.shape[1] == 1 or held.x.shape[1] == 1,
     )
 
 

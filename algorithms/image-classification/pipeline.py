@@ -1,12 +1,19 @@
 """Batches for the training loop, ready on the device.
 
 `TensorFeed`: arrays that fit in memory (.npz, the built-in digits) go to the device once;
-a batch is an index into them, augmented there by random shifts.
+a batch is an index into them, augmented there by random shifts. For the small network they
+are already standardised; for the standard networks (`RawSplits`) they stay as stored
+(uint8 at the source size, say) and each batch is resized, scaled, made RGB and
+standardised on the device.
 
 `FolderFeed`: an image folder is decoded while training by DataLoader worker processes
 (`num_workers`; 0 picks from the host's CPUs, and none for small data), each picture resized
-and cropped to image_size: a random resized crop and a horizontal flip when training with
-augment, the centre crop (87.5 % of the shorter side) otherwise. Batches travel as uint8
+and cropped to image_size. The standard networks get ImageNet-style augmentation: a random
+resized crop (35-100 % of the area) and a horizontal flip, and the centre crop (87.5 % of the
+shorter side) for validation. The small network sees the whole centre square, shifted by up
+to an eighth of image_size (border pixels repeated) when training with augment: what it is
+tuned for (digits, glyphs, icons), where a flip or a tight crop changes the class. 16-bit and
+float pictures are brought to 8 bits first (`eight_bit`). Batches travel as uint8
 (a quarter of the bytes) in pinned memory, copied without blocking while the GPU works on the
 previous step, and are scaled and standardised on the device.
 
@@ -25,12 +32,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from image_data import FolderSplits, Splits
+from image_data import FolderSplits, RawSplits, Splits
 from sm_contract import UserError
 from step import ExecutionPlan
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["FolderDataset", "FolderFeed", "TensorFeed", "make_feed", "worker_count"]
+__all__ = [
+    "FolderDataset",
+    "FolderFeed",
+    "RawFeed",
+    "TensorFeed",
+    "eight_bit",
+    "make_feed",
+    "worker_count",
+]
 
 EVAL_BATCH = 1024
 FOLDER_EVAL_BATCH = 256
@@ -39,7 +54,8 @@ SMALL_DATA = 512
 MAX_AUTO_WORKERS = 16
 CROP_SCALE = (0.35, 1.0)  # of the picture's area: lighter than ImageNet's (0.08, 1)
 CROP_RATIO = (3 / 4, 4 / 3)
-VAL_CROP = 0.875  # resize 256, crop 224
+VAL_CROP = 0.875  # resize 256, crop 224 (the standard networks)
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -63,15 +79,23 @@ def worker_count(requested: int, images: int, env: Any = None) -> int:
 class TensorFeed:
     """In-memory arrays on the device, batches by index, random shifts for augmentation."""
 
-    def __init__(self, splits: Splits, plan: ExecutionPlan, *, augment: bool, seed: int):
+    eval_batch = EVAL_BATCH
+
+    def __init__(
+        self, splits: Splits | RawSplits, plan: ExecutionPlan, *, augment: bool, seed: int
+    ):
         self.plan, self.seed = plan, seed
         device = plan.device
         self.x_train = torch.from_numpy(splits.x_train).to(device)
         self.y_train = torch.from_numpy(splits.y_train).to(device)
         self.x_val = torch.from_numpy(splits.x_val).to(device)
         self.y_val = torch.from_numpy(splits.y_val).to(device)
-        self.shift = max(1, round(min(splits.x_train.shape[2:]) / 8)) if augment else 0
+        self.shift = max(1, round(min(splits.input_shape[1:]) / 8)) if augment else 0
         self.workers = 0
+
+    def _prepared(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """A batch of the held arrays as the network takes it (these are already)."""
+        return x
 
     def train_batches(self, epoch: int, rank: int, batches: Sequence[list[int]]) -> Iterator[Batch]:
         device = self.plan.device
@@ -84,18 +108,43 @@ class TensorFeed:
         for rows in batches:
             index = order[offset : offset + len(rows)]
             offset += len(rows)
-            xb, yb = self.x_train[index], self.y_train[index]
+            xb, yb = self._prepared(self.x_train[index], train=True), self.y_train[index]
             if self.shift:
                 xb = _random_shift(xb, self.shift, rng)
             yield self.plan.input(xb), yb
 
     def val_batches(self) -> Iterator[Batch]:
-        for start in range(0, len(self.y_val), EVAL_BATCH):
-            end = start + EVAL_BATCH
-            yield self.plan.input(self.x_val[start:end]), self.y_val[start:end]
+        step = self.eval_batch
+        for start in range(0, len(self.y_val), step):
+            xb = self._prepared(self.x_val[start : start + step], train=False)
+            yield self.plan.input(xb), self.y_val[start : start + step]
 
     def close(self) -> None:
         pass
+
+
+class RawFeed(TensorFeed):
+    """The standard networks' arrays, held as stored (dtype and size); each batch is resized
+    to the network's size (bilinear, antialiased, as PIL resizes), scaled into [0, 1], made
+    3 channels (grey repeated, RGBA's alpha dropped) and standardised with ImageNet's mean and
+    std, on the device. Augmentation: the same random shifts, at the network's size."""
+
+    eval_batch = FOLDER_EVAL_BATCH
+
+    def __init__(self, splits: RawSplits, plan: ExecutionPlan, *, augment: bool, seed: int):
+        super().__init__(splits, plan, augment=augment, seed=seed)
+        device = plan.device
+        self.size = splits.size
+        self.scales = {True: splits.scale, False: splits.val_scale}
+        self.mean = torch.tensor(splits.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(splits.std, device=device).view(1, 3, 1, 1)
+
+    def _prepared(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        x = x[:, :3].float()  # RGBA: the alpha channel is dropped
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True)
+        x = (x / self.scales[train] - self.mean) / self.std  # grey broadcasts to 3 channels
+        return x.contiguous()
 
 
 class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -110,13 +159,15 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
         grey: bool,
         augment: bool,
         seed: int,
+        imagenet: bool = True,
     ) -> None:
         # One numpy array of bytes, not a list of str: forked workers touching a million
         # Python objects would copy the pages that hold their reference counts.
         self.files = np.array([os.fsencode(f) for f in files])
         self.labels = labels
         self.size, self.mode = image_size, ("L" if grey else "RGB")
-        self.augment, self.seed = augment, seed
+        self.augment, self.seed, self.imagenet = augment, seed, imagenet
+        self.shift = max(1, round(image_size / 8)) if augment and not imagenet else 0
 
     def __len__(self) -> int:
         return len(self.files)
@@ -131,20 +182,64 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
                 # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still leaves enough pixels.
                 need = self.size * (2 if self.augment else 1.2)
                 image.draft(self.mode, (math.ceil(need), math.ceil(need)))
-                picture = image.convert(self.mode)
-        except OSError as exc:
+                picture = eight_bit(image).convert(self.mode)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # OSError: truncated or not a picture; SyntaxError: a broken PNG chunk.
             raise UserError(f"image folder: cannot read image {path}: {exc}") from exc
         size = (self.size, self.size)
-        if self.augment:
-            rng = np.random.default_rng([self.seed, epoch, row])
+        rng = np.random.default_rng([self.seed, epoch, row]) if self.augment else None
+        if rng is not None and self.imagenet:
             picture = picture.resize(size, Image.Resampling.BILINEAR, box=_random_box(picture, rng))
             if rng.random() < 0.5:
                 picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         else:
-            picture = picture.resize(size, Image.Resampling.BILINEAR, box=_centre_box(picture))
+            share = VAL_CROP if self.imagenet else 1.0
+            box = _centre_box(picture, share)
+            picture = picture.resize(size, Image.Resampling.BILINEAR, box=box)
         array = np.asarray(picture, dtype=np.uint8)
         array = array[:, :, None] if array.ndim == 2 else array
+        if rng is not None and self.shift:
+            array = _shifted(array, self.shift, rng)
         return torch.from_numpy(array.copy()), int(self.labels[row])
+
+
+def eight_bit(image: Any) -> Any:
+    """A picture in 8 bits per channel. Pillow's convert("L") clips 16-bit and float values
+    at 255 (a 16-bit picture would come out white), so they are scaled first, by the range
+    their largest value implies: I;16 keeps its high byte, and so does a 32-bit integer (I)
+    picture whose values fit 16 bits (one up to 255 is kept as it is); a float (F) picture
+    up to 1.0 is taken as [0, 1], up to 255 as 8-bit, up to 65535 as 16-bit values; anything
+    larger is scaled by its own maximum. Negative values become 0. Other modes are returned
+    as they are."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode not in (*_SIXTEEN_BIT, "I", "F"):
+        return image
+    values = np.asarray(image)
+    peak = float(values.max()) if values.size else 0.0
+    if mode in _SIXTEEN_BIT or (mode == "I" and 255 < peak <= 65535):
+        high_byte = np.clip(values.astype(np.int64), 0, 65535) >> 8
+        return Image.fromarray(high_byte.astype(np.uint8), "L")
+    if mode == "F" and peak <= 1.0:
+        top = 1.0
+    elif peak <= 255:
+        top = 255.0
+    elif peak <= 65535:
+        top = 65535.0
+    else:
+        top = peak
+    scaled = np.clip(values.astype(np.float64) * (255.0 / top), 0, 255)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), "L")
+
+
+def _shifted(array: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
+    """The picture [H, W, C] moved by up to `shift` pixels each way, the border repeated into
+    the gap (what the small network's in-memory feed does on the device)."""
+    height, width = array.shape[:2]
+    padded = np.pad(array, ((shift, shift), (shift, shift), (0, 0)), mode="edge")
+    dy, dx = rng.integers(0, 2 * shift + 1, size=2)
+    return padded[dy : dy + height, dx : dx + width]
 
 
 def _random_box(picture: Any, rng: np.random.Generator) -> tuple[float, float, float, float]:
@@ -196,7 +291,12 @@ class FolderFeed:
         self.plan = plan
         self.workers = workers
         grey = splits.channels == 1
-        common = {"image_size": splits.image_size, "grey": grey, "seed": seed}
+        common = {
+            "image_size": splits.image_size,
+            "grey": grey,
+            "seed": seed,
+            "imagenet": splits.imagenet,
+        }
         train = FolderDataset(splits.train_files, splits.y_train, augment=augment, **common)
         val = FolderDataset(splits.val_files, splits.y_val, augment=False, **common)
         self.sampler = _EpochBatches()
@@ -273,7 +373,7 @@ def _reraised(loader: DataLoader[Any]) -> Iterator[Any]:
 
 
 def make_feed(
-    splits: Splits | FolderSplits,
+    splits: Splits | FolderSplits | RawSplits,
     plan: ExecutionPlan,
     *,
     augment: bool,
@@ -283,6 +383,8 @@ def make_feed(
     if isinstance(splits, FolderSplits):
         workers = worker_count(num_workers, len(splits.train_files))
         return FolderFeed(splits, plan, augment=augment, seed=seed, workers=workers)
+    if isinstance(splits, RawSplits):
+        return RawFeed(splits, plan, augment=augment, seed=seed)
     return TensorFeed(splits, plan, augment=augment, seed=seed)
 
 

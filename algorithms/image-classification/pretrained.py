@@ -4,7 +4,9 @@ or checkpoint trainbot wrote. Never downloaded: the file comes with the job's da
 
 The file is read with `torch.load(weights_only=True)` (tensors only, no code). A dict wrapped
 as {"state_dict": …}, {"model": …} or {"model_state_dict": …} is unwrapped, and the prefixes
-of DistributedDataParallel (`module.`) and torch.compile (`_orig_mod.`) are stripped.
+of DistributedDataParallel (`module.`), torch.compile (`_orig_mod.`) and a Lightning module's
+attribute (`model.`) are stripped, in any order and nesting (`_orig_mod.module.`), until none
+is left on every key.
 
 The backbone must fit: every tensor of the file that the model has must have the model's
 shape there, and the file must cover the model's backbone and not carry much more (a
@@ -15,6 +17,7 @@ data set has its own classes. What was matched, missing or unexpected is printed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,11 @@ __all__ = ["SUFFIXES", "LoadReport", "find_weights", "load_pretrained", "match_s
 
 SUFFIXES = (".pt", ".pth", ".bin")
 _WRAPPERS = ("state_dict", "model", "model_state_dict")
-_PREFIXES = ("module.", "_orig_mod.")
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+# Terminal escape sequences (torch colours parts of its weights_only refusal) and other
+# control characters, kept out of the ERROR line and the failure file.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHOWN = 4
 # A backbone with fewer of its tensors in the file, or a file with more extra tensors (as a
 # share of the backbone), is another architecture.
@@ -117,7 +124,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals, torn files, not a torch file at all
-        reason = " ".join(str(exc).split())[:200]
+        text = str(exc)
+        # torch's refusal of pickled objects explains itself after its advice: the line
+        # naming the object is what helps.
+        unpickler = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+        reason = plain_text(unpickler.group(1) if unpickler else text)[:200]
         raise UserError(
             f"channel pretrained: cannot read {path.name} as a state dict with "
             f"torch.load(weights_only=True) ({type(exc).__name__}: {reason}); save "
@@ -135,10 +146,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"tensors, possibly under {', '.join(repr(k) for k in _WRAPPERS)})"
         )
     tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    for prefix in _PREFIXES:
-        if tensors and all(k.startswith(prefix) for k in tensors):
-            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    return strip_prefixes(tensors)
+
+
+def strip_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Without the wrappers' prefixes that every key carries, taken off until none is left
+    (`_orig_mod.module.conv1.weight` → `conv1.weight`)."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if tensors and all(k.startswith(prefix) and len(k) > len(prefix) for k in tensors):
+                tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+                changed = True
     return tensors
+
+
+def plain_text(text: str) -> str:
+    """`text` on one line, without terminal escape sequences or control characters."""
+    return " ".join(_CONTROLS.sub(" ", _ESCAPES.sub("", text)).split())
 
 
 def _is_tensor_dict(value: Mapping[Any, Any]) -> bool:

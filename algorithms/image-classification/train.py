@@ -9,6 +9,7 @@ sm_contract.py; HYPERPARAMETERS below mirrors manifest.yml (a test keeps them eq
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ if _SHARED.is_dir() and str(_SHARED) not in sys.path:
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from image_data import FolderSplits, Splits, load_builtin, load_channel, make_splits
+from image_data import FolderSplits, RawSplits, Splits, load_builtin, load_channel, make_splits
 from sm_contract import (
     Cluster,
     Param,
@@ -63,8 +64,8 @@ HYPERPARAMETERS = (
 def main(argv: Sequence[str]) -> None:
     hps = read_hyperparameters(HYPERPARAMETERS, argv)
     stop = StopSignal().install()
+    pretrained_dir = _pretrained_dir(hps)
     splits = _load_data(hps)
-    pretrained_dir = _pretrained_dir()
     # torch is imported only from here on, so bad hyperparameters or data fail in well
     # under a second.
     from distributed import World
@@ -88,18 +89,21 @@ def main(argv: Sequence[str]) -> None:
     )
 
 
-def _load_data(hps: Mapping[str, Any]) -> Splits | FolderSplits:
+def _load_data(hps: Mapping[str, Any]) -> Splits | FolderSplits | RawSplits:
     train_dir = channel_dir("train")
     validation_dir = channel_dir("validation")
     if train_dir is None and validation_dir is not None:
         raise UserError("a validation channel needs a train channel too")
     size = hps["image_size"]
+    # Arrays for the standard networks stay at their own size: each batch is resized on the
+    # device (pipeline.RawFeed), not the whole data set up front.
+    load_size = size if hps["arch"] == "small" else 0
     if train_dir:
-        train = load_channel("train", train_dir, image_size=size)
+        train = load_channel("train", train_dir, image_size=load_size)
     else:
-        train = load_builtin(image_size=size)
+        train = load_builtin(image_size=load_size)
     validation = (
-        load_channel("validation", validation_dir, image_size=size) if validation_dir else None
+        load_channel("validation", validation_dir, image_size=load_size) if validation_dir else None
     )
     return make_splits(
         train,
@@ -111,10 +115,24 @@ def _load_data(hps: Mapping[str, Any]) -> Splits | FolderSplits:
     )
 
 
-def _pretrained_dir() -> Path | None:
-    """The `pretrained` channel, checked before torch is imported: one weights file."""
+def _pretrained_dir(hps: Mapping[str, Any]) -> Path | None:
+    """The `pretrained` channel, checked before torch is imported: one weights file. Given
+    but empty is an error, and so is fine-tuning (freeze_backbone, head_epochs) without it:
+    a frozen backbone of random weights would learn next to nothing."""
     root = channel_dir("pretrained")
+    if root is None and os.environ.get("SM_CHANNEL_PRETRAINED"):
+        raise UserError(
+            f"channel pretrained: {os.environ['SM_CHANNEL_PRETRAINED']} is empty; give it one "
+            ".pt/.pth/.bin state dict file, or leave the channel out to train from scratch"
+        )
     if root is None:
+        if hps["freeze_backbone"] or hps["head_epochs"]:
+            which = "freeze_backbone=true" if hps["freeze_backbone"] else "head_epochs > 0"
+            raise UserError(
+                f"{which} fine-tunes pretrained weights, but there is no pretrained channel; "
+                "give it the weights (one .pt/.pth state dict, e.g. torchvision's for this "
+                "arch), or set freeze_backbone=false and head_epochs=0 to train from scratch"
+            )
         return None
     if not data_files(root, (".pt", ".pth", ".bin")):
         raise UserError(

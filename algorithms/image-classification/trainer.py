@@ -3,16 +3,19 @@ channels-last on CUDA (step.py), a checkpoint per epoch, resumable, stoppable by
 any step, optionally from pretrained weights with the backbone frozen for the first epochs.
 
 Every rank trains; rank 0 alone validates, prints metric lines, writes TensorBoard events,
-checkpoints, the model and evaluation.json.
+checkpoints, the model and evaluation.json. Whatever may fail on some ranks only (decoding a
+batch, rank 0's validation and writing, reading the pretrained weights or the checkpoint) is
+followed by `World.agree`, so every rank leaves together, with one `ERROR:` line.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import checkpoints
 import numpy as np
@@ -27,7 +30,7 @@ from architectures import (
 from checkpoint_files import refuse_foreign
 from distributed import World, pick_device
 from evaluation import classification_report, write_evaluation
-from image_data import FolderSplits, Splits
+from image_data import FolderSplits, RawSplits, Splits
 from pipeline import VAL_CROP, make_feed
 from pretrained import LoadReport, load_pretrained
 from sm_contract import (
@@ -45,16 +48,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-__all__ = ["METRICS", "OBJECTIVE", "frozen_in", "train"]
+__all__ = ["METRICS", "OBJECTIVE", "frozen_in", "stage_line", "train"]
 
 METRICS = ("train:loss", "train:accuracy", "validation:loss", "validation:accuracy")
 OBJECTIVE = "validation:accuracy"
 _SMALL_IMAGE_PIXELS = 32 * 32
+T = TypeVar("T")
+AnySplits = Splits | FolderSplits | RawSplits
 
 
 def train(
     hps: Mapping[str, Any],
-    splits: Splits | FolderSplits,
+    splits: AnySplits,
     *,
     paths: Paths,
     world: World,
@@ -67,18 +72,24 @@ def train(
     write model.pt, model.json and evaluation.json."""
     device = pick_device(world, cluster)
     world.start(device)
+    together = True
     try:
         trainer = _Trainer(hps, splits, paths=paths, world=world, device=device, stop=stop)
         trainer.run(algorithm, pretrained_dir)
+    except BaseException:
+        # A stop or failure the ranks agreed on: all of them are on their way out. Otherwise
+        # this rank's own failure, while its peers may be waiting in a collective.
+        together = world.leaving
+        raise
     finally:
-        world.stop()
+        world.stop(together=together)
 
 
 class _Trainer:
     def __init__(
         self,
         hps: Mapping[str, Any],
-        splits: Splits | FolderSplits,
+        splits: AnySplits,
         *,
         paths: Paths,
         world: World,
@@ -111,13 +122,24 @@ class _Trainer:
         self.pretrained: LoadReport | None = None
         self.last_eval: tuple[int, dict[str, float], np.ndarray] | None = None
 
+    def _together(self, work: Callable[..., T], *args: Any, main_only: bool = False) -> T | None:
+        """`work(*args)` (on rank 0 alone when `main_only`), then every rank agrees on how
+        it went: a failure anywhere ends the run on every rank (World.agree)."""
+        result, error = None, None
+        if self.world.is_main or not main_only:
+            try:
+                result = work(*args)
+            except Exception as exc:
+                error = exc
+        self.world.agree(self.device, error=error)
+        return result
+
     def run(self, algorithm: Mapping[str, str], pretrained_dir: Path | None = None) -> None:
         if pretrained_dir is not None:
             # On the CPU, before the model moves. Every rank reads the file, so all of them
             # refuse a wrong one alike; a checkpoint, when there is one, replaces these weights.
-            self.pretrained = load_pretrained(
-                self.model, pretrained_dir, arch=self.hps["arch"], quiet=not self.world.is_main
-            )
+            load = partial(load_pretrained, arch=self.hps["arch"], quiet=not self.world.is_main)
+            self.pretrained = self._together(load, self.model, pretrained_dir)
         self.model = self.plan.place(self.model)
         self.optimizer = make_optimizer(self.hps, self.model, self.device)
         self.step = TrainStep(self.model, self.optimizer, self.plan)
@@ -131,21 +153,24 @@ class _Trainer:
         try:
             last_saved = start_epoch
             for epoch in range(start_epoch + 1, epochs + 1):
-                self._set_stage(epoch)
+                self._set_stage(epoch, resumed=epoch == start_epoch + 1 and start_epoch > 0)
                 train_metrics, lr = self._train_epoch(epoch, last_saved, writer)
-                if self.world.is_main:
-                    self._end_epoch(epoch, train_metrics, lr, writer)
-                # Rank 0 saved it before joining the next step's collective, so every rank
-                # may now name this checkpoint.
+                self._together(self._end_epoch, epoch, train_metrics, lr, writer, main_only=True)
+                # Rank 0 saved it before the ranks agreed, so every rank may now name it.
                 last_saved = epoch
-            if self.world.is_main:
-                self._export(algorithm, max(epochs, start_epoch))
-                if writer:
-                    writer.hparams_end(success=True)
+            trained = max(epochs, start_epoch)
+            self._together(self._finish, algorithm, trained, writer, main_only=True)
         finally:
             self.feed.close()
             if writer:
                 writer.close()
+
+    def _finish(
+        self, algorithm: Mapping[str, str], epochs_trained: int, writer: TensorBoardWriter | None
+    ) -> None:
+        self._export(algorithm, epochs_trained)
+        if writer:
+            writer.hparams_end(success=True)
 
     def _announce(self) -> None:
         splits, plan = self.splits, self.plan
@@ -160,7 +185,7 @@ class _Trainer:
             f"source={splits.source}"
         )
 
-    def _set_stage(self, epoch: int) -> None:
+    def _set_stage(self, epoch: int, *, resumed: bool = False) -> None:
         """Freeze or unfreeze the backbone, and (re)build what runs the steps: DDP registers
         only the parameters that train when it is built, so a change of stage rebuilds it."""
         frozen = frozen_in(epoch, self.hps)
@@ -174,18 +199,19 @@ class _Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(self.model, device_ids=ids)
         self.step.net = self.plan.wrap(net)
-        if self.world.is_main and (frozen or changed):
-            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-            what = "the head alone trains" if frozen else "every layer trains"
-            log(f"stage from epoch {epoch}: {what} (trainable parameters={trainable})")
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        line = stage_line(epoch, self.hps, changed=changed, resumed=resumed, trainable=trainable)
+        if self.world.is_main and line:
+            log(line)
 
     def _resume(self) -> int:
-        found = checkpoints.load_latest(self.paths.checkpoint_dir) if self.world.is_main else None
+        directory = self.paths.checkpoint_dir
+        found = self._together(checkpoints.load_latest, directory, main_only=True)
         found = self.world.broadcast(found)
         if found is None:
             return 0
         path, saved = found
-        refuse_foreign(path, saved.get("fingerprint") or {}, self.fingerprint)
+        self._together(refuse_foreign, path, saved.get("fingerprint") or {}, self.fingerprint)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.step.scaler.is_enabled() and saved.get("scaler"):
@@ -219,8 +245,26 @@ class _Trainer:
         step_losses: list[torch.Tensor] = []
         count = 0
         lr = hps["lr"]
-        batches_on_device = self.feed.train_batches(epoch, world.rank, batches)
-        for step, (xb, yb) in enumerate(batches_on_device):
+        batches_on_device = iter(self.feed.train_batches(epoch, world.rank, batches))
+        for step in range(len(batches)):
+            # Fetching a batch decodes pictures, which may fail on this rank alone: every rank
+            # says how it went (and whether it got SIGTERM) before any trains on its batch.
+            batch, error = None, None
+            try:
+                batch = next(batches_on_device)
+            except Exception as exc:
+                error = exc
+            if world.agree(device, stop=self.stop, error=error):
+                _write_step_losses(writer, step_losses, first_step)
+                kept = (
+                    f"checkpoint epoch={last_saved} is in {self.paths.checkpoint_dir}"
+                    if last_saved
+                    else "no checkpoint was written yet"
+                )
+                received = self.stop.received or "a peer"
+                raise Stopped(f"stopped by {received} during epoch {epoch}/{hps['epochs']}; {kept}")
+            assert batch is not None
+            xb, yb = batch
             global_step = first_step + step
             lr = hps["lr"] * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
             for group in self.optimizer.param_groups:
@@ -231,15 +275,6 @@ class _Trainer:
             loss_sum += loss.double() * rows
             correct += (logits.argmax(1) == yb).sum()
             count += rows
-            if world.any_stop(self.stop, device):
-                _write_step_losses(writer, step_losses, first_step)
-                kept = (
-                    f"checkpoint epoch={last_saved} is in {self.paths.checkpoint_dir}"
-                    if last_saved
-                    else "no checkpoint was written yet"
-                )
-                received = self.stop.received or "a peer"
-                raise Stopped(f"stopped by {received} during epoch {epoch}/{hps['epochs']}; {kept}")
         _write_step_losses(writer, step_losses, first_step)
         total_loss, total_correct, total = world.sum(
             [loss_sum.item(), float(correct.item()), float(count)], device
@@ -340,25 +375,48 @@ def frozen_in(epoch: int, hps: Mapping[str, Any]) -> bool:
     return epoch <= head_epochs or (head_epochs == 0 and hps["freeze_backbone"])
 
 
-def _input_description(splits: Splits | FolderSplits) -> dict[str, Any]:
+def stage_line(
+    epoch: int, hps: Mapping[str, Any], *, changed: bool, resumed: bool, trainable: int
+) -> str | None:
+    """What the log says when a stage starts: at a head-only start, at the change of stage,
+    and when a two-stage run resumes (in either stage). A one-stage run that trains every
+    layer says nothing."""
+    frozen = frozen_in(epoch, hps)
+    if not (frozen or changed or (resumed and hps["head_epochs"] > 0)):
+        return None
+    what = "the head alone trains" if frozen else "every layer trains"
+    return f"stage from epoch {epoch}: {what} (trainable parameters={trainable})"
+
+
+def _input_description(splits: AnySplits) -> dict[str, Any]:
+    grey_repeated = bool(getattr(splits, "grey_repeated", False))
+    layout = "NCHW; divide by scale, then standardise each channel with mean and std"
+    if grey_repeated:
+        layout += "; grey pictures are repeated to 3 channels (R = G = B) first"
     described: dict[str, Any] = {
         "shape": list(splits.input_shape),
         "scale": splits.scale,
         "mean": splits.mean,
         "std": splits.std,
-        "layout": "NCHW; divide by scale, then standardise each channel with mean and std",
+        "layout": layout,
+        "grey_repeated": grey_repeated,
     }
     if isinstance(splits, FolderSplits):
+        share = VAL_CROP if splits.imagenet else 1.0
         described["resize"] = (
-            f"the centre square of {VAL_CROP:.1%} of the shorter side, resized (bilinear) to "
+            f"the centre square of {share:.1%} of the shorter side, resized (bilinear) to "
             f"{splits.image_size}x{splits.image_size}; "
             + ("grey" if splits.channels == 1 else "RGB")
+            + (" (grey pictures repeated to 3 channels)" if grey_repeated else "")
         )
+    elif isinstance(splits, RawSplits):
+        height, width = splits.size
+        described["resize"] = f"resized (bilinear, antialiased) to {height}x{width}"
     return described
 
 
 def _fingerprint(
-    hps: Mapping[str, Any], splits: Splits | FolderSplits, architecture: Mapping[str, Any]
+    hps: Mapping[str, Any], splits: AnySplits, architecture: Mapping[str, Any]
 ) -> dict[str, Any]:
     """What must be equal for a checkpoint to be resumable: the model and the data split.
     Epochs, learning rate and the like may change between runs."""
