@@ -154,7 +154,8 @@ def _over_budget(deps: Deps, version: JobVersion, pool: ResourcePool) -> JobVers
     """A version that waited (behind a cap, or in a sweep) is checked against its budgets
     again as it launches — what launched meanwhile may have used them up: over a budget
     that asks an approver it keeps waiting (its card says why), over one that refuses it
-    ends FAILED, never having run (the reason says the budget refused it). None when it may launch (or an approver already let it run)."""
+    ends FAILED, never having run (the reason says the budget refused it). None when it may
+    launch (or an approver already let it run)."""
     if version.approved_by is not None or version.charged_usd is not None:
         return None
     estimate = pool.estimate_cost(version.spec.max_runtime_s, spot=version.spec.spot)
