@@ -30,13 +30,19 @@ def backend_job_name(prefix: str, job: str, number: int, suffix: str) -> str:
 
 def tuning_job_name(prefix: str, sweep: str, suffix: str) -> str:
     """``<prefix>-<sweep>-<suffix>`` in SageMaker's 32 characters (sweep part shortened):
-    the prefix keeps it (and its trials' training jobs) inside trainbot's EventBridge rules
-    and IAM resources; the suffix keeps a reused sweep name unique."""
+    the prefix keeps it (and its trials' training jobs, ``<name>-NNN-xxxxxxxx``) inside
+    trainbot's EventBridge rules and IAM resources; the suffix (letters and digits only)
+    keeps a reused sweep name unique, since SageMaker never frees a name. ``ValueError`` if
+    no valid name can be made (a suffix without letters or digits, a prefix leaving no
+    room)."""
     # Lower case: SageMaker writes tuning-job ARNs in lower case in places, and IAM resource
     # patterns match case-sensitively.
-    room = _MAX_TUNING - len(prefix) - 2 - len(suffix)
+    clean = re.sub(r"[^a-z0-9]", "", suffix.lower())
+    if not clean:
+        raise ValueError(f"tuning job name suffix {suffix!r} has no letters or digits")
+    room = _MAX_TUNING - len(prefix) - 2 - len(clean)
     stem = sweep.lower()[: max(room, 1)].rstrip("-")
-    name = f"{prefix}-{stem}-{suffix.lower()}"
+    name = f"{prefix}-{stem}-{clean}"
     if not TUNING_JOB_NAME.match(name):
         raise ValueError(f"cannot derive a valid tuning job name from {sweep!r}")
     return name

@@ -174,15 +174,8 @@ def _over_budget(deps: Deps, version: JobVersion, pool: ResourcePool) -> JobVers
             else after
     if over is None:
         return None
-    reason = f"{over.reason} — it waits for room in the budget, or an admin raising it"
-    before, after = mutate_version(
-        deps.store, version.job, version.number,
-        lambda v: v.model_copy(update={"queue_reason": reason})
-        if v.status is Status.QUEUED and not v.backend_job_name and v.queue_reason != reason
-        else v)
-    if after is not before:
-        notify("card", lambda: deps.chat.progress(after))
-    return after
+    return _hold(deps, version,
+                 f"{over.reason} — it waits for room in the budget, or an admin raising it")
 
 
 def _tell_budget_alerts(deps: Deps, version: JobVersion) -> None:
@@ -216,7 +209,12 @@ def _wait_in_line(deps: Deps, version: JobVersion, full: Full) -> JobVersion:
                       and v.created_at <= version.created_at
                       and _waits_on(v, full.cap)), key=lambda v: (v.created_at, v.job))
     place = 1 + sum(1 for v in waiting if (v.job, v.number) != (version.job, version.number))
-    reason = f"{describe_cap(full)}; place {place} in line"
+    return _hold(deps, version, f"{describe_cap(full)}; place {place} in line")
+
+
+def _hold(deps: Deps, version: JobVersion, reason: str) -> JobVersion:
+    """Record why a version still waits, for its card (nothing written when unchanged or
+    when it left the line meanwhile)."""
     before, after = mutate_version(
         deps.store, version.job, version.number,
         lambda v: v.model_copy(update={"queue_reason": reason})

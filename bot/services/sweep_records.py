@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 from bot.domain import StaleWrite
@@ -11,7 +10,7 @@ from bot.domain.algorithm import HPValue
 from bot.domain.sweep import ENDED, Sweep, SweepStatus, Trial, best, trials_of
 from bot.domain.sweep_space import Choices, ParamRange
 from bot.services.context import Deps
-from bot.services.versions import ANNOUNCE_LEASE, MAX_ATTEMPTS, lease_end, notify, try_chat
+from bot.services.versions import MAX_ATTEMPTS, claimed, new_lease, notify, settled, try_chat
 
 __all__ = ["any_value", "deliver", "end_sweep", "mutate_sweep", "post_card", "sweep_trials",
            "tell_best"]
@@ -75,23 +74,14 @@ def deliver(deps: Deps, sweep: Sweep, trials: list[Trial]) -> Sweep:
     if not sweep.outbox or not sweep.status.terminal:
         return sweep
     now = deps.clock.now()
-    lease = f"{ENDED}@{(now + ANNOUNCE_LEASE).isoformat()}#{secrets.token_hex(4)}"
-
-    def claim(s: Sweep) -> Sweep:
-        for notice in s.outbox:
-            end = lease_end(notice)
-            if notice == ENDED or (end is not None and end <= now):
-                return s.model_copy(update={"outbox": [lease if n == notice else n
-                                                       for n in s.outbox]})
-        return s
-
-    claimed = mutate_sweep(deps, sweep.name, claim)
-    if lease not in claimed.outbox:
-        return claimed
-    _, error = try_chat("sweep end", lambda: deps.chat.sweep_ended(claimed, trials))
-    kept = [ENDED] if error is not None else []
+    lease = new_lease(ENDED, now)
+    held = mutate_sweep(deps, sweep.name, lambda s: s.model_copy(
+        update={"outbox": claimed(s.outbox, ENDED, lease, now)}))
+    if lease not in held.outbox:
+        return held
+    _, error = try_chat("sweep end", lambda: deps.chat.sweep_ended(held, trials))
     return mutate_sweep(deps, sweep.name, lambda s: s.model_copy(
-        update={"outbox": [m for n in s.outbox for m in ([*kept] if n == lease else [n])]}))
+        update={"outbox": settled(s.outbox, lease, ENDED, told=error is None)}))
 
 
 def post_card(deps: Deps, sweep: Sweep) -> Sweep:

@@ -18,10 +18,13 @@ T = TypeVar("T")
 
 __all__ = [
     "ANNOUNCE_LEASE",
+    "claimed",
     "deliver_outbox",
     "lease_end",
     "mutate_version",
+    "new_lease",
     "notify",
+    "settled",
     "tell_change",
     "try_chat",
 ]
@@ -98,6 +101,28 @@ def lease_end(notice: str) -> datetime | None:
         return None
 
 
+def new_lease(notice: str, now: datetime) -> str:
+    """A claim on ``notice`` until the lease ends; the nonce makes each caller's its own,
+    even at the same instant."""
+    return f"{notice}@{(now + ANNOUNCE_LEASE).isoformat()}#{secrets.token_hex(4)}"
+
+
+def claimed(outbox: list[str], notice: str, lease: str, now: datetime) -> list[str]:
+    """``outbox`` with ``notice`` (or a claim on it whose lease ended) replaced by ``lease``;
+    unchanged when there is nothing to claim (another caller holds a live claim)."""
+    for entry in outbox:
+        end = lease_end(entry)
+        if entry == notice or (end is not None and end <= now and entry.startswith(notice)):
+            return [lease if e == entry else e for e in outbox]
+    return outbox
+
+
+def settled(outbox: list[str], lease: str, notice: str, *, told: bool) -> list[str]:
+    """After a claim: the lease removed when the chat took it, else ``notice`` handed back
+    for the reconcile."""
+    return [m for e in outbox for m in (([] if told else [notice]) if e == lease else [e])]
+
+
 def deliver_outbox(deps: Deps, version: JobVersion) -> JobVersion:
     """Deliver the version's announcement once; safe to call again and from several places
     at once (the event handler, the launch, the reconcile).
@@ -110,23 +135,13 @@ def deliver_outbox(deps: Deps, version: JobVersion) -> JobVersion:
     if not version.outbox or not version.status.terminal:
         return version
     now = deps.clock.now()
-    # The nonce makes each caller's claim its own, even at the same instant.
-    lease = f"{ANNOUNCE}@{(now + ANNOUNCE_LEASE).isoformat()}#{secrets.token_hex(4)}"
-
-    def claim(v: JobVersion) -> JobVersion:
-        for notice in v.outbox:
-            end = lease_end(notice)
-            if notice == ANNOUNCE or (end is not None and end <= now):
-                return v.model_copy(update={"outbox": [lease if n == notice else n
-                                                       for n in v.outbox]})
-        return v  # nothing to announce, or another caller holds a live claim
-
-    _, claimed = mutate_version(deps.store, version.job, version.number, claim)
-    if lease not in claimed.outbox:
-        return claimed
-    _, error = try_chat(f"announcement of {claimed.label}", lambda: deps.chat.announce(claimed))
-    kept = [ANNOUNCE] if error is not None else []  # handed back for the next reconcile
-    _, after = mutate_version(deps.store, claimed.job, claimed.number, lambda v: v.model_copy(
-        update={"outbox": [m for n in v.outbox for m in ([*kept] if n == lease else [n])]}))
+    lease = new_lease(ANNOUNCE, now)
+    _, held = mutate_version(deps.store, version.job, version.number, lambda v: v.model_copy(
+        update={"outbox": claimed(v.outbox, ANNOUNCE, lease, now)}))
+    if lease not in held.outbox:
+        return held  # nothing to announce, or another caller holds a live claim
+    _, error = try_chat(f"announcement of {held.label}", lambda: deps.chat.announce(held))
+    _, after = mutate_version(deps.store, held.job, held.number, lambda v: v.model_copy(
+        update={"outbox": settled(v.outbox, lease, ANNOUNCE, told=error is None)}))
     return after
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 from bot.domain import JobVersion
 from bot.domain.cost import CostReport
@@ -13,6 +14,17 @@ __all__ = ["chart_for", "confusion_chart_for", "confusion_matrix_png", "cost_cha
            "sweep_chart_for"]
 
 COST_BARS = 15  # the rest of a report's rows are summed into one "… N more" bar
+
+
+def _png(fig: Any) -> bytes:
+    """The figure as a PNG (laid out, 100 dpi), closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def chart_for(version: JobVersion) -> bytes | None:
@@ -37,11 +49,7 @@ def chart_for(version: JobVersion) -> bytes | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{version.label} — {version.spec.algorithm}")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def confusion_chart_for(version: JobVersion) -> bytes | None:
@@ -72,11 +80,7 @@ def confusion_matrix_png(matrix: list[list[int]], classes: list[str], title: str
             for j, value in enumerate(row):
                 ax.text(j, i, str(value), ha="center", va="center", fontsize=6)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _plain(text: str) -> str:
@@ -129,11 +133,7 @@ def sweep_chart_for(sweep: Sweep, trials: Sequence[Trial]) -> bytes | None:
     goal = "higher" if spec.objective_goal == "maximize" else "lower"
     ax.set_title(_plain(f"{sweep.label}: {spec.objective_metric} by trial ({goal} is better)"),
                  fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def cost_chart_for(report: CostReport) -> bytes | None:
@@ -177,11 +177,7 @@ def cost_chart_for(report: CostReport) -> bytes | None:
     where = f" in {report.channel}" if report.channel else ""
     ax.set_title(_plain(f"Spend by {report.by} — {report.period}{where} "
                         f"(${report.total.spent_usd:,.2f} spent)"), fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _short(text: str, n: int = 32) -> str:

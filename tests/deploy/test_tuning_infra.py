@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.adapters.sagemaker.tuning import tuning_job_name
+from bot.domain.naming import tuning_job_name
 from tests.deploy.conftest import Packaged
 from tests.deploy.test_template import ROLES, _actions, _listed, _role_statements
 

@@ -31,7 +31,6 @@ from bot.adapters.sagemaker.tuning import (
     build_tuning_job_request,
     hyperband_config,
     parameter_ranges,
-    tuning_job_name,
 )
 from bot.catalog import load_algorithms
 from bot.config import Settings
@@ -43,7 +42,7 @@ from bot.domain import (
     QuotaExceeded,
     ResourcePool,
 )
-from bot.domain.naming import TUNING_JOB_NAME
+from bot.domain.naming import TUNING_JOB_NAME, tuning_job_name
 from bot.domain.sweep import Sweep, SweepStatus, Trial
 from bot.domain.sweep_space import SweepSpec, build_sweep_spec
 from bot.ports import Tuner

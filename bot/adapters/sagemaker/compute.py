@@ -22,7 +22,7 @@ from bot.adapters.algorithm_catalog import (
     catalog_uri,
     split_s3_uri,
 )
-from bot.adapters.sagemaker.errors import error_code, is_not_found, translate
+from bot.adapters.sagemaker.errors import error_code, is_not_found, stop_quietly, translate
 from bot.adapters.sagemaker.logs import (
     LOG_GROUP,
     PROGRESS_WINDOW,
@@ -233,17 +233,10 @@ class SageMakerCompute:
     def stop(self, version: JobVersion) -> None:
         """StopTrainingJob. A job that already ended (or never existed) is not an error:
         SageMaker answers those with a ValidationException."""
-        if not version.backend_job_name:
+        name = version.backend_job_name
+        if not name:
             return
-        try:
-            self.sagemaker.stop_training_job(TrainingJobName=version.backend_job_name)
-        except ClientError as exc:
-            if error_code(exc) == "ValidationException" or is_not_found(exc):
-                log.info("nothing to stop for %s: %s", version.backend_job_name, exc)
-                return
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        stop_quietly(lambda: self.sagemaker.stop_training_job(TrainingJobName=name), name)
 
     def describe(self, version: JobVersion) -> TrainingJobDetail | None:
         if not version.backend_job_name:

@@ -8,7 +8,9 @@ fails reaches :func:`translate` and becomes a "try again" message.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -21,11 +23,14 @@ from botocore.exceptions import (
 
 from bot.domain import BackendError, BackendRejected, QuotaExceeded
 
+log = logging.getLogger("trainbot")
+
 __all__ = [
     "THROTTLING_CODES",
     "error_code",
     "error_message",
     "is_not_found",
+    "stop_quietly",
     "translate",
 ]
 
@@ -71,6 +76,21 @@ def is_not_found(exc: ClientError) -> bool:
         message = error_message(exc).lower()
         return "not found" in message or "could not find" in message
     return False
+
+
+def stop_quietly(stop: Callable[[], object], name: str) -> None:
+    """Call a SageMaker ``Stop…`` request; a job that already ended (SageMaker answers a
+    ValidationException) or that it doesn't know is stopped enough. ``BackendError`` (its
+    subclasses) otherwise."""
+    try:
+        stop()
+    except ClientError as exc:
+        if error_code(exc) == "ValidationException" or is_not_found(exc):
+            log.info("nothing to stop for %s: %s", name, exc)
+            return
+        raise translate(exc) from exc
+    except BotoCoreError as exc:
+        raise translate(exc) from exc
 
 
 def translate(

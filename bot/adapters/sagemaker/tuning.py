@@ -31,14 +31,19 @@ import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.adapters.algorithm_catalog import PublishedAlgorithm
-from bot.adapters.sagemaker.errors import error_code, error_message, is_not_found, translate
+from bot.adapters.sagemaker.errors import (
+    error_code,
+    error_message,
+    is_not_found,
+    stop_quietly,
+    translate,
+)
 from bot.adapters.sagemaker.request import (
     SageMakerSetup,
     define_training,
@@ -56,7 +61,6 @@ from bot.domain import (
 from bot.domain.algorithm import HPValue
 from bot.domain.events import TrainingJobDetail, TuningJobDetail
 from bot.domain.naming import TUNING_JOB_NAME
-from bot.domain.naming import tuning_job_name as _domain_tuning_job_name
 from bot.domain.sweep import Sweep, Trial
 from bot.domain.sweep_space import Choices, FloatRange, IntRange, SweepSpec, SweepStrategy
 
@@ -69,7 +73,6 @@ __all__ = [
     "build_tuning_job_request",
     "hyperband_config",
     "parameter_ranges",
-    "tuning_job_name",
 ]
 
 log = logging.getLogger("trainbot.compute.sagemaker")
@@ -85,25 +88,6 @@ ROUND_KEYS = ("max_epochs", "max_iter", "iterations", "num_iterations", "num_rou
               "n_estimators")
 EVAL_EVERY_KEYS = ("eval_every", "eval_interval")
 MAX_RESOURCE = 20_000  # HyperbandStrategyConfig's ceiling
-_SALT = re.compile(r"[^a-z0-9]")
-
-
-def tuning_job_name(job_prefix: str, sweep_name: str, salt: str) -> str:
-    """A tuning job name for sweep ``sweep_name``: ``<prefix>-<sweep>-<salt>`` within
-    SageMaker's 32 characters (the sweep part shortened), sweep and salt in lower case.
-
-    The prefix keeps the tuning job and its trials (``<name>-NNN-xxxxxxxx``) inside trainbot's
-    EventBridge rules and IAM resources; the salt (e.g. 4 random hex digits) keeps a reused
-    sweep name unique, since SageMaker never frees a name. Lower case because SageMaker writes
-    names in lower case in some ARNs (a trial's ``TuningJobArn``). ``ValueError`` if no valid
-    name can be made (an empty salt, a prefix that leaves no room).
-    """
-    clean = _SALT.sub("", salt.lower())
-    if not clean:
-        raise ValueError(f"tuning job name salt {salt!r} has no letters or digits")
-    return _domain_tuning_job_name(job_prefix, sweep_name.lower(), clean)
-
-
 def parameter_ranges(spec: SweepSpec, *, script_mode: bool) -> dict[str, list[dict[str, Any]]]:
     """SageMaker's ``ParameterRanges`` for the sweep's ranges: ``log`` → Logarithmic scaling,
     else Linear. Categorical values are strings encoded as the trial's other hyperparameters
@@ -283,18 +267,11 @@ class SageMakerTuner:
         """StopHyperParameterTuningJob (its running trials stop with it). A tuning job that
         already ended or never existed is not an error: SageMaker answers a ValidationException
         (or ResourceNotFound)."""
-        if not sweep.backend_name:
+        name = sweep.backend_name
+        if not name:
             return
-        try:
-            self.sagemaker.stop_hyper_parameter_tuning_job(
-                HyperParameterTuningJobName=sweep.backend_name)
-        except ClientError as exc:
-            if error_code(exc) == "ValidationException" or is_not_found(exc):
-                log.info("nothing to stop for %s: %s", sweep.backend_name, exc)
-                return
-            raise translate(exc) from exc
-        except BotoCoreError as exc:
-            raise translate(exc) from exc
+        stop_quietly(lambda: self.sagemaker.stop_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name), name)
 
     # -- reading (the reconcile's repair of a missed event) ------------------------------------
 
